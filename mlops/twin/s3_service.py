@@ -17,7 +17,6 @@ import threading
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,6 @@ class S3Service:
         self.port = port
         self.eventbridge_buckets: set[str] = set()
         self._server: ThreadedMotoServer | None = None
-        self._events = ThreadPoolExecutor(max_workers=4, thread_name_prefix="s3-events")
         self._restoring = threading.local()
         self._original_send_event = notifications.send_event
 
@@ -100,7 +98,6 @@ class S3Service:
         if self._server is not None:
             self._server.stop()
             self._server = None
-        self._events.shutdown(wait=True)
         notifications.send_event = self._original_send_event
 
     # -- buckets -------------------------------------------------------------------
@@ -145,8 +142,7 @@ class S3Service:
         else:
             return
         if bucket.name in self.eventbridge_buckets:
-            event = self._event(detail_type, name, bucket, key)
-            self._events.submit(self.on_event, event)  # S3 delivers asynchronously
+            self.on_event(self._event(detail_type, name, bucket, key))  # must not block: it queues
 
     def _persist(self, bucket: str, key: str, value: bytes) -> None:
         path = _mirror_path(self.root, bucket, key)

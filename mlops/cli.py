@@ -1,0 +1,255 @@
+"""``mlops``: the command line for the platform and its local twin."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlops.s3io import S3Location
+from mlops.synth import SynthError, ensure_synthesized
+from mlops.twin import control
+
+app = typer.Typer(help="Serverless MLOps on AWS CDK, with a local twin.", no_args_is_help=True)
+local = typer.Typer(help="The local twin: the synthesized app running on 127.0.0.1.", no_args_is_help=True)
+app.add_typer(local, name="local")
+console = Console()
+
+Workdir = Annotated[Path, typer.Option(help="Twin work directory (state, objects, executions, logs).")]
+CdkOut = Annotated[Path, typer.Option(help="Cloud assembly directory.")]
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+def _running(workdir: Path) -> control.TwinHandle:
+    handle = control.status(workdir)
+    if handle is None:
+        _fail(f"no twin is running for {workdir}; start it with `mlops local up`")
+    assert handle is not None
+    return handle
+
+
+def _start(workdir: Path, cdk_out: Path, port: int, synth: bool) -> control.TwinHandle:
+    running = control.status(workdir)
+    if running:
+        console.print(f"twin already running (pid {running.state['pid']}) at {running.endpoint}")
+        return running
+    if synth:
+        with console.status("synthesizing the CDK app (python app.py)..."):
+            try:
+                took = ensure_synthesized(Path.cwd(), cdk_out)
+            except SynthError as exc:
+                _fail(str(exc))
+        console.print(
+            f"[green]✓[/] cloud assembly {f'synthesized in {took:.1f} s' if took else 'up to date'}: {cdk_out}"
+        )
+    with console.status("starting the twin from the assembly..."):
+        try:
+            handle = control.start(cdk_out, workdir, port=port)
+        except control.TwinError as exc:
+            _fail(str(exc))
+    _print_twin(handle)
+    return handle
+
+
+def _print_twin(handle: control.TwinHandle) -> None:
+    state, report = handle.state, handle.state["report"]
+    console.print(f"[green]✓[/] twin running (pid {state['pid']}), work dir [bold]{handle.workdir}[/]")
+    table = Table(title="Local twin", show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("where")
+    table.add_row("S3 API (boto3 / aws --endpoint-url)", handle.endpoint)
+    for name, arn in state["state_machines"].items():
+        table.add_row("state machine", f"{name}\n[dim]{arn}[/]")
+    for fn in state["functions"]:
+        table.add_row("Lambda function", fn)
+    for key, value in state["outputs"].items():
+        table.add_row(f"output {key}", str(value))
+    console.print(table)
+    for layer in report["substituted_layers"]:
+        console.print(f"[dim]layer {layer}[/]")
+    if report["inert"]:
+        kinds = sorted({(t, why) for _, t, why in report["inert"]})
+        console.print("[dim]not simulated: " + "; ".join(f"{t} ({why})" for t, why in kinds) + "[/]")
+    for path, rtype in report["unsupported"]:
+        console.print(f"[yellow]unsupported resource[/] {path} ({rtype}): the twin does not run it")
+    for machine, state_name, resource in report["unsupported_tasks"]:
+        console.print(f"[yellow]unsupported task[/] {machine} / {state_name}: {resource}")
+
+
+@local.command("up")
+def local_up(
+    workdir: Workdir = Path(".mlops"),
+    cdk_out: CdkOut = Path("cdk.out"),
+    port: Annotated[int, typer.Option(help="S3 API port on 127.0.0.1.")] = control.DEFAULT_PORT,
+    synth: Annotated[bool, typer.Option(help="Synthesize first if the app changed.")] = True,
+) -> None:
+    """Synthesize if needed, start the twin in the background and print its endpoints."""
+    _start(workdir, cdk_out, port, synth)
+
+
+@local.command("down")
+def local_down(workdir: Workdir = Path(".mlops")) -> None:
+    """Stop the twin (uploaded objects and executions stay in the work directory)."""
+    if control.stop(workdir):
+        console.print(f"[green]✓[/] twin stopped; state kept in {workdir}")
+    else:
+        console.print("no twin was running")
+
+
+@local.command("status")
+def local_status(workdir: Workdir = Path(".mlops")) -> None:
+    """Show whether the twin runs and where."""
+    _print_twin(_running(workdir))
+
+
+@app.command()
+def upload(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    model: Annotated[str, typer.Option(help="Model name: the file lands in incoming/<model>/.")],
+    workdir: Workdir = Path(".mlops"),
+    key_name: Annotated[str | None, typer.Option(help="Object name (default: the file name).")] = None,
+) -> None:
+    """Upload a dataset to the incoming bucket of the running twin, as a user would to S3."""
+    handle = _running(workdir)
+    dest = S3Location(handle.bucket("incoming"), f"incoming/{model}/{key_name or file.name}")
+    handle.client().upload_file(str(file), dest.bucket, dest.key)
+    console.print(f"[green]✓[/] uploaded {file} ({file.stat().st_size:,} bytes) to {dest.uri}")
+
+
+def _duration(execution: dict[str, Any]) -> str:
+    if not execution.get("stop_date"):
+        return "running"
+    start = datetime.fromisoformat(str(execution["start_date"]))
+    stop = datetime.fromisoformat(str(execution["stop_date"]))
+    return f"{(stop - start).total_seconds():.2f} s"
+
+
+def _failed_state(execution: dict[str, Any]) -> str:
+    entered = [e for e in execution.get("history", []) if e.get("type", "").endswith("StateEntered")]
+    return entered[-1]["stateEnteredEventDetails"]["name"] if entered else ""
+
+
+@app.command()
+def executions(
+    workdir: Workdir = Path(".mlops"),
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    machine: Annotated[str | None, typer.Option(help="Only this state machine (name contains).")] = None,
+) -> None:
+    """List state machine executions on the twin: status, duration, and where and why failures happened."""
+    found = control.load_executions(workdir)
+    if machine:
+        found = [e for e in found if machine in str(e.get("state_machine_arn"))]
+    table = Table(show_header=True, header_style="bold")
+    for col in ("started", "state machine", "execution", "status", "duration", "failed state / error"):
+        table.add_column(col)
+    for e in found[:limit]:
+        status = e.get("status", "?")
+        colour = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow"}.get(status, "white")
+        failure = ""
+        if status != "SUCCEEDED" and e.get("error"):
+            failure = f"{_failed_state(e)}: {e['error']}\n[dim]{str(e.get('cause') or '')[:160]}[/]"
+        table.add_row(
+            str(e.get("start_date", ""))[:19],
+            str(e.get("state_machine_arn", "")).rsplit(":", 1)[-1],
+            str(e.get("name", ""))[:12],
+            f"[{colour}]{status}[/]",
+            _duration(e),
+            failure,
+        )
+    console.print(table if found else "no executions recorded yet")
+
+
+@local.command("demo")
+def local_demo(
+    workdir: Workdir = Path(".mlops"),
+    cdk_out: CdkOut = Path("cdk.out"),
+    port: Annotated[int, typer.Option(help="S3 API port on 127.0.0.1.")] = control.DEFAULT_PORT,
+    rows: Annotated[int, typer.Option(help="Rows per demo dataset.")] = 5000,
+) -> None:
+    """Start the twin, upload a good and a bad dataset, and show validation and quarantine."""
+    from examples.generate_data import generate, write_csv
+
+    model = "tumor-classifier"
+    console.rule("[bold]1. the app, synthesized and running on the twin")
+    handle = _start(workdir, cdk_out, port, synth=True)
+    s3 = handle.client()
+
+    console.rule("[bold]2. demo data")
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    files = {}
+    for variant in ("good", "bad"):
+        path = write_csv(generate(model, variant, rows, seed=1), workdir / "demo" / f"{variant}-{stamp}.csv")
+        files[variant] = path
+        console.print(f"generated {variant} dataset {path} ({path.stat().st_size:,} bytes)")
+
+    console.rule("[bold]3. upload to S3 (what a data scientist or a job does)")
+    incoming = handle.bucket("incoming")
+    keys = {}
+    for variant, path in files.items():
+        keys[variant] = f"incoming/{model}/{path.name}"
+        s3.upload_file(str(path), incoming, keys[variant])
+        console.print(f"uploaded s3://{incoming}/{keys[variant]}")
+
+    console.rule("[bold]4. S3 event → EventBridge rule → validation state machine → Lambda")
+    results = {}
+    with console.status("waiting for the validation executions..."):
+        for variant, key in keys.items():
+            (results[variant],) = control.wait_for_executions(workdir, key, timeout_s=300)
+    for variant, execution in results.items():
+        _print_execution(variant, execution)
+
+    console.rule("[bold]5. the results, in the buckets")
+    for variant, execution in results.items():
+        output = _validation_output(execution)
+        if output.get("report_uri"):
+            report = S3Location.parse(output["report_uri"])
+            text = s3.get_object(Bucket=report.bucket, Key=report.key.replace(".json", ".txt"))["Body"].read()
+            console.print(f"[bold]{variant} dataset report[/] ({output['report_uri']}):")
+            console.print(text.decode(), markup=False)
+        for label in ("validated_uri", "profile_uri", "quarantine_uri"):
+            if output.get(label):
+                console.print(f"  {label.replace('_uri', '')}: {output[label]}")
+    console.rule("[bold]where everything is")
+    console.print(f"S3 API: {handle.endpoint}  (try: aws --endpoint-url {handle.endpoint} s3 ls)")
+    console.print(f"executions: `mlops executions`, files in {workdir / 'executions'}")
+    console.print(f"Lambda logs: {workdir / 'logs'}   events: {workdir / 'events.jsonl'}")
+    console.print("the twin keeps running; stop it with `mlops local down`")
+
+
+def _validation_output(execution: dict[str, Any]) -> dict[str, Any]:
+    """The validation Lambda's result, from the execution's history (also present when it failed)."""
+    for event in reversed(execution.get("history", [])):
+        details = event.get("taskSucceededEventDetails") or event.get("lambdaFunctionSucceededEventDetails")
+        if details and details.get("output"):
+            out = json.loads(details["output"]) if isinstance(details["output"], str) else details["output"]
+            out = out.get("Payload", out) if isinstance(out, dict) else out
+            if isinstance(out, dict) and "report_uri" in out:
+                return out
+    return {}
+
+
+def _print_execution(label: str, execution: dict[str, Any]) -> None:
+    states = [
+        e["stateEnteredEventDetails"]["name"]
+        for e in execution.get("history", [])
+        if e.get("type", "").endswith("StateEntered")
+    ]
+    colour = "green" if execution["status"] == "SUCCEEDED" else "red"
+    console.print(f"[bold]{label}[/]: [{colour}]{execution['status']}[/] in {_duration(execution)}")
+    console.print("  states: " + " → ".join(states))
+    if execution.get("error"):
+        console.print(f"  error: {execution['error']}")
+
+
+if __name__ == "__main__":
+    app()

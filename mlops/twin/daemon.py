@@ -1,0 +1,94 @@
+"""Run the twin as a background process (``mlops local up``) until SIGTERM.
+
+State lives in the work directory: ``twin.json`` (pid, endpoints, what runs and what
+is not supported), ``s3/`` (persisted objects), ``executions/`` (one JSON file per
+state machine execution, with its event history), ``logs/`` and ``events.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mlops.twin.runtime import Twin
+
+STATE_FILE = "twin.json"
+
+
+def read_state(workdir: Path) -> dict[str, Any] | None:
+    path = workdir / STATE_FILE
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text())
+    try:
+        os.kill(int(state["pid"]), 0)
+    except (ProcessLookupError, ValueError, KeyError):
+        return None  # left behind by a twin that is gone
+    except PermissionError:
+        pass
+    return state
+
+
+def outputs(twin: Twin) -> dict[str, Any]:
+    """Every stack output, resolved to twin names: ``{"MlopsData.IncomingBucketName": "..."}``."""
+    found = {}
+    for stack in twin.assembly.stacks.values():
+        for key, out in stack.template.get("Outputs", {}).items():
+            found[f"{stack.name}.{key}"] = twin.assembly.resolve(out["Value"], stack.name)
+    return found
+
+
+def serve(cdk_out: Path, workdir: Path, port: int, time_scale: float) -> int:
+    logging.basicConfig(
+        filename=workdir / "logs" / "twin.log",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    twin = Twin(cdk_out, workdir, s3_port=port, time_scale=time_scale)
+    report = twin.start()
+    state = {
+        "pid": os.getpid(),
+        "s3_endpoint": twin.s3.endpoint,
+        "cdk_out": str(cdk_out.resolve()),
+        "started_at": time.time(),
+        "state_machines": {m.name: m.arn for m in twin.state_machines.values()},
+        "functions": sorted(twin.functions),
+        "outputs": outputs(twin),
+        "report": report.to_dict(),
+    }
+    tmp = workdir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2, default=str))
+    tmp.replace(workdir / STATE_FILE)
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    while not stopping.wait(1.0):
+        twin.bus.fire_schedules(time.time())
+    logging.info("stopping")
+    twin.stop()
+    (workdir / STATE_FILE).unlink(missing_ok=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the local twin until SIGTERM.")
+    parser.add_argument("--cdk-out", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    (args.workdir / "logs").mkdir(parents=True, exist_ok=True)
+    return serve(args.cdk_out, args.workdir, args.port, args.time_scale)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

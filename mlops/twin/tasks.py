@@ -1,0 +1,167 @@
+"""Task state integrations on the twin: one adapter per service integration.
+
+The ASL engine calls ``TaskDispatcher(resource, parameters, ctx)`` for every Task
+state; the adapters reproduce what the Step Functions service integration returns in
+AWS (result shape, error names), against the twin's resources. Resources without an
+adapter are reported when the twin starts (``is_supported_task``) and fail the state
+with ``States.Runtime`` if reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from mlops.twin.asl import TaskContext, TaskFailed
+
+if TYPE_CHECKING:
+    from mlops.twin.runtime import Twin
+
+LAMBDA_ARN_RE = re.compile(r"^arn:aws:lambda:[^:]+:\d+:function:[^:]+(:[^:]+)?$")
+SDK_RE = re.compile(r"^arn:aws:states:::aws-sdk:(?P<service>[a-z0-9]+):(?P<action>[A-Za-z0-9]+)$")
+OPTIMIZED = {
+    "arn:aws:states:::lambda:invoke",
+    "arn:aws:states:::events:putEvents",
+    "arn:aws:states:::states:startExecution",
+    "arn:aws:states:::states:startExecution.sync",
+    "arn:aws:states:::states:startExecution.sync:2",
+}
+SDK_SERVICES = {"s3"}
+
+
+def is_supported_task(resource: str) -> bool:
+    if resource in OPTIMIZED or LAMBDA_ARN_RE.match(resource):
+        return True
+    match = SDK_RE.match(resource)
+    return bool(match and match["service"] in SDK_SERVICES)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items() if k != "ResponseMetadata"}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "read"):  # streaming bodies come back as text, as the SDK integration does
+        return value.read().decode("utf-8", errors="replace")
+    return value
+
+
+class TaskDispatcher:
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+        self._handlers: dict[str, Callable[[Any, TaskContext], Any]] = {
+            "arn:aws:states:::lambda:invoke": self._lambda_invoke,
+            "arn:aws:states:::events:putEvents": self._put_events,
+            "arn:aws:states:::states:startExecution": self._start_execution,
+            "arn:aws:states:::states:startExecution.sync": self._start_execution_sync,
+            "arn:aws:states:::states:startExecution.sync:2": self._start_execution_sync,
+        }
+
+    def __call__(self, resource: str, parameters: Any, ctx: TaskContext) -> Any:
+        handler = self._handlers.get(resource)
+        if handler is not None:
+            return handler(parameters or {}, ctx)
+        if LAMBDA_ARN_RE.match(resource):
+            return self._invoke(resource, parameters, ctx)["Payload"]
+        sdk = SDK_RE.match(resource)
+        if sdk and sdk["service"] in SDK_SERVICES:
+            return self._aws_sdk(sdk["service"], sdk["action"], parameters or {})
+        raise TaskFailed("States.Runtime", f"the twin has no integration for Task resource {resource}")
+
+    # -- Lambda ------------------------------------------------------------------------
+    def _invoke(self, function: str, payload: Any, ctx: TaskContext) -> dict[str, Any]:
+        try:
+            result = self.twin.invoke(function, payload)
+        except KeyError as exc:
+            raise TaskFailed("Lambda.ResourceNotFoundException", str(exc)) from None
+        if result.function_error:
+            body = result.payload if isinstance(result.payload, dict) else {}
+            # As in AWS: the error is the function's errorType, the cause its JSON error payload.
+            raise TaskFailed(str(body.get("errorType", "Lambda.Unknown")), json.dumps(result.payload))
+        return {
+            "ExecutedVersion": "$LATEST",
+            "Payload": result.payload,
+            "StatusCode": result.status_code,
+            "SdkHttpMetadata": {"HttpStatusCode": result.status_code},
+            "SdkResponseMetadata": {"RequestId": result.request_id},
+        }
+
+    def _lambda_invoke(self, params: dict[str, Any], ctx: TaskContext) -> Any:
+        if "FunctionName" not in params:
+            raise TaskFailed("States.Runtime", "lambda:invoke needs Parameters.FunctionName")
+        payload = params.get("Payload", {})
+        if isinstance(payload, str):
+            with contextlib.suppress(json.JSONDecodeError):
+                payload = json.loads(payload)
+        return self._invoke(str(params["FunctionName"]), payload, ctx)
+
+    # -- EventBridge -----------------------------------------------------------------
+    def _put_events(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        entries = params.get("Entries", [])
+        for entry in entries:
+            if isinstance(entry.get("Detail"), dict | list):
+                entry["Detail"] = json.dumps(entry["Detail"])
+        results = self.twin.bus.put_events(entries)
+        failed = [r for r in results if r.get("ErrorCode")]
+        if failed:
+            raise TaskFailed(
+                "EventBridge.FailedEntry", json.dumps({"Entries": results, "FailedEntryCount": len(failed)})
+            )
+        return {"Entries": results, "FailedEntryCount": 0}
+
+    # -- Step Functions --------------------------------------------------------------
+    def _start_execution(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        execution = self._start_child(params)
+        return {"ExecutionArn": execution.arn, "StartDate": execution.start_date.isoformat()}
+
+    def _start_execution_sync(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        execution = self._start_child(params).wait(ctx.timeout_s)
+        if execution.status != "SUCCEEDED":
+            raise TaskFailed("States.TaskFailed", json.dumps({"Error": execution.error, "Cause": execution.cause}))
+        return {
+            "ExecutionArn": execution.arn,
+            "Output": execution.output,
+            "Status": execution.status,
+            "StartDate": execution.start_date.isoformat(),
+            "StopDate": execution.stop_date.isoformat() if execution.stop_date else None,
+        }
+
+    def _start_child(self, params: dict[str, Any]) -> Any:
+        payload = params.get("Input", {})
+        if isinstance(payload, str):
+            payload = json.loads(payload)
+        try:
+            return self.twin.start_execution(params["StateMachineArn"], payload, params.get("Name"))
+        except KeyError as exc:
+            raise TaskFailed("StepFunctions.StateMachineDoesNotExistException", str(exc)) from None
+
+    # -- AWS SDK integrations ----------------------------------------------------------
+    def _aws_sdk(self, service: str, action: str, params: dict[str, Any]) -> Any:
+        client = boto3.client(
+            service,
+            endpoint_url=self.twin.s3.endpoint,
+            region_name=self.twin.assembly.region,
+            aws_access_key_id="twin",
+            aws_secret_access_key="twin",
+        )
+        method = getattr(client, _snake(action), None)
+        if method is None:
+            raise TaskFailed("States.Runtime", f"aws-sdk:{service} has no action {action}")
+        try:
+            return _jsonable(method(**params))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            raise TaskFailed(f"{service.upper()}.{code}", str(exc)) from None
