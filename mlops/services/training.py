@@ -1,0 +1,355 @@
+"""The steps of the training state machine that are not SageMaker jobs.
+
+- ``prepare``: one training at a time per model (an S3 conditional-write lock), pick
+  the dataset (the one just validated, or the newest for a retrain), split it
+  deterministically into train/validation/test, find the current champion, and
+  return everything the SageMaker tasks need.
+- ``register``: record the candidate in the model's Model Package Group with its
+  metrics, gate decision and full lineage; Approved, PendingManualApproval or Rejected.
+- ``finish``: release the lock and write the run's report (also on failure).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlops.config import ModelConfig
+from mlops.core.gate import decide
+from mlops.s3io import (
+    S3Location,
+    download_with_sha256,
+    get_json,
+    put_json,
+    put_json_if_absent,
+    replace_json_if_unchanged,
+)
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What the stack tells the training Lambdas (environment variables)."""
+
+    validated_bucket: str
+    artifacts_bucket: str
+    code_uri: str  # the sourcedir.tar.gz asset holding pipelines/ and mlops/
+    code_hash: str
+    image_uri: str
+    region: str = "us-east-1"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> TrainingSettings:
+        keys = {
+            "validated_bucket": "VALIDATED_BUCKET",
+            "artifacts_bucket": "ARTIFACTS_BUCKET",
+            "code_uri": "CODE_URI",
+            "code_hash": "CODE_HASH",
+            "image_uri": "TRAINING_IMAGE_URI",
+        }
+        missing = [v for v in keys.values() if not env.get(v)]
+        if missing:
+            raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
+        return cls(**{k: env[v] for k, v in keys.items()}, region=env.get("AWS_REGION", "us-east-1"))
+
+
+def split_file(source: Path, out_dir: Path, validation: float, test: float, seed: int) -> dict[str, Any]:
+    """Assign each data row to train/validation/test with a seeded RNG, streaming line by line.
+
+    Same file + same seed = same split, so a run can be reproduced from its data version.
+    """
+    rng = random.Random(seed)
+    counts = dict.fromkeys(SPLITS, 0)
+    files = {}
+    for name in SPLITS:
+        (out_dir / name).mkdir(parents=True, exist_ok=True)
+        files[name] = (out_dir / name / "data.csv").open("w", encoding="utf-8", newline="")
+    try:
+        with source.open("r", encoding="utf-8-sig", newline="") as src:
+            header = src.readline()
+            for f in files.values():
+                f.write(header)
+            for line in src:
+                if not line.strip():
+                    continue
+                draw = rng.random()
+                name = "test" if draw < test else "validation" if draw < test + validation else "train"
+                files[name].write(line)
+                counts[name] += 1
+    finally:
+        for f in files.values():
+            f.close()
+    return {"method": "seeded-random-per-row", "seed": seed, "validation": validation, "test": test, "rows": counts}
+
+
+class TrainingSteps:
+    def __init__(self, s3: Any, sagemaker: Any, settings: TrainingSettings) -> None:
+        self.s3 = s3
+        self.sm = sagemaker
+        self.settings = settings
+
+    # -- lock --------------------------------------------------------------------------
+    def _lock(self, model: str) -> S3Location:
+        return S3Location(self.settings.artifacts_bucket, f"locks/training/{model}.json")
+
+    def _take_lock(self, config: ModelConfig, execution_id: str) -> dict[str, Any] | None:
+        """None when taken; else the holder's claim."""
+        claim = {"execution_id": execution_id, "started_at": time.time()}
+        lock = self._lock(config.name)
+        if put_json_if_absent(self.s3, lock, claim):
+            return None
+        found = get_json(self.s3, lock)
+        if found is None:
+            return None if put_json_if_absent(self.s3, lock, claim) else {"execution_id": "unknown"}
+        held, etag = found
+        if held.get("execution_id") == execution_id:
+            return None  # our own retry
+        # A holder older than the longest possible run (training + evaluation + margin) is dead.
+        stale_after = 2 * config.training.max_runtime_seconds + 3600
+        if time.time() - float(held.get("started_at", 0)) > stale_after and replace_json_if_unchanged(
+            self.s3, lock, claim, etag
+        ):
+            return None
+        return held
+
+    def release(self, model: str, execution_id: str) -> bool:
+        found = get_json(self.s3, self._lock(model))
+        if found is None or found[0].get("execution_id") != execution_id:
+            return False  # not ours (or already released): never free someone else's lock
+        self.s3.delete_object(Bucket=self.settings.artifacts_bucket, Key=self._lock(model).key)
+        return True
+
+    # -- dataset -------------------------------------------------------------------------
+    def newest_dataset(self, model: str) -> dict[str, Any]:
+        prefix = f"validated/{model}/"
+        paginator = self.s3.get_paginator("list_objects_v2")
+        versions = []
+        for page in paginator.paginate(Bucket=self.settings.validated_bucket, Prefix=prefix, Delimiter="/"):
+            versions += [p["Prefix"][len(prefix) : -1] for p in page.get("CommonPrefixes", [])]
+        if not versions:
+            raise LookupError(
+                f"no validated dataset for model {model!r} under s3://{self.settings.validated_bucket}/{prefix}"
+            )
+        version = max(versions)  # versions start with a UTC timestamp: the max is the newest
+        manifest, _ = get_json(self.s3, S3Location(self.settings.validated_bucket, f"{prefix}{version}/manifest.json"))
+        return {
+            "model": model,
+            "dataset_version": version,
+            "validated_uri": f"s3://{self.settings.validated_bucket}/{prefix}{version}/data.csv",
+            "profile_uri": f"s3://{self.settings.validated_bucket}/{prefix}{version}/profile.json",
+            "report_uri": manifest.get("report_uri"),
+            "sha256": manifest.get("source", {}).get("sha256"),
+            "source_uri": manifest.get("source", {}).get("uri"),
+            "source_version_id": manifest.get("source", {}).get("version_id"),
+        }
+
+    def champion(self, model: str) -> dict[str, Any] | None:
+        found = self.sm.list_model_packages(
+            ModelPackageGroupName=model,
+            ModelApprovalStatus="Approved",
+            SortBy="CreationTime",
+            SortOrder="Descending",
+            MaxResults=1,
+        )["ModelPackageSummaryList"]
+        if not found:
+            return None
+        package = self.sm.describe_model_package(ModelPackageName=found[0]["ModelPackageArn"])
+        return {
+            "model_package_arn": package["ModelPackageArn"],
+            "version": package.get("ModelPackageVersion"),
+            "model_data_url": package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"],
+        }
+
+    # -- steps ---------------------------------------------------------------------------
+    def prepare(self, event: dict[str, Any], config: ModelConfig, execution_id: str) -> dict[str, Any]:
+        holder = self._take_lock(config, execution_id)
+        if holder is not None:
+            return {
+                "status": "busy",
+                "model": config.name,
+                "reason": f"training for {config.name} already running in {holder.get('execution_id')}",
+            }
+        try:
+            return self._prepare_locked(event, config, execution_id)
+        except Exception:
+            self.release(config.name, execution_id)
+            raise
+
+    def _prepare_locked(self, event: dict[str, Any], config: ModelConfig, execution_id: str) -> dict[str, Any]:
+        dataset = dict(event) if event.get("validated_uri") else self.newest_dataset(config.name)
+        now = datetime.now(UTC)
+        run_id = f"{config.name}-{now.strftime('%Y%m%d-%H%M%S')}-{execution_id[-4:] if execution_id else '0000'}"
+        run_id = run_id.replace(":", "-")
+        base = S3Location(self.settings.artifacts_bucket, f"training/{config.name}/{run_id}")
+        split = config.training.split
+        src = S3Location.parse(dataset["validated_uri"])
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "data.csv"
+            sha = download_with_sha256(self.s3, src.bucket, src.key, None, local)
+            summary = split_file(local, Path(tmp) / "split", split.validation, split.test, split.seed)
+            for name in SPLITS:
+                self.s3.upload_file(
+                    str(Path(tmp) / "split" / name / "data.csv"), base.bucket, f"{base.key}/{name}/data.csv"
+                )
+        summary["data_sha256"] = sha
+        if not dataset.get("sha256"):
+            dataset["sha256"] = sha  # validated data is a byte-for-byte copy of the upload
+        put_json(
+            self.s3, S3Location(base.bucket, f"{base.key}/config/model-config.json"), config.model_dump(mode="json")
+        )
+        champion = self.champion(config.name)
+        champion_prefix = f"{base.key}/champion"
+        if champion:
+            model_src = S3Location.parse(champion["model_data_url"])
+            self.s3.copy(
+                {"Bucket": model_src.bucket, "Key": model_src.key}, base.bucket, f"{champion_prefix}/model.tar.gz"
+            )
+        else:  # processing inputs must not be empty: a marker says "no champion yet"
+            self.s3.put_object(Bucket=base.bucket, Key=f"{champion_prefix}/NO_CHAMPION", Body=b"")
+        put_json(self.s3, S3Location(base.bucket, f"{base.key}/split.json"), summary)
+        training = config.training
+        hyperparameters = {
+            k: json.dumps(v) if isinstance(v, bool) else str(v) for k, v in training.hyperparameters.items()
+        }
+        hyperparameters.update(
+            sagemaker_program="train.py",
+            sagemaker_submit_directory=self.settings.code_uri,
+            sagemaker_region=self.settings.region,
+        )
+        return {
+            "status": "ready",
+            "model": config.name,
+            "run_id": run_id,
+            "training_job_name": run_id[:63],
+            "processing_job_name": f"{run_id[:58]}-eval",
+            "dataset": dataset,
+            "split": summary,
+            "channels": {name: f"s3://{base.bucket}/{base.key}/{name}/" for name in (*SPLITS, "config", "champion")},
+            "hyperparameters": hyperparameters,
+            "resources": {
+                "instance_type": training.instance_type,
+                "instance_count": training.instance_count,
+                "volume_size_gb": training.volume_size_gb,
+                "max_runtime_seconds": training.max_runtime_seconds,
+                "use_spot": training.use_spot,
+                "max_wait_seconds": training.max_runtime_seconds * 2,
+            },
+            "output_uri": f"s3://{base.bucket}/{base.key}/output",
+            "evaluation_uri": f"s3://{base.bucket}/{base.key}/evaluation",
+            "code_uri": self.settings.code_uri,
+            "image_uri": self.settings.image_uri,
+            "champion": champion,
+        }
+
+    def evaluate_gate(self, run: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
+        loc = S3Location.parse(run["evaluation_uri"].rstrip("/") + "/evaluation.json")
+        found = get_json(self.s3, loc)
+        if found is None:
+            raise FileNotFoundError(f"evaluation output missing: {loc.uri}")
+        evaluation = found[0]
+        decision = decide(config.gate, config.approval, evaluation["candidate"], evaluation.get("champion"))
+        return {**decision.to_dict(), "evaluation_json": loc.uri, "metrics": evaluation["candidate"]}
+
+    def register(self, run: dict[str, Any], training_job: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
+        model = run["model"]
+        existing = self._package_for_run(model, run["run_id"])
+        if existing:
+            return existing  # a retried step: registered already
+        model_data = training_job["ModelArtifacts"]["S3ModelArtifacts"]
+        dataset = run["dataset"]
+        lineage = {
+            "run_id": run["run_id"],
+            "data_uri": dataset.get("source_uri") or dataset.get("validated_uri"),
+            "data_version_id": dataset.get("source_version_id"),
+            "data_sha256": dataset.get("sha256"),
+            "dataset_version": dataset.get("dataset_version"),
+            "validated_uri": dataset.get("validated_uri"),
+            "profile_uri": dataset.get("profile_uri"),
+            "validation_report": dataset.get("report_uri"),
+            "training_job": training_job.get("TrainingJobName"),
+            "code_uri": run["code_uri"],
+            "code_hash": self.settings.code_hash,
+            "hyperparameters": {k: v for k, v in run["hyperparameters"].items() if not k.startswith("sagemaker_")},
+            "split": run["split"],
+            "champion": run.get("champion"),
+            "gate": {k: gate[k] for k in ("passed", "approval_status", "reasons", "checks")},
+            "evaluation": gate["evaluation_json"],
+        }
+        lineage_loc = S3Location(self.settings.artifacts_bucket, f"training/{model}/{run['run_id']}/lineage.json")
+        put_json(self.s3, lineage_loc, lineage)
+        properties = {
+            "run_id": run["run_id"],
+            "lineage": lineage_loc.uri,
+            "dataset_version": str(dataset.get("dataset_version")),
+            "data_sha256": str(dataset.get("sha256")),
+            "training_job": str(training_job.get("TrainingJobName")),
+            "code_hash": self.settings.code_hash,
+            **{f"metric_{k}": f"{v:.6g}" for k, v in gate["metrics"].items()},
+        }
+        description = gate["summary"][:1024]
+        response = self.sm.create_model_package(
+            ModelPackageGroupName=model,
+            ModelPackageDescription=f"{model} trained on {dataset.get('dataset_version')} ({run['run_id']})",
+            InferenceSpecification={
+                "Containers": [
+                    {
+                        "Image": run["image_uri"],
+                        "ModelDataUrl": model_data,
+                        "Environment": {
+                            "SAGEMAKER_PROGRAM": "inference.py",
+                            "SAGEMAKER_SUBMIT_DIRECTORY": run["code_uri"],
+                        },
+                    }
+                ],
+                "SupportedContentTypes": ["text/csv", "application/json"],
+                "SupportedResponseMIMETypes": ["application/json", "text/csv"],
+            },
+            ModelMetrics={
+                "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": gate["evaluation_json"]}}
+            },
+            ModelApprovalStatus=gate["approval_status"],
+            CustomerMetadataProperties=properties,
+            ClientToken=run["run_id"][:36],
+        )
+        arn = response["ModelPackageArn"]
+        if gate["approval_status"] == "Rejected":
+            self.sm.update_model_package(
+                ModelPackageArn=arn, ModelApprovalStatus="Rejected", ApprovalDescription=description
+            )
+        return {"model_package_arn": arn, "approval_status": gate["approval_status"], "lineage": lineage_loc.uri}
+
+    def _package_for_run(self, model: str, run_id: str) -> dict[str, Any] | None:
+        paginator = self.sm.get_paginator("list_model_packages")
+        for page in paginator.paginate(ModelPackageGroupName=model, SortBy="CreationTime", SortOrder="Descending"):
+            for summary in page["ModelPackageSummaryList"][:20]:
+                package = self.sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+                if (package.get("CustomerMetadataProperties") or {}).get("run_id") == run_id:
+                    return {
+                        "model_package_arn": package["ModelPackageArn"],
+                        "approval_status": package["ModelApprovalStatus"],
+                        "lineage": package["CustomerMetadataProperties"].get("lineage"),
+                    }
+            break  # only the newest page can hold a run that is still in flight
+        return None
+
+    def finish(self, run: dict[str, Any], execution_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+        """Release the lock and write the run report (success, rejection or failure)."""
+        model = run.get("model", "unknown")
+        report = {
+            "model": model,
+            "run_id": run.get("run_id"),
+            "execution_id": execution_id,
+            "finished_at": datetime.now(UTC).isoformat(),
+            **outcome,
+        }
+        key = f"training/{model}/{run.get('run_id') or 'unknown-' + str(int(time.time()))}/report.json"
+        put_json(self.s3, S3Location(self.settings.artifacts_bucket, key), report)
+        released = self.release(model, execution_id)
+        return {**report, "report_uri": f"s3://{self.settings.artifacts_bucket}/{key}", "lock_released": released}
