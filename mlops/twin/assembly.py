@@ -189,6 +189,22 @@ class Assembly:
         rel = res.metadata.get("aws:asset:path")
         return (self.dir / rel) if rel else None
 
+    def file_assets(self) -> list[tuple[str, str, Path]]:
+        """(bucket, key, local file) of every file asset, from the ``*.assets.json`` manifests.
+
+        Directory assets (``packaging: zip``) are used in place by the twin and not listed.
+        """
+        found = []
+        for manifest in sorted(self.dir.glob("*.assets.json")):
+            for asset in json.loads(manifest.read_text()).get("files", {}).values():
+                if asset.get("source", {}).get("packaging") != "file":
+                    continue
+                for dest in asset.get("destinations", {}).values():
+                    bucket = dest["bucketName"].replace("${AWS::AccountId}", self.account)
+                    bucket = bucket.replace("${AWS::Region}", self.region).replace("${AWS::Partition}", "aws")
+                    found.append((bucket, dest["objectKey"], self.dir / asset["source"]["path"]))
+        return found
+
     def find_by_arn(self, arn_or_name: str) -> Resource | None:
         for res in self.resources():
             if arn_or_name in (res.arn, res.physical_id):

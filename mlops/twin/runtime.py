@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from mlops.twin.asl import AslEngine, Execution
 from mlops.twin.assembly import Assembly, Resource
 from mlops.twin.event_bus import EventBus, Rule, Target
 from mlops.twin.lambda_runtime import FunctionSpec, LambdaRuntime
+from mlops.twin.registry import Registry
 from mlops.twin.s3_service import S3Service
+from mlops.twin.sagemaker_jobs import JobRunner
 from mlops.twin.tasks import TaskDispatcher, is_supported_task
 
 log = logging.getLogger("mlops.twin")
@@ -34,6 +38,7 @@ RUNNABLE = {
     "AWS::StepFunctions::StateMachine",
     "AWS::Lambda::Function",
     "AWS::Lambda::LayerVersion",
+    "AWS::SageMaker::ModelPackageGroup",
 }
 # Resources that exist in AWS but have no behaviour to reproduce here; listed at start.
 INERT = {
@@ -101,6 +106,8 @@ class Twin:
         self.bus = EventBus(self._deliver, account=self.assembly.account, region=self.assembly.region)
         self.dispatcher = TaskDispatcher(self)
         self.engine = AslEngine(self.dispatcher, time_scale=time_scale)
+        self.registry = Registry(self.assembly.account, self.assembly.region, self.emit)
+        self.jobs: JobRunner | None = None
         self.state_machines: dict[str, StateMachine] = {}
         self.functions: dict[str, LambdaRuntime] = {}
         self.report = StartReport()
@@ -120,8 +127,16 @@ class Twin:
                 self.report.inert.append((res.path, res.type, INERT[res.type]))
             else:
                 self.report.unsupported.append((res.path, res.type))
+        self._publish_assets()
         for res in self.assembly.resources("AWS::S3::Bucket"):
             self._create_bucket(res)
+        self.registry.install()
+        for res in self.assembly.resources("AWS::SageMaker::ModelPackageGroup"):
+            props = self.assembly.resolve(res.properties, res.stack)
+            self.registry.create_group(res.physical_id, str(props.get("ModelPackageGroupDescription", "")))
+        self.jobs = JobRunner(
+            self.client("s3"), self.workdir / "sagemaker", self.assembly.account, self.assembly.region
+        )
         base_env = self._lambda_base_env(endpoint)
         for res in self.assembly.resources("AWS::Lambda::Function"):
             self._create_function(res, base_env)
@@ -140,6 +155,23 @@ class Twin:
             fn.close()
         self.s3.stop()
         self._events_log.close()
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.s3.endpoint,
+            region_name=self.assembly.region,
+            aws_access_key_id="twin",
+            aws_secret_access_key="twin",
+        )
+
+    def _publish_assets(self) -> None:
+        """Upload file assets to their bootstrap bucket, as ``cdk deploy`` publishes them."""
+        for bucket, key, path in self.assembly.file_assets():
+            if bucket not in self.s3.backend.buckets:
+                self.s3.create_bucket(bucket, versioned=False, eventbridge=False)
+            if path.is_file():
+                self.s3.backend.put_object(bucket, key, path.read_bytes(), disable_notification=True)
 
     def _lambda_base_env(self, endpoint: str) -> dict[str, str]:
         return {

@@ -20,6 +20,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from mlops.twin.asl import TaskContext, TaskFailed
+from mlops.twin.sagemaker_jobs import JobFailed
 
 if TYPE_CHECKING:
     from mlops.twin.runtime import Twin
@@ -28,6 +29,8 @@ LAMBDA_ARN_RE = re.compile(r"^arn:aws:lambda:[^:]+:\d+:function:[^:]+(:[^:]+)?$"
 SDK_RE = re.compile(r"^arn:aws:states:::aws-sdk:(?P<service>[a-z0-9]+):(?P<action>[A-Za-z0-9]+)$")
 OPTIMIZED = {
     "arn:aws:states:::lambda:invoke",
+    "arn:aws:states:::sagemaker:createTrainingJob.sync",
+    "arn:aws:states:::sagemaker:createProcessingJob.sync",
     "arn:aws:states:::events:putEvents",
     "arn:aws:states:::states:startExecution",
     "arn:aws:states:::states:startExecution.sync",
@@ -65,6 +68,8 @@ class TaskDispatcher:
         self._handlers: dict[str, Callable[[Any, TaskContext], Any]] = {
             "arn:aws:states:::lambda:invoke": self._lambda_invoke,
             "arn:aws:states:::events:putEvents": self._put_events,
+            "arn:aws:states:::sagemaker:createTrainingJob.sync": self._training_job,
+            "arn:aws:states:::sagemaker:createProcessingJob.sync": self._processing_job,
             "arn:aws:states:::states:startExecution": self._start_execution,
             "arn:aws:states:::states:startExecution.sync": self._start_execution_sync,
             "arn:aws:states:::states:startExecution.sync:2": self._start_execution_sync,
@@ -107,6 +112,23 @@ class TaskDispatcher:
             with contextlib.suppress(json.JSONDecodeError):
                 payload = json.loads(payload)
         return self._invoke(str(params["FunctionName"]), payload, ctx)
+
+    # -- SageMaker -----------------------------------------------------------------------
+    def _training_job(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        return self._job(self.twin.jobs.train, params)
+
+    def _processing_job(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        return self._job(self.twin.jobs.process, params)
+
+    @staticmethod
+    def _job(run: Callable[[dict[str, Any]], dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return run(params)
+        except JobFailed as exc:
+            # As the .sync integration reports it: the Describe*Job output is the cause.
+            raise TaskFailed("States.TaskFailed", json.dumps(exc.describe, default=str)) from None
+        except KeyError as exc:
+            raise TaskFailed("SageMaker.ValidationException", f"missing parameter {exc}") from None
 
     # -- EventBridge -----------------------------------------------------------------
     def _put_events(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:

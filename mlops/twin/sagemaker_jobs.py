@@ -1,0 +1,281 @@
+"""SageMaker training and processing jobs on the twin: the same scripts, as subprocesses.
+
+A job gets a directory shaped like the container's ``/opt/ml`` under
+``<workdir>/sagemaker/<kind>/<job name>/``. Inputs are downloaded from the twin's S3
+as SageMaker would, the entry point runs with the host Python under SageMaker's
+contract (``SM_*`` variables and hyperparameters as arguments for training; the
+container entrypoint and arguments, with ``/opt/ml`` remapped, for processing), and
+outputs are uploaded back (``model.tar.gz`` for training). The result has the shape of
+``DescribeTrainingJob`` / ``DescribeProcessingJob``; a failing script becomes a Failed
+job whose FailureReason carries its failure file or the tail of its stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlops.s3io import S3Location
+
+METRIC_LINE = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*=\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
+OPT_ML = "/opt/ml"
+
+
+class JobFailed(Exception):
+    """The job ran and failed: ``describe`` is the Describe*Job response with FailureReason."""
+
+    def __init__(self, describe: dict[str, Any]) -> None:
+        super().__init__(describe.get("FailureReason", "job failed"))
+        self.describe = describe
+
+
+@dataclass
+class JobRunner:
+    s3: Any  # boto3 S3 client on the twin
+    root: Path  # <workdir>/sagemaker
+    account: str
+    region: str
+
+    # -- S3 transfer -------------------------------------------------------------------
+    def _download_prefix(self, uri: str, dest: Path) -> int:
+        loc = S3Location.parse(uri if "/" in uri[5:] else uri + "/")
+        dest.mkdir(parents=True, exist_ok=True)
+        count = 0
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=loc.bucket, Prefix=loc.key):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(loc.key) :].lstrip("/") or obj["Key"].rsplit("/", 1)[-1]
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.s3.download_file(loc.bucket, obj["Key"], str(target))
+                count += 1
+        if count == 0:
+            raise FileNotFoundError(f'No S3 objects found under S3 URL "{uri}" given in input data source.')
+        return count
+
+    def _upload_dir(self, src: Path, uri: str) -> None:
+        loc = S3Location.parse(uri.rstrip("/") + "/")
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            self.s3.upload_file(str(path), loc.bucket, loc.key + path.relative_to(src).as_posix())
+
+    def _extract_code(self, uri: str, dest: Path) -> None:
+        loc = S3Location.parse(uri)
+        archive = dest.parent / "sourcedir.tar.gz"
+        self.s3.download_file(loc.bucket, loc.key, str(archive))
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+
+    # -- process -------------------------------------------------------------------------
+    def _python_shim(self, job_dir: Path) -> Path:
+        """A bin dir whose python/python3 are this interpreter: what the container calls python3."""
+        shim = job_dir / ".bin"
+        shim.mkdir(exist_ok=True)
+        for name in ("python", "python3"):
+            link = shim / name
+            if not link.exists():
+                link.symlink_to(sys.executable)
+        return shim
+
+    def _run(self, cmd: list[str], env: dict[str, str], cwd: Path, timeout_s: float, log: Path) -> tuple[int, str]:
+        with log.open("wb") as out:
+            try:
+                proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout_s)
+                code = proc.returncode
+            except subprocess.TimeoutExpired:
+                code = -9
+        return code, log.read_text(errors="replace")
+
+    def _base_env(self, shim: Path, code_dir: Path | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")}
+        env["PATH"] = f"{shim}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.region
+        env["PYTHONUNBUFFERED"] = "1"
+        if code_dir is not None:
+            env["PYTHONPATH"] = str(code_dir)
+        return env
+
+    # -- training --------------------------------------------------------------------------
+    def train(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["TrainingJobName"]
+        job_dir = self.root / "training" / name
+        if job_dir.exists():
+            shutil.rmtree(job_dir)
+        ml = job_dir / "opt" / "ml"
+        started = datetime.now(UTC)
+        describe = self._training_describe(params, started)
+        hps = dict(params.get("HyperParameters", {}))
+        channels = [c["ChannelName"] for c in params.get("InputDataConfig", [])]
+        try:
+            for channel in params.get("InputDataConfig", []):
+                uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+                self._download_prefix(uri, ml / "input" / "data" / channel["ChannelName"])
+            code_dir = ml / "code"
+            program = hps.get("sagemaker_program", "train.py").strip('"')
+            if "sagemaker_submit_directory" in hps:
+                self._extract_code(hps["sagemaker_submit_directory"].strip('"'), code_dir)
+        except (FileNotFoundError, OSError) as exc:
+            return self._fail(describe, f"ClientError: {exc}")
+        for sub in ("model", "output/data", "input/config"):
+            (ml / sub).mkdir(parents=True, exist_ok=True)
+        (ml / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hps))
+        user_hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_")}
+        env = self._base_env(self._python_shim(job_dir), code_dir)
+        env.update(
+            SM_MODEL_DIR=str(ml / "model"),
+            SM_OUTPUT_DATA_DIR=str(ml / "output" / "data"),
+            SM_OUTPUT_DIR=str(ml / "output"),
+            SM_INPUT_DIR=str(ml / "input"),
+            SM_INPUT_CONFIG_DIR=str(ml / "input" / "config"),
+            SM_CHANNELS=json.dumps(channels),
+            SM_HPS=json.dumps(user_hps),
+            SM_USER_ENTRY_POINT=program,
+            SM_CURRENT_HOST="algo-1",
+            SM_HOSTS=json.dumps(["algo-1"]),
+            SM_NUM_CPUS=str(os.cpu_count() or 1),
+            SM_NUM_GPUS="0",
+            SM_OUTPUT_FAILURE=str(ml / "output" / "failure"),
+        )
+        for channel in channels:
+            env[f"SM_CHANNEL_{channel.upper()}"] = str(ml / "input" / "data" / channel)
+        args = [part for k, v in user_hps.items() for part in (f"--{k}", str(v))]
+        timeout = float(params.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
+        code, output = self._run([sys.executable, program, *args], env, code_dir, timeout, job_dir / "job.log")
+        describe["FinalMetricDataList"] = _metrics(output)
+        if code != 0:
+            return self._fail(describe, _failure_reason(code, ml / "output" / "failure", output, timeout))
+        artifacts = f"{params['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output"
+        self._tar_upload(ml / "model", f"{artifacts}/model.tar.gz")
+        if any((ml / "output" / "data").iterdir()):
+            self._tar_upload(ml / "output" / "data", f"{artifacts}/output.tar.gz")
+        ended = datetime.now(UTC)
+        describe.update(
+            TrainingJobStatus="Completed",
+            SecondaryStatus="Completed",
+            ModelArtifacts={"S3ModelArtifacts": f"{artifacts}/model.tar.gz"},
+            TrainingEndTime=ended.isoformat(),
+            LastModifiedTime=ended.isoformat(),
+            TrainingTimeInSeconds=int((ended - started).total_seconds()),
+            BillableTimeInSeconds=int((ended - started).total_seconds()),
+        )
+        return describe
+
+    def _training_describe(self, params: dict[str, Any], started: datetime) -> dict[str, Any]:
+        name = params["TrainingJobName"]
+        return {
+            "TrainingJobName": name,
+            "TrainingJobArn": f"arn:aws:sagemaker:{self.region}:{self.account}:training-job/{name.lower()}",
+            "TrainingJobStatus": "InProgress",
+            "SecondaryStatus": "Training",
+            "HyperParameters": params.get("HyperParameters", {}),
+            "AlgorithmSpecification": params.get("AlgorithmSpecification", {}),
+            "RoleArn": params.get("RoleArn"),
+            "InputDataConfig": params.get("InputDataConfig", []),
+            "OutputDataConfig": params.get("OutputDataConfig", {}),
+            "ResourceConfig": params.get("ResourceConfig", {}),
+            "StoppingCondition": params.get("StoppingCondition", {}),
+            "EnableManagedSpotTraining": params.get("EnableManagedSpotTraining", False),
+            "CreationTime": started.isoformat(),
+            "TrainingStartTime": started.isoformat(),
+        }
+
+    def _tar_upload(self, src: Path, uri: str) -> None:
+        archive = src.parent / (src.name + ".tar.gz")
+        with tarfile.open(archive, "w:gz") as tar:
+            for path in sorted(src.iterdir()):
+                tar.add(path, arcname=path.name)
+        loc = S3Location.parse(uri)
+        self.s3.upload_file(str(archive), loc.bucket, loc.key)
+
+    def _fail(self, describe: dict[str, Any], reason: str) -> dict[str, Any]:
+        now = datetime.now(UTC).isoformat()
+        status_key = "TrainingJobStatus" if "TrainingJobName" in describe else "ProcessingJobStatus"
+        describe.update({status_key: "Failed", "FailureReason": reason[-1024:], "LastModifiedTime": now})
+        if status_key == "TrainingJobStatus":
+            describe["SecondaryStatus"] = "Failed"
+        raise JobFailed(describe)
+
+    # -- processing ------------------------------------------------------------------------
+    def process(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["ProcessingJobName"]
+        job_dir = self.root / "processing" / name
+        if job_dir.exists():
+            shutil.rmtree(job_dir)
+        job_dir.mkdir(parents=True)
+        remap = str(job_dir / "opt" / "ml")
+
+        def local(path: str) -> str:
+            return path.replace(OPT_ML, remap)
+
+        started = datetime.now(UTC)
+        describe: dict[str, Any] = {
+            "ProcessingJobName": name,
+            "ProcessingJobArn": f"arn:aws:sagemaker:{self.region}:{self.account}:processing-job/{name.lower()}",
+            "ProcessingJobStatus": "InProgress",
+            "ProcessingInputs": params.get("ProcessingInputs", []),
+            "ProcessingOutputConfig": params.get("ProcessingOutputConfig", {}),
+            "ProcessingResources": params.get("ProcessingResources", {}),
+            "AppSpecification": params.get("AppSpecification", {}),
+            "StoppingCondition": params.get("StoppingCondition", {}),
+            "RoleArn": params.get("RoleArn"),
+            "CreationTime": started.isoformat(),
+            "ProcessingStartTime": started.isoformat(),
+        }
+        try:
+            for item in params.get("ProcessingInputs", []):
+                s3_input = item["S3Input"]
+                self._download_prefix(s3_input["S3Uri"], Path(local(s3_input["LocalPath"])))
+        except (FileNotFoundError, OSError) as exc:
+            return self._fail(describe, f"ClientError: {exc}")
+        outputs = params.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        for item in outputs:
+            Path(local(item["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
+        app = params["AppSpecification"]
+        cmd = [local(p) for p in (*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", []))]
+        if not cmd:
+            return self._fail(describe, "ClientError: AppSpecification needs a ContainerEntrypoint on the twin")
+        env = self._base_env(self._python_shim(job_dir), None)
+        env.update({k: local(v) for k, v in params.get("Environment", {}).items()})
+        timeout = float(params.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
+        code, output = self._run(cmd, env, job_dir, timeout, job_dir / "job.log")
+        if code != 0:
+            failure = Path(remap) / "processing" / "failure"
+            return self._fail(describe, _failure_reason(code, failure, output, timeout))
+        for item in outputs:
+            self._upload_dir(Path(local(item["S3Output"]["LocalPath"])), item["S3Output"]["S3Uri"])
+        ended = datetime.now(UTC)
+        describe.update(
+            ProcessingJobStatus="Completed",
+            ExitMessage=output[-256:],
+            ProcessingEndTime=ended.isoformat(),
+            LastModifiedTime=ended.isoformat(),
+        )
+        return describe
+
+
+def _metrics(output: str) -> list[dict[str, Any]]:
+    found: dict[str, float] = {}
+    for line in output.splitlines():
+        match = METRIC_LINE.match(line)
+        if match:
+            found[match[1]] = float(match[2])
+    now = time.time()
+    return [{"MetricName": k, "Value": v, "Timestamp": now} for k, v in found.items()]
+
+
+def _failure_reason(code: int, failure_file: Path, output: str, timeout: float) -> str:
+    if code == -9:
+        return f"MaxRuntimeExceeded: the job ran longer than MaxRuntimeInSeconds ({timeout:.0f} s)"
+    message = failure_file.read_text(errors="replace").strip() if failure_file.is_file() else ""
+    tail = "\n".join(output.strip().splitlines()[-15:])
+    return f'AlgorithmError: ExecuteUserScriptError:\nExitCode {code}\nErrorMessage "{message or tail}"'
