@@ -27,7 +27,7 @@ from typing import Any
 
 from mlops.s3io import S3Location
 
-METRIC_LINE = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*=\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
+METRIC_LINE = re.compile(r"^\s*([A-Za-z_][\w.:-]*)\s*=\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 OPT_ML = "/opt/ml"
 
 
