@@ -8,11 +8,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import boto3
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from mlops.s3io import S3Location
+from mlops.services.registry import PackageRef, RegistryClient
 from mlops.synth import SynthError, ensure_synthesized
 from mlops.twin import control
 
@@ -249,6 +251,119 @@ def _print_execution(label: str, execution: dict[str, Any]) -> None:
     console.print("  states: " + " → ".join(states))
     if execution.get("error"):
         console.print(f"  error: {execution['error']}")
+
+
+# -- the model registry (twin or AWS) -------------------------------------------------------
+AwsFlag = Annotated[bool, typer.Option("--aws", help="Use real AWS (your profile) instead of the running twin.")]
+Profile = Annotated[str | None, typer.Option(help="AWS profile, with --aws.")]
+
+
+def _registry(workdir: Path, aws: bool, profile: str | None) -> RegistryClient:
+    if aws:
+        session = boto3.Session(profile_name=profile)
+        return RegistryClient(session.client("sagemaker"), session.client("s3"))
+    handle = _running(workdir)
+    return RegistryClient(handle.client("sagemaker"), handle.client("s3"))
+
+
+def _ref(text: str) -> PackageRef:
+    try:
+        return PackageRef.parse(text)
+    except ValueError as exc:
+        _fail(str(exc))
+        raise
+
+
+@app.command()
+def models(
+    model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    workdir: Workdir = Path(".mlops"),
+    aws: AwsFlag = False,
+    profile: Profile = None,
+) -> None:
+    """Registered model versions: status, metrics, data version, created."""
+    registry = _registry(workdir, aws, profile)
+    names = [model] if model else registry.groups()
+    table = Table(show_header=True, header_style="bold")
+    for col in ("model", "version", "status", "metrics", "dataset version", "created", "note"):
+        table.add_column(col)
+    for name in names:
+        for v in registry.versions(name):
+            colour = {"Approved": "green", "Rejected": "red"}.get(v["status"], "yellow")
+            metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v["metrics"].items()))
+            table.add_row(
+                name,
+                str(v["version"]),
+                f"[{colour}]{v['status']}[/]",
+                metrics,
+                str(v["dataset_version"] or ""),
+                str(v["created"])[:19],
+                v["description"][:80],
+            )
+    console.print(table if table.row_count else "no registered model versions")
+
+
+@app.command()
+def lineage(
+    package: Annotated[str, typer.Argument(help="MODEL or MODEL:VERSION (default: newest).")],
+    workdir: Workdir = Path(".mlops"),
+    aws: AwsFlag = False,
+    profile: Profile = None,
+) -> None:
+    """The chain from the uploaded file to the model package."""
+    try:
+        found = _registry(workdir, aws, profile).lineage(_ref(package))
+    except LookupError as exc:
+        _fail(str(exc))
+        return
+    pkg, lin = found["package"], found["lineage"]
+    steps = [
+        ("upload", f"{lin.get('data_uri')}  version {lin.get('data_version_id')}  sha256 {lin.get('data_sha256')}"),
+        ("validation report", str(lin.get("validation_report"))),
+        ("validated data", f"{lin.get('validated_uri')}  (dataset version {lin.get('dataset_version')})"),
+        ("profile (drift baseline)", str(lin.get("profile_uri"))),
+        ("split", json.dumps(lin.get("split", {}).get("rows", {}))),
+        ("training job", f"{lin.get('training_job')}  hyperparameters {json.dumps(lin.get('hyperparameters'))}"),
+        ("code", f"{lin.get('code_uri')}  (asset hash {lin.get('code_hash')})"),
+        ("evaluation", str(lin.get("evaluation"))),
+        ("gate", f"{'passed' if lin.get('gate', {}).get('passed') else 'failed'} {lin.get('gate', {}).get('reasons')}"),
+        ("model package", f"{pkg['arn']}  [{pkg['status']}]"),
+    ]
+    for i, (label, text) in enumerate(steps):
+        console.print(f"{'└─' if i == len(steps) - 1 else '├─'} [bold]{label}[/]: {text}")
+
+
+def _set_status(package: str, status: str, reason: str, workdir: Path, aws: bool, profile: str | None) -> None:
+    try:
+        result = _registry(workdir, aws, profile).set_status(_ref(package), status, reason)
+    except (LookupError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    console.print(f"[green]✓[/] {package}: {result['status']}")
+
+
+@app.command()
+def approve(
+    package: Annotated[str, typer.Argument(help="MODEL:VERSION")],
+    reason: Annotated[str, typer.Option(help="Why (recorded as the approval description).")] = "approved by hand",
+    workdir: Workdir = Path(".mlops"),
+    aws: AwsFlag = False,
+    profile: Profile = None,
+) -> None:
+    """Approve a model version (manual approval mode); deployment follows the approval."""
+    _set_status(package, "Approved", reason, workdir, aws, profile)
+
+
+@app.command()
+def reject(
+    package: Annotated[str, typer.Argument(help="MODEL:VERSION")],
+    reason: Annotated[str, typer.Option(help="Why (recorded as the approval description).")] = "rejected by hand",
+    workdir: Workdir = Path(".mlops"),
+    aws: AwsFlag = False,
+    profile: Profile = None,
+) -> None:
+    """Reject a model version."""
+    _set_status(package, "Rejected", reason, workdir, aws, profile)
 
 
 if __name__ == "__main__":
