@@ -40,7 +40,8 @@ def _model(event: dict[str, Any]) -> str:
 @metrics.log_metrics
 def prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = model_config(_model(event))
-    run = _steps().prepare(event, config, str(event.get("execution_id", "")))
+    # "dataset" is the state machine's input: a validation result, or {"model": ...} for a retrain
+    run = _steps().prepare(event.get("dataset") or {}, config, str(event.get("execution_id", "")))
     metrics.add_dimension(name="model", value=config.name)
     if run["status"] == "busy":
         logger.warning("training not started: %s", run["reason"])
