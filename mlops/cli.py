@@ -23,6 +23,7 @@ local = typer.Typer(help="The local twin: the synthesized app running on 127.0.0
 app.add_typer(local, name="local")
 console = Console()
 
+MODEL_DEMO = "tumor-classifier"
 Workdir = Annotated[Path, typer.Option(help="Twin work directory (state, objects, executions, logs).")]
 CdkOut = Annotated[Path, typer.Option(help="Cloud assembly directory.")]
 
@@ -181,7 +182,7 @@ def local_demo(
     """Start the twin, upload a good and a bad dataset, and show validation and quarantine."""
     from examples.generate_data import generate, write_csv
 
-    model = "tumor-classifier"
+    model = MODEL_DEMO
     console.rule("[bold]1. the app, synthesized and running on the twin")
     handle = _start(workdir, cdk_out, port, synth=True)
     s3 = handle.client()
@@ -206,7 +207,7 @@ def local_demo(
     results = {}
     with console.status("waiting for the validation executions..."):
         for variant, key in keys.items():
-            (results[variant],) = control.wait_for_executions(workdir, key, timeout_s=300)
+            (results[variant],) = control.wait_for_executions(workdir, key, machine="Validation", timeout_s=300)
     for variant, execution in results.items():
         _print_execution(variant, execution)
 
@@ -221,6 +222,15 @@ def local_demo(
         for label in ("validated_uri", "profile_uri", "quarantine_uri"):
             if output.get(label):
                 console.print(f"  {label.replace('_uri', '')}: {output[label]}")
+    version = _validation_output(results["good"]).get("dataset_version")
+    if version and "Training" in " ".join(handle.state["state_machines"]):
+        console.rule("[bold]6. validated data → training → evaluation → gate → model registry")
+        with console.status("training state machine: SageMaker training job, then evaluation job..."):
+            (training,) = control.wait_for_executions(workdir, version, machine="Training", timeout_s=900)
+        _print_execution("training", training)
+        models(MODEL_DEMO, workdir=workdir, aws=False, profile=None)
+        if training["status"] == "SUCCEEDED":
+            lineage(MODEL_DEMO, workdir=workdir, aws=False, profile=None)
     console.rule("[bold]where everything is")
     console.print(f"S3 API: {handle.endpoint}  (try: aws --endpoint-url {handle.endpoint} s3 ls)")
     console.print(f"executions: `mlops executions`, files in {workdir / 'executions'}")

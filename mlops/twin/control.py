@@ -107,12 +107,24 @@ def load_executions(workdir: Path) -> list[dict[str, Any]]:
 
 
 def wait_for_executions(
-    workdir: Path, mentions: str, *, count: int = 1, timeout_s: float = 300, poll_s: float = 0.3
+    workdir: Path,
+    mentions: str,
+    *,
+    machine: str = "",
+    count: int = 1,
+    timeout_s: float = 300,
+    poll_s: float = 0.3,
 ) -> list[dict[str, Any]]:
-    """Wait until ``count`` executions whose input mentions ``mentions`` have ended."""
+    """Wait until ``count`` executions of state machines named like ``machine`` whose input
+    mentions ``mentions`` have ended."""
     deadline = time.monotonic() + timeout_s
     while True:
-        matching = [e for e in load_executions(workdir) if mentions in json.dumps(e.get("input"))]
+        matching = [
+            e
+            for e in load_executions(workdir)
+            if machine in str(e.get("state_machine_arn", "")).rsplit(":", 1)[-1]
+            and mentions in json.dumps(e.get("input"))
+        ]
         done = [e for e in matching if e.get("status") != "RUNNING"]
         if len(done) >= count:
             return done
