@@ -1,0 +1,226 @@
+"""The SageMaker endpoint control plane on the twin.
+
+Handlers and state machines call the real SageMaker API (CreateModel,
+CreateEndpointConfig, CreateEndpoint, UpdateEndpoint, DescribeEndpoint) on the twin's
+endpoint; moto keeps the records. This module makes those records serve:
+
+- CreateEndpoint loads each production variant's model (``model.tar.gz`` and the
+  script-mode source dir named by ``SAGEMAKER_SUBMIT_DIRECTORY``) into the runtime.
+- UpdateEndpoint (which moto lacks; added here) runs a blue/green deployment: the new
+  fleet takes the canary share of traffic for the wait interval while the
+  auto-rollback alarms are watched; any alarm in ALARM, or a model that fails to load,
+  rolls back to the old fleet and records the reason. Otherwise all traffic shifts.
+"""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from moto.core.responses import ActionResult
+from moto.core.utils import utcnow
+from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.models import sagemaker_backends
+from moto.sagemaker.responses import SageMakerResponse
+from moto.sagemaker.utils import arn_formatter
+
+from mlops.s3io import S3Location
+from mlops.twin.cloudwatch import AlarmEvaluator
+from mlops.twin.serving import CaptureConfig, Endpoint, EndpointRuntime, LoadedModel, Variant
+
+log = logging.getLogger("mlops.twin.deployments")
+
+
+class EndpointManager:
+    def __init__(
+        self,
+        *,
+        account: str,
+        region: str,
+        s3: Any,
+        runtime: EndpointRuntime,
+        alarms: AlarmEvaluator,
+        workdir: Path,
+        time_scale: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.account = account
+        self.region = region
+        self.s3 = s3
+        self.runtime = runtime
+        self.alarms = alarms
+        self.root = workdir / "endpoints"
+        self.time_scale = time_scale
+        self.clock = clock
+        self.deployments: list[dict[str, Any]] = []  # history, newest last
+
+    @property
+    def backend(self) -> Any:
+        return sagemaker_backends[self.account][self.region]
+
+    def install(self) -> None:
+        backend, manager = self.backend, self
+        create = backend.create_endpoint
+
+        def create_endpoint(endpoint_name: str, endpoint_config_name: str, tags: Any) -> Any:
+            endpoint = create(endpoint_name, endpoint_config_name, tags)
+            try:
+                manager.runtime.set_endpoint(manager._endpoint(endpoint_name, endpoint_config_name))
+                endpoint.endpoint_status = "InService"
+            except Exception as exc:  # a model that does not load: the endpoint fails to create
+                endpoint.endpoint_status = "Failed"
+                endpoint.failure_reason = f"failed to load the model: {exc}"
+            return endpoint
+
+        def update_endpoint(self: SageMakerResponse) -> ActionResult:
+            try:
+                arn = manager.update(
+                    self._get_param("EndpointName"),
+                    self._get_param("EndpointConfigName"),
+                    self._get_param("DeploymentConfig") or {},
+                )
+            except (KeyError, RuntimeError) as exc:
+                raise ValidationError(message=str(exc).strip("'\"")) from None
+            return ActionResult({"EndpointArn": arn})
+
+        backend.create_endpoint = create_endpoint
+        SageMakerResponse.update_endpoint = update_endpoint  # moto has no UpdateEndpoint action
+
+    # -- loading -------------------------------------------------------------------------
+    def _fetch(self, uri: str, dest: Path) -> Path:
+        if dest.exists():
+            return dest
+        loc = S3Location.parse(uri)
+        tmp = dest.with_name(dest.name + ".download")
+        tmp.mkdir(parents=True, exist_ok=True)
+        archive = tmp / "archive.tar.gz"
+        self.s3.download_file(loc.bucket, loc.key, str(archive))
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp / "x", filter="data")
+        (tmp / "x").replace(dest)
+        return dest
+
+    def _model(self, model_name: str) -> LoadedModel:
+        model = self.backend._models.get(model_name)
+        if model is None:
+            raise KeyError(f"model {model_name} not found")
+        container = model.primary_container or (model.containers[0] if model.containers else {})
+        env = container.get("Environment", {})
+        base = self.root / model_name
+        model_dir = self._fetch(container["ModelDataUrl"], base / "model")
+        code_dir = (
+            self._fetch(env["SAGEMAKER_SUBMIT_DIRECTORY"], base / "code")
+            if "SAGEMAKER_SUBMIT_DIRECTORY" in env
+            else model_dir / "code"
+        )
+        return LoadedModel(model_name, model_dir, code_dir, env.get("SAGEMAKER_PROGRAM", "inference.py")).load()
+
+    def _endpoint(self, name: str, config_name: str) -> Endpoint:
+        config = self.backend.endpoint_configs[config_name]
+        variants = [
+            Variant(
+                name=v["VariantName"],
+                model=self._model(v["ModelName"]),
+                weight=float(v.get("InitialVariantWeight", 1.0)),
+                model_package_arn=self._package_of(v["ModelName"]),
+            )
+            for v in config.production_variants
+        ]
+        capture = None
+        dc = config.data_capture_config or {}
+        if dc.get("EnableCapture", True) and dc.get("DestinationS3Uri"):
+            modes = {
+                o.get("CaptureMode")
+                for o in dc.get("CaptureOptions", [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}])
+            }
+            capture = CaptureConfig(
+                dc["DestinationS3Uri"],
+                int(dc.get("InitialSamplingPercentage", 100)),
+                "Input" in modes,
+                "Output" in modes,
+            )
+        return Endpoint(name, variants, capture, config_name)
+
+    def _package_of(self, model_name: str) -> str | None:
+        model = self.backend._models.get(model_name)
+        for tag in getattr(model, "tags", []) or []:
+            if tag.get("Key") == "mlops:model-package-arn":
+                return tag.get("Value")
+        return None
+
+    # -- blue/green --------------------------------------------------------------------------
+    def update(self, name: str, config_name: str, deployment: dict[str, Any]) -> str:
+        record = self.backend.endpoints.get(name)
+        if record is None:
+            raise KeyError(f"Could not find endpoint {arn_formatter('endpoint', name, self.account, self.region)}.")
+        if record.endpoint_status == "Updating":
+            raise RuntimeError(f"Endpoint {name} is already being updated.")
+        record.endpoint_status = "Updating"
+        threading.Thread(target=self._blue_green, args=(name, config_name, deployment), daemon=True).start()
+        return record.arn
+
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(max(seconds * self.time_scale, 0.0))
+
+    def _blue_green(self, name: str, config_name: str, deployment: dict[str, Any]) -> None:
+        record = self.backend.endpoints[name]
+        blue = self.runtime.endpoints[name]
+        outcome: dict[str, Any] = {
+            "endpoint": name,
+            "from": blue.config_name,
+            "to": config_name,
+            "started": self.clock(),
+        }
+        try:
+            green = self._endpoint(name, config_name)
+        except Exception as exc:
+            return self._finish(record, blue, outcome, f"new fleet failed to start: {exc}")
+        policy = deployment.get("BlueGreenUpdatePolicy", {})
+        routing = policy.get("TrafficRoutingConfiguration", {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0})
+        alarms = [a["AlarmName"] for a in deployment.get("AutoRollbackConfiguration", {}).get("Alarms", [])]
+        if routing.get("Type") == "CANARY":
+            share = float(routing.get("CanarySize", {}).get("Value", 10)) / 100
+            self.runtime.set_endpoint(
+                replace(
+                    blue,
+                    variants=[replace(v, weight=v.weight * (1 - share)) for v in blue.variants]
+                    + [replace(v, weight=v.weight * share) for v in green.variants],
+                )
+            )
+            outcome["canary_share"] = share
+            reason = self._watch(alarms, float(routing.get("WaitIntervalInSeconds", 0)))
+            if reason:
+                return self._finish(record, blue, outcome, reason)
+        self.runtime.set_endpoint(green)
+        reason = self._watch(alarms, float(policy.get("TerminationWaitInSeconds", 0)))
+        if reason:
+            return self._finish(record, blue, outcome, reason)
+        record.endpoint_config_name = config_name
+        self._finish(record, green, outcome, None)
+
+    def _watch(self, alarms: list[str], seconds: float) -> str | None:
+        """Evaluate the rollback alarms for the baking period; the reason to roll back, if any."""
+        deadline = time.monotonic() + seconds * self.time_scale
+        while True:
+            self.alarms.evaluate(self.clock())
+            firing = [a for a in alarms if a in self.alarms.alarms and self.alarms.alarms[a].state == "ALARM"]
+            if firing:
+                return f"rolled back: auto-rollback alarm(s) {', '.join(firing)} in ALARM"
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
+
+    def _finish(self, record: Any, serving: Endpoint, outcome: dict[str, Any], failure: str | None) -> None:
+        self.runtime.set_endpoint(serving)
+        record.endpoint_status = "InService"
+        record.failure_reason = failure
+        record.last_modified_time = utcnow()
+        outcome.update(status="RolledBack" if failure else "Succeeded", reason=failure, finished=self.clock())
+        self.deployments.append(outcome)
+        log.info("deployment of %s: %s", record.endpoint_name, outcome)

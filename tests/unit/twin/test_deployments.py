@@ -1,0 +1,170 @@
+"""Endpoint create/update on the twin through the real SageMaker API: canary, promotion, rollback."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from mlops.twin.cloudwatch import Alarm, AlarmEvaluator, MetricStore
+from mlops.twin.deployments import EndpointManager
+from mlops.twin.serving import CaptureWriter, EndpointRuntime, InvokeError
+
+INFERENCE = """
+import json
+def model_fn(d):
+    return json.load(open(d + "/model.json"))
+def input_fn(body, ct):
+    return json.loads(body)
+def predict_fn(x, m):
+    if m.get("broken"):
+        raise RuntimeError("broken model")
+    return x * m["factor"]
+def output_fn(p, accept):
+    return json.dumps(p)
+"""
+
+
+def _tar(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    kw = {
+        "endpoint_url": f"http://{host}:{port}",
+        "region_name": "us-east-1",
+        "aws_access_key_id": "a",
+        "aws_secret_access_key": "b",
+    }
+    s3, sm = boto3.client("s3", **kw), boto3.client("sagemaker", **kw)
+    s3.create_bucket(Bucket="models-bkt")
+    s3.put_object(Bucket="models-bkt", Key="code.tar.gz", Body=_tar({"inference.py": INFERENCE}))
+    for name, model in {"v1": {"factor": 2}, "v2": {"factor": 3}, "bad": {"factor": 1, "broken": True}}.items():
+        s3.put_object(Bucket="models-bkt", Key=f"{name}.tar.gz", Body=_tar({"model.json": json.dumps(model)}))
+        sm.create_model(
+            ModelName=name,
+            ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
+            PrimaryContainer={
+                "Image": "img",
+                "ModelDataUrl": f"s3://models-bkt/{name}.tar.gz",
+                "Environment": {
+                    "SAGEMAKER_PROGRAM": "inference.py",
+                    "SAGEMAKER_SUBMIT_DIRECTORY": "s3://models-bkt/code.tar.gz",
+                },
+            },
+        )
+        sm.create_endpoint_config(
+            EndpointConfigName=f"cfg-{name}",
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": name,
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                    "InitialVariantWeight": 1.0,
+                }
+            ],
+        )
+    metrics = MetricStore()
+    alarms = AlarmEvaluator(metrics, lambda e: None, "123456789012", "us-east-1")
+    alarms.add(
+        Alarm.from_properties(
+            "errors",
+            "arn:alarm:errors",
+            {
+                "Namespace": "AWS/SageMaker",
+                "MetricName": "Invocation5XXErrors",
+                "Dimensions": [{"Name": "EndpointName", "Value": "ep"}, {"Name": "VariantName", "Value": "AllTraffic"}],
+                "Statistic": "Sum",
+                "Period": 1,
+                "EvaluationPeriods": 1,
+                "Threshold": 1,
+                "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                "TreatMissingData": "notBreaching",
+            },
+        )
+    )
+    runtime = EndpointRuntime(metrics, CaptureWriter(lambda b, k, body: None))
+    manager = EndpointManager(
+        account="123456789012", region="us-east-1", s3=s3, runtime=runtime, alarms=alarms, workdir=tmp_path
+    )
+    manager.install()
+    yield {"sm": sm, "runtime": runtime, "manager": manager}
+    server.stop()
+
+
+def _predict(runtime: EndpointRuntime, x: float) -> float:
+    out, _, _ = runtime.invoke("ep", json.dumps(x).encode(), "application/json", "application/json")
+    return json.loads(out)
+
+
+def _wait_in_service(sm: Any) -> dict[str, Any]:
+    for _ in range(100):
+        described = sm.describe_endpoint(EndpointName="ep")
+        if described["EndpointStatus"] != "Updating":
+            return described
+        time.sleep(0.1)
+    raise AssertionError("endpoint stayed Updating")
+
+
+CANARY = {
+    "BlueGreenUpdatePolicy": {
+        "TrafficRoutingConfiguration": {
+            "Type": "CANARY",
+            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+            "WaitIntervalInSeconds": 2,
+        },
+        "TerminationWaitInSeconds": 0,
+    },
+    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "errors"}]},
+}
+
+
+def test_create_then_canary_update_promotes_the_new_model(setup: dict[str, Any]) -> None:
+    sm, runtime = setup["sm"], setup["runtime"]
+    sm.create_endpoint(EndpointName="ep", EndpointConfigName="cfg-v1")
+    assert _predict(runtime, 1) == 2
+    sm.update_endpoint(EndpointName="ep", EndpointConfigName="cfg-v2", DeploymentConfig=CANARY)
+    assert sm.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "Updating"
+    time.sleep(0.3)
+    seen = {_predict(runtime, 1) for _ in range(60)}
+    assert seen == {2, 3}  # both fleets take traffic during the canary
+    described = _wait_in_service(sm)
+    assert described["EndpointConfigName"] == "cfg-v2"
+    assert {_predict(runtime, 1) for _ in range(10)} == {3}
+    assert setup["manager"].deployments[-1]["status"] == "Succeeded"
+
+
+def test_failing_canary_rolls_back_and_the_old_model_keeps_serving(setup: dict[str, Any]) -> None:
+    sm, runtime = setup["sm"], setup["runtime"]
+    sm.create_endpoint(EndpointName="ep", EndpointConfigName="cfg-v1")
+    sm.update_endpoint(EndpointName="ep", EndpointConfigName="cfg-bad", DeploymentConfig=CANARY)
+    time.sleep(0.2)
+    for _ in range(20):  # traffic during the canary: the new fleet answers with errors
+        with contextlib.suppress(InvokeError):
+            _predict(runtime, 1)
+    described = _wait_in_service(sm)
+    assert described["EndpointConfigName"] == "cfg-v1"
+    assert "rolled back" in described.get("FailureReason", "")
+    assert {_predict(runtime, 1) for _ in range(10)} == {2}
+    assert setup["manager"].deployments[-1]["status"] == "RolledBack"
