@@ -59,8 +59,11 @@ class MetricStore:
         with self._lock:
             return list(self._points)
 
-    def ingest_emf(self, line: str, fallback_time: float) -> int:
-        """Read one log line in Embedded Metric Format; returns how many datapoints it held."""
+    def ingest_emf(self, line: str, fallback_time: float, override_time: float | None = None) -> int:
+        """Read one log line in Embedded Metric Format; returns how many datapoints it held.
+
+        ``override_time`` stamps the datapoints with the ingesting clock (the twin's, which
+        may run faster than the wall clock the function used)."""
         try:
             doc = json.loads(line)
         except (json.JSONDecodeError, TypeError):
@@ -68,7 +71,9 @@ class MetricStore:
         meta = doc.get("_aws") if isinstance(doc, dict) else None
         if not isinstance(meta, dict):
             return 0
-        timestamp = float(meta.get("Timestamp", fallback_time * 1000)) / 1000
+        timestamp = (
+            override_time if override_time is not None else float(meta.get("Timestamp", fallback_time * 1000)) / 1000
+        )
         added = 0
         for directive in meta.get("CloudWatchMetrics", []):
             namespace = directive.get("Namespace", "aws-embedded-metrics")

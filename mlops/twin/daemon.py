@@ -57,6 +57,8 @@ def serve(cdk_out: Path, workdir: Path, port: int, time_scale: float) -> int:
     state = {
         "pid": os.getpid(),
         "s3_endpoint": twin.s3.endpoint,
+        "runtime_endpoint": twin.runtime_endpoint,
+        "time_scale": time_scale,
         "cdk_out": str(cdk_out.resolve()),
         "started_at": time.time(),
         "state_machines": {m.name: m.arn for m in twin.state_machines.values()},
@@ -72,7 +74,7 @@ def serve(cdk_out: Path, workdir: Path, port: int, time_scale: float) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     while not stopping.wait(1.0):
-        twin.bus.fire_schedules(time.time())
+        twin.tick()
     logging.info("stopping")
     twin.stop()
     (workdir / STATE_FILE).unlink(missing_ok=True)

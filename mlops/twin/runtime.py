@@ -22,11 +22,16 @@ import boto3
 
 from mlops.twin.asl import AslEngine, Execution
 from mlops.twin.assembly import Assembly, Resource
+from mlops.twin.clock import TwinClock
+from mlops.twin.cloudwatch import Alarm, AlarmEvaluator, MetricStore
+from mlops.twin.deployments import EndpointManager
+from mlops.twin.endpoint_server import EndpointServer
 from mlops.twin.event_bus import EventBus, Rule, Target
 from mlops.twin.lambda_runtime import FunctionSpec, LambdaRuntime
 from mlops.twin.registry import Registry
 from mlops.twin.s3_service import S3Service
 from mlops.twin.sagemaker_jobs import JobRunner
+from mlops.twin.serving import CaptureWriter, EndpointRuntime
 from mlops.twin.tasks import TaskDispatcher, is_supported_task
 
 log = logging.getLogger("mlops.twin")
@@ -39,6 +44,7 @@ RUNNABLE = {
     "AWS::Lambda::Function",
     "AWS::Lambda::LayerVersion",
     "AWS::SageMaker::ModelPackageGroup",
+    "AWS::CloudWatch::Alarm",
 }
 # Resources that exist in AWS but have no behaviour to reproduce here; listed at start.
 INERT = {
@@ -106,6 +112,14 @@ class Twin:
         self.bus = EventBus(self._deliver, account=self.assembly.account, region=self.assembly.region)
         self.dispatcher = TaskDispatcher(self)
         self.engine = AslEngine(self.dispatcher, time_scale=time_scale)
+        self.clock = TwinClock(time_scale)
+        self.metrics = MetricStore()
+        self.alarms = AlarmEvaluator(self.metrics, self.emit, self.assembly.account, self.assembly.region)
+        self.capture = CaptureWriter(self._put_capture)
+        self.endpoint_runtime = EndpointRuntime(self.metrics, self.capture, clock=self.clock.now)
+        self.endpoint_server = EndpointServer(self.endpoint_runtime)
+        self.endpoints: EndpointManager | None = None
+        self._log_offsets: dict[Path, int] = {}
         self.registry = Registry(self.assembly.account, self.assembly.region, self.emit)
         self.jobs: JobRunner | None = None
         self.state_machines: dict[str, StateMachine] = {}
@@ -137,7 +151,22 @@ class Twin:
         self.jobs = JobRunner(
             self.client("s3"), self.workdir / "sagemaker", self.assembly.account, self.assembly.region
         )
+        runtime_url = self.endpoint_server.start()
+        self.endpoints = EndpointManager(
+            account=self.assembly.account,
+            region=self.assembly.region,
+            s3=self.client("s3"),
+            runtime=self.endpoint_runtime,
+            alarms=self.alarms,
+            workdir=self.workdir,
+            time_scale=self.clock.time_scale,
+            clock=self.clock.now,
+        )
+        self.endpoints.install()
+        for res in self.assembly.resources("AWS::CloudWatch::Alarm"):
+            self._create_alarm(res)
         base_env = self._lambda_base_env(endpoint)
+        base_env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = runtime_url
         for res in self.assembly.resources("AWS::Lambda::Function"):
             self._create_function(res, base_env)
         for res in self.assembly.resources("AWS::StepFunctions::StateMachine"):
@@ -153,6 +182,8 @@ class Twin:
     def stop(self) -> None:
         for fn in self.functions.values():
             fn.close()
+        self.capture.flush()
+        self.endpoint_server.stop()
         self.s3.stop()
         self._events_log.close()
 
@@ -183,6 +214,37 @@ class Twin:
             "AWS_DEFAULT_REGION": self.assembly.region,
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon on the twin
         }
+
+    @property
+    def runtime_endpoint(self) -> str:
+        return self.endpoint_server.url
+
+    def tick(self) -> None:
+        """Advance what runs on the clock: schedules, EMF metrics from logs, alarms, capture files."""
+        now = self.clock.now()
+        self._ingest_logs(now)
+        self.bus.fire_schedules(now)
+        self.alarms.evaluate(now)
+        self.capture.flush()
+
+    def _ingest_logs(self, now: float) -> None:
+        # Powertools Metrics writes EMF to the function's log, as CloudWatch Logs would ingest it.
+        for path in (self.workdir / "logs").glob("*.log"):
+            start = self._log_offsets.get(path, 0)
+            size = path.stat().st_size
+            if size <= start:
+                continue
+            with path.open("rb") as f:
+                f.seek(start)
+                chunk = f.read(size - start)
+            complete = chunk.rfind(b"\n") + 1
+            self._log_offsets[path] = start + complete
+            for line in chunk[:complete].decode("utf-8", errors="replace").splitlines():
+                if '"_aws"' in line:
+                    self.metrics.ingest_emf(line, now, override_time=now)
+
+    def _put_capture(self, bucket: str, key: str, body: bytes) -> None:
+        self.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
 
     # -- resources -----------------------------------------------------------------
     def _create_bucket(self, res: Resource) -> None:
@@ -234,6 +296,13 @@ class Twin:
             if not is_supported_task(resource):
                 self.report.unsupported_tasks.append((res.physical_id, state, resource))
         self.state_machines[res.arn] = machine
+
+    def _create_alarm(self, res: Resource) -> None:
+        props = self.assembly.resolve(res.properties, res.stack)
+        try:
+            self.alarms.add(Alarm.from_properties(res.physical_id, res.arn, props))
+        except (ValueError, KeyError) as exc:
+            self.report.unsupported.append((res.path, f"AWS::CloudWatch::Alarm ({exc})"))
 
     def _create_rule(self, res: Resource) -> None:
         props = self.assembly.resolve(res.properties, res.stack)

@@ -165,8 +165,9 @@ def _captured(body: bytes, content_type: str, mode: str) -> dict[str, Any]:
 class EndpointRuntime:
     """The data plane of every endpoint on the twin."""
 
-    def __init__(self, metrics: MetricStore, capture: CaptureWriter) -> None:
+    def __init__(self, metrics: MetricStore, capture: CaptureWriter, clock: Callable[[], float] = time.time) -> None:
         self.metrics = metrics
+        self.clock = clock
         self.capture = capture
         self.endpoints: dict[str, Endpoint] = {}
 
@@ -190,7 +191,7 @@ class EndpointRuntime:
             raise InvokeError(400, "ValidationError", f"Endpoint {name} of account 000000000000 not found.")
         variant = endpoint.pick(target_variant)
         dims = {"EndpointName": name, "VariantName": variant.name}
-        now = time.time()
+        now = self.clock()
         self.metrics.put(NAMESPACE, "Invocations", 1, dimensions=dims, timestamp=now)
         model_started = time.perf_counter()
         try:
