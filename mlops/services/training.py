@@ -168,7 +168,35 @@ class TrainingSteps:
         }
 
     # -- steps ---------------------------------------------------------------------------
+    def _cooldown(self, event: dict[str, Any], config: ModelConfig, execution_id: str) -> str | None:
+        """For alarm-triggered retrains: one per cooldown window. The reason to skip, if any.
+
+        A conditional write on the marker makes duplicate alarm events (or two alarms of one
+        drift episode) start a single retrain.
+        """
+        if event.get("trigger") != "alarm":
+            return None
+        loc = S3Location(self.settings.artifacts_bucket, f"monitoring/{config.name}/retrain.json")
+        cooldown = config.monitoring.retrain_cooldown_minutes * 60
+        claim = {"started_at": time.time(), "execution_id": execution_id, "alarm": event.get("alarm")}
+        found = get_json(self.s3, loc)
+        if found is None:
+            return None if put_json_if_absent(self.s3, loc, claim) else "another alarm started this retrain"
+        last, etag = found
+        if last.get("execution_id") == execution_id:
+            return None  # our own retry
+        age = time.time() - float(last.get("started_at", 0))
+        if age < cooldown:
+            return (
+                f"retrain cooldown: the last one started {age / 60:.0f} min ago by {last.get('alarm')}; "
+                f"cooldown is {config.monitoring.retrain_cooldown_minutes} min"
+            )
+        return None if replace_json_if_unchanged(self.s3, loc, claim, etag) else "another alarm started this retrain"
+
     def prepare(self, event: dict[str, Any], config: ModelConfig, execution_id: str) -> dict[str, Any]:
+        cooldown = self._cooldown(event, config, execution_id)
+        if cooldown is not None:
+            return {"status": "busy", "model": config.name, "reason": cooldown}
         holder = self._take_lock(config, execution_id)
         if holder is not None:
             return {

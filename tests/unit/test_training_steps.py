@@ -150,3 +150,18 @@ def test_register_records_metrics_lineage_and_status(steps: TrainingSteps, s3: A
 def test_settings_from_env_names_what_is_missing() -> None:
     with pytest.raises(RuntimeError, match="CODE_URI"):
         TrainingSettings.from_env({"VALIDATED_BUCKET": "a", "ARTIFACTS_BUCKET": "b"})
+
+
+def test_alarm_retrains_are_debounced_by_the_cooldown(steps: TrainingSteps, s3: Any) -> None:
+    _validated(s3, "20261124T120000Z-dddd")
+    alarm = {"model": MODEL, "trigger": "alarm", "alarm": "tumor-classifier-drift"}
+    first = steps.prepare(alarm, model_config(MODEL), "arn:exec:a1")
+    assert first["status"] == "ready"
+    steps.release(MODEL, "arn:exec:a1")
+    duplicate = steps.prepare(alarm, model_config(MODEL), "arn:exec:a2")  # same alarm event delivered again
+    assert duplicate["status"] == "busy" and "retrain cooldown" in duplicate["reason"]
+    retry = steps.prepare(alarm, model_config(MODEL), "arn:exec:a1")  # a retry of the first execution proceeds
+    assert retry["status"] == "ready"
+    steps.release(MODEL, "arn:exec:a1")
+    plain = steps.prepare({"model": MODEL}, model_config(MODEL), "arn:exec:manual")  # uploads are not debounced
+    assert plain["status"] == "ready"
