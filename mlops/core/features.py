@@ -1,0 +1,303 @@
+"""Features, data loading and the scikit-learn pipeline, shared by train, evaluate and inference.
+
+Raw values are coerced to the config's column types *outside* the fitted pipeline, so
+the pickled model is pure scikit-learn and loads anywhere; the same coercion runs at
+training, evaluation and serving time, so ``1``, ``"1"`` and ``1.0`` in an ``int``
+categorical column are one category everywhere.
+
+Feature kinds: ``string`` and ``bool`` columns, and ``int`` columns with ``allowed``
+values (codes such as sex), are categorical (most-frequent impute + one-hot, unknown
+categories ignored); other ``int``/``float`` columns are numeric (median impute, plus
+standard scaling for the linear models).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlops.config import Algorithm, ColumnType, ModelConfig, ProblemType
+
+NUMERIC, CATEGORICAL = "numeric", "categorical"
+LINEAR = {Algorithm.LOGISTIC_REGRESSION, Algorithm.LINEAR_REGRESSION, Algorithm.RIDGE}
+ESTIMATORS: dict[tuple[Algorithm, bool], type[BaseEstimator]] = {
+    (Algorithm.RANDOM_FOREST, True): RandomForestClassifier,
+    (Algorithm.RANDOM_FOREST, False): RandomForestRegressor,
+    (Algorithm.GRADIENT_BOOSTING, True): GradientBoostingClassifier,
+    (Algorithm.GRADIENT_BOOSTING, False): GradientBoostingRegressor,
+    (Algorithm.LOGISTIC_REGRESSION, True): LogisticRegression,
+    (Algorithm.LINEAR_REGRESSION, False): LinearRegression,
+    (Algorithm.RIDGE, False): Ridge,
+}
+# defaults that differ from scikit-learn's, still overridable by hyperparameters
+BASE_PARAMS: dict[type[BaseEstimator], dict[str, Any]] = {LogisticRegression: {"max_iter": 1000}}
+CSV_SUFFIXES = (".csv", ".csv.gz")
+TRUE_WORDS, FALSE_WORDS = {"true", "t", "yes", "y", "1"}, {"false", "f", "no", "n", "0"}
+
+
+class DataError(ValueError):
+    """Input data or hyperparameters the job cannot use; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: str  # a ColumnType value
+    kind: str  # NUMERIC or CATEGORICAL
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def features_of(config: ModelConfig) -> list[Feature]:
+    out = []
+    for column in config.dataset.features:
+        categorical = column.type in (ColumnType.STRING, ColumnType.BOOL) or (
+            column.type is ColumnType.INT and column.allowed is not None
+        )
+        out.append(Feature(column.name, column.type.value, CATEGORICAL if categorical else NUMERIC))
+    return out
+
+
+def features_from_metadata(metadata: dict[str, Any]) -> list[Feature]:
+    return [Feature(f["name"], f["type"], f["kind"]) for f in metadata["features"]]
+
+
+# -- reading -----------------------------------------------------------------------------
+def read_config(config_dir: str | Path) -> ModelConfig:
+    from mlops.config import parse_config
+
+    path = Path(config_dir) / "model-config.json"
+    if not path.is_file():
+        raise DataError(f"model config not found: {path} (the config channel must hold model-config.json)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"model config {path} is not valid JSON: {exc}") from None
+    return parse_config(data, str(path))
+
+
+def csv_files(directory: str | Path, label: str) -> list[Path]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{label} data directory not found: {directory}")
+    files = sorted(
+        p for p in directory.rglob("*") if p.is_file() and p.name.endswith(CSV_SUFFIXES) and not p.name.startswith(".")
+    )
+    if not files:
+        raise DataError(f"no CSV files in the {label} data directory {directory}")
+    return files
+
+
+def read_csv_dir(directory: str | Path, label: str, required: list[str]) -> pd.DataFrame:
+    """All CSV files of a channel, concatenated; each must have a header holding the ``required`` columns."""
+    frames = []
+    for path in csv_files(directory, label):
+        try:
+            frame = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{label} file {path.name} is empty (no header row)") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise DataError(f"{label} file {path.name} is not readable CSV: {exc}") from None
+        missing = [c for c in required if c not in frame.columns]
+        if missing:
+            found = ", ".join(map(str, frame.columns[:20]))
+            raise DataError(f"{label} file {path.name} is missing column(s) {', '.join(missing)} (found: {found})")
+        frames.append(frame)
+    data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if data.empty:
+        raise DataError(f"{label} data has a header but no rows ({len(frames)} file(s) in {directory})")
+    return data
+
+
+# -- coercion ----------------------------------------------------------------------------
+def _numeric(values: pd.Series, name: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(float)
+    coerced = pd.to_numeric(values, errors="coerce")
+    text = values.astype(object).where(values.notna(), "").astype(str).str.strip()
+    bad = coerced.isna() & (text != "")
+    if bad.any():
+        samples = ", ".join(repr(v) for v in text[bad].unique()[:5])
+        raise DataError(f"column {name!r}: {int(bad.sum())} non-numeric value(s), e.g. {samples}")
+    return coerced.astype(float)
+
+
+def _category_value(value: Any, column_type: str) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return np.nan
+    if column_type == ColumnType.BOOL:
+        word = str(value).strip().lower()
+        if word in TRUE_WORDS or word == "1.0":
+            return "true"
+        if word in FALSE_WORDS or word == "0.0":
+            return "false"
+        return word
+    if column_type == ColumnType.INT:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return str(value)
+        return str(int(number)) if number.is_integer() else str(value)
+    return str(value)
+
+
+def _categorical(values: pd.Series, column_type: str) -> pd.Series:
+    if column_type == ColumnType.INT and pd.api.types.is_integer_dtype(values) and not values.isna().any():
+        return values.astype(str).astype(object)  # the common case, vectorised
+    return values.astype(object).map(lambda v: _category_value(v, column_type)).astype(object)
+
+
+def prepare_features(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFrame:
+    """The feature columns in model order, coerced to their kinds; raises DataError naming what is wrong."""
+    missing = [f.name for f in features if f.name not in frame.columns]
+    if missing:
+        expected = ", ".join(f.name for f in features)
+        raise DataError(f"missing feature(s): {', '.join(missing)} (the model expects: {expected})")
+    columns = {
+        f.name: _numeric(frame[f.name], f.name) if f.kind == NUMERIC else _categorical(frame[f.name], f.type)
+        for f in features
+    }
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def prepare_target(values: pd.Series, config: ModelConfig, label: str) -> pd.Series:
+    name = config.dataset.target
+    nulls = int(values.isna().sum())
+    if nulls:
+        raise DataError(f"{label} data: target {name!r} has {nulls} empty value(s); every row needs a label")
+    if config.problem_type is ProblemType.REGRESSION:
+        return _numeric(values, name)
+    target_type = config.dataset.target_column.type
+    if target_type is ColumnType.INT:
+        numbers = _numeric(values, name)
+        if not (numbers == numbers.round()).all():
+            raise DataError(f"{label} data: target {name!r} is int but has fractional values")
+        return numbers.astype(np.int64)
+    if target_type is ColumnType.BOOL:
+        return values.map(lambda v: _category_value(v, ColumnType.BOOL) == "true").astype(bool)
+    return values.astype(str)
+
+
+# -- hyperparameters and pipeline ----------------------------------------------------------
+def parse_value(text: Any) -> Any:
+    """A hyperparameter as SageMaker passes it (a string) to a Python value: 150, 0.1, True, None, "sqrt"."""
+    if not isinstance(text, str):
+        return text
+    word = text.strip()
+    lowered = word.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return json.loads(word)
+    except json.JSONDecodeError:
+        return word.strip('"')
+
+
+def estimator_class(config: ModelConfig) -> type[BaseEstimator]:
+    return ESTIMATORS[(config.training.algorithm, config.problem_type.is_classification)]
+
+
+def make_estimator(config: ModelConfig, hyperparameters: dict[str, Any]) -> tuple[BaseEstimator, dict[str, Any]]:
+    """The estimator with config + override hyperparameters; returns it and the parameters set."""
+    cls = estimator_class(config)
+    valid = set(cls().get_params())
+    unknown = sorted(set(hyperparameters) - valid)
+    if unknown:
+        raise DataError(
+            f"unknown hyperparameter(s) for {config.training.algorithm.value} ({cls.__name__}): "
+            f"{', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+        )
+    params = dict(BASE_PARAMS.get(cls, {}))
+    if "random_state" in valid:
+        params["random_state"] = config.training.split.seed
+    params.update(hyperparameters)
+    return cls(**params), params
+
+
+def make_preprocessor(features: list[Feature], scale: bool) -> ColumnTransformer:
+    numeric = [f.name for f in features if f.kind == NUMERIC]
+    categorical = [f.name for f in features if f.kind == CATEGORICAL]
+    transformers = []
+    if numeric:
+        steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+        if scale:
+            steps.append(("scale", StandardScaler()))
+        transformers.append((NUMERIC, Pipeline(steps), numeric))
+    if categorical:
+        encode = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        steps = [("impute", SimpleImputer(strategy="most_frequent")), ("onehot", encode)]
+        transformers.append((CATEGORICAL, Pipeline(steps), categorical))
+    return ColumnTransformer(transformers, remainder="drop")
+
+
+def build_pipeline(
+    config: ModelConfig, features: list[Feature], hyperparameters: dict[str, Any]
+) -> tuple[Pipeline, dict[str, Any]]:
+    estimator, params = make_estimator(config, hyperparameters)
+    preprocess = make_preprocessor(features, scale=config.training.algorithm in LINEAR)
+    return Pipeline([("preprocess", preprocess), ("model", estimator)]), params
+
+
+# -- artifacts -------------------------------------------------------------------------------
+MODEL_FILE, METADATA_FILE = "model.joblib", "model-metadata.json"
+
+
+def save_artifacts(model_dir: str | Path, pipeline: Pipeline, metadata: dict[str, Any]) -> None:
+    import joblib
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    joblib.dump(pipeline, model_dir / MODEL_FILE)
+    (model_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def load_artifacts(model_dir: str | Path) -> tuple[Pipeline, dict[str, Any]]:
+    """The fitted pipeline and its metadata from an (extracted) model dir."""
+    import joblib
+
+    model_dir = Path(model_dir)
+    for name in (MODEL_FILE, METADATA_FILE):
+        if not (model_dir / name).is_file():
+            raise DataError(f"{name} not found in model dir {model_dir}")
+    metadata = json.loads((model_dir / METADATA_FILE).read_text(encoding="utf-8"))
+    return joblib.load(model_dir / MODEL_FILE), metadata
+
+
+def predict(pipeline: Pipeline, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions and, for classifiers that have them, probabilities with columns in ``classes_`` order."""
+    predictions = pipeline.predict(features)
+    proba = pipeline.predict_proba(features) if hasattr(pipeline, "predict_proba") else None
+    return predictions, proba
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars and arrays to JSON-safe Python values."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
