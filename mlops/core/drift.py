@@ -89,7 +89,7 @@ def categorical_drift(
     for v in values:
         if v is None:
             continue
-        key = str(v)
+        key = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)  # 1.0 from CSV is category "1"
         counts[key if key in freq else OTHER] += 1
         n += 1
     expected = np.asarray([freq.get(c, 0.0) for c in cats])

@@ -1,0 +1,44 @@
+"""Scheduled model monitor: drift and model quality for one model, published as metrics.
+
+The schedule rule passes ``{"model": "<name>"}``. Metrics go out through Powertools
+Metrics (CloudWatch Embedded Metric Format) in the ``Mlops`` namespace with a ``model``
+dimension, which the model's drift and quality alarms watch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlops.services.monitoring import ModelMonitor, MonitorSettings, summary
+from mlops.settings import model_config
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    config = model_config(str(event["model"]))
+    monitor = ModelMonitor(boto3.client("s3"), boto3.client("sagemaker"), MonitorSettings.from_env(dict(os.environ)))
+    result = monitor.run(config)
+    metrics.add_dimension(name="model", value=config.name)
+    metrics.add_metric(name="CapturedRows", unit=MetricUnit.Count, value=result["captured_rows"])
+    if result["drift"]:
+        metrics.add_metric(name="DriftedFeatureShare", unit=MetricUnit.NoUnit, value=result["drift"]["drifted_share"])
+        metrics.add_metric(name="MaxFeaturePSI", unit=MetricUnit.NoUnit, value=result["drift"]["max_psi"])
+    quality = result["quality"]
+    if quality and quality["value"] is not None:
+        metrics.add_metric(name="ModelQuality", unit=MetricUnit.NoUnit, value=quality["value"])
+    for problem in (quality or {}).get("problems", []):
+        logger.warning("ground truth not usable: %s", problem)
+    logger.info(summary(result))
+    return result
