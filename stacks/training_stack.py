@@ -30,7 +30,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlops.config import ModelConfig
+from mlops.config import ModelConfig, ProblemType
+from mlops.core.metrics import sagemaker_metric_definitions
 from stacks.sagemaker_code import SourcedirAsset, sklearn_image_uri
 
 EVALUATE_SHELL = (
@@ -38,6 +39,10 @@ EVALUATE_SHELL = (
     "tar -xzf /opt/ml/processing/input/code/*.gz -C /opt/ml/processing/src; "
     'cd /opt/ml/processing/src; PYTHONPATH=/opt/ml/processing/src exec python3 evaluate.py "$@"'
 )
+# train.py prints "validation:<metric>=<value>"; one definition per metric any problem type reports
+METRIC_DEFINITIONS = [
+    d for kind in (ProblemType.BINARY, ProblemType.REGRESSION) for d in sagemaker_metric_definitions(kind)
+]
 LAMBDA_RETRY_ERRORS = [
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
@@ -53,7 +58,11 @@ def training_task(sagemaker_role: iam.IRole, key: kms.IKey) -> dict[str, Any]:
         "Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync",
         "Parameters": {
             "TrainingJobName.$": "$.run.training_job_name",
-            "AlgorithmSpecification": {"TrainingImage.$": "$.run.image_uri", "TrainingInputMode": "File"},
+            "AlgorithmSpecification": {
+                "TrainingImage.$": "$.run.image_uri",
+                "TrainingInputMode": "File",
+                "MetricDefinitions": METRIC_DEFINITIONS,
+            },
             "RoleArn": sagemaker_role.role_arn,
             "HyperParameters.$": "$.run.hyperparameters",
             "InputDataConfig": [

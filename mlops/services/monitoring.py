@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from mlops.config import ModelConfig, ProblemType
 from mlops.core import capture as cap
 from mlops.core.drift import compare
+from mlops.core.metrics import compute_metrics
 from mlops.s3io import S3Location, get_json, put_json
 
 PACKAGE_TAG = "mlops:model-package-arn"
@@ -169,20 +168,18 @@ class ModelMonitor:
         name = quality_metric_name(config.problem_type)
         if not pairs:
             return {"metric": name, "value": None, "joined": 0, "problems": problems}
-        if config.problem_type is ProblemType.REGRESSION:
-            truth = np.array([float(t) for t, _ in pairs])
-            pred = np.array([float(p) for _, p in pairs])
-            value = float(np.sqrt(np.mean((truth - pred) ** 2)))
-        else:
-            value = float(np.mean([_same_label(t, p) for t, p in pairs]))
+        truth = [_label(t) for t, _ in pairs]
+        pred = [_label(p) for _, p in pairs]
+        value = compute_metrics(config.problem_type, truth, pred).get(name)
         return {"metric": name, "value": value, "joined": len(pairs), "problems": problems}
 
 
-def _same_label(truth: str, predicted: Any) -> bool:
+def _label(value: Any) -> Any:
+    """Ground truth arrives as CSV text, predictions as JSON: compare 1, "1" and 1.0 alike."""
     try:
-        return float(truth) == float(predicted)
+        return float(value)
     except (TypeError, ValueError):
-        return str(truth).strip() == str(predicted).strip()
+        return str(value).strip()
 
 
 def summary(result: dict[str, Any]) -> str:

@@ -78,13 +78,17 @@ class JobRunner:
 
     # -- process -------------------------------------------------------------------------
     def _python_shim(self, job_dir: Path) -> Path:
-        """A bin dir whose python/python3 are this interpreter: what the container calls python3."""
+        """A bin dir whose python/python3 run this interpreter: what the container calls python3.
+
+        Scripts, not symlinks: a venv's interpreter finds its site-packages only when started
+        through the venv's own path.
+        """
         shim = job_dir / ".bin"
         shim.mkdir(exist_ok=True)
         for name in ("python", "python3"):
-            link = shim / name
-            if not link.exists():
-                link.symlink_to(sys.executable)
+            script = shim / name
+            script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+            script.chmod(0o755)
         return shim
 
     def _run(self, cmd: list[str], env: dict[str, str], cwd: Path, timeout_s: float, log: Path) -> tuple[int, str]:
@@ -249,8 +253,8 @@ class JobRunner:
         timeout = float(params.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
         code, output = self._run(cmd, env, job_dir, timeout, job_dir / "job.log")
         if code != 0:
-            failure = Path(remap) / "processing" / "failure"
-            return self._fail(describe, _failure_reason(code, failure, output, timeout))
+            message = Path(remap) / "output" / "message"  # the processing container's ExitMessage file
+            return self._fail(describe, _failure_reason(code, message, output, timeout))
         for item in outputs:
             self._upload_dir(Path(local(item["S3Output"]["LocalPath"])), item["S3Output"]["S3Uri"])
         ended = datetime.now(UTC)

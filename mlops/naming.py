@@ -1,0 +1,19 @@
+"""Names shared by the stacks (which create the resources) and the code (which refers to them)."""
+
+from __future__ import annotations
+
+ALARM_KINDS = ("5xx", "latency", "drift", "quality")
+RETRAIN_ALARM_KINDS = ("drift", "quality")
+ROLLBACK_ALARM_KINDS = ("5xx", "latency")
+METRICS_NAMESPACE = "Mlops"
+CAPTURE_PREFIX = "datacapture"
+
+
+def alarm_name(model: str, kind: str) -> str:
+    if kind not in ALARM_KINDS:
+        raise ValueError(f"unknown alarm kind {kind!r}; one of {ALARM_KINDS}")
+    return f"mlops-{model}-{kind}"
+
+
+def endpoint_name(model: str) -> str:
+    return model  # one endpoint per model, named after it

@@ -1,0 +1,220 @@
+"""Deploying an approved model package: the plan before, the verdict after.
+
+``plan`` turns a "Model Package State Change" (Approved) into the exact SageMaker
+requests the deploy state machine sends: CreateModel, CreateEndpointConfig (with data
+capture, KMS, instance or serverless variant) and CreateEndpoint or UpdateEndpoint with
+a blue/green canary and auto-rollback alarms. ``record`` checks what the endpoint
+serves once it is InService again: the new config (deployed) or the old one (rolled
+back), tags the endpoint with the package it serves, sets up autoscaling, and writes a
+deployment record.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mlops.config import ModelConfig
+from mlops.naming import CAPTURE_PREFIX, ROLLBACK_ALARM_KINDS, alarm_name, endpoint_name
+from mlops.s3io import S3Location, put_json
+from mlops.services.monitoring import PACKAGE_TAG
+
+BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    capture_bucket: str
+    artifacts_bucket: str
+    kms_key_arn: str
+    execution_role_arn: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> DeploySettings:
+        keys = {
+            "capture_bucket": "CAPTURE_BUCKET",
+            "artifacts_bucket": "ARTIFACTS_BUCKET",
+            "kms_key_arn": "KMS_KEY_ARN",
+            "execution_role_arn": "SAGEMAKER_ROLE_ARN",
+        }
+        missing = [v for v in keys.values() if not env.get(v)]
+        if missing:
+            raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
+        return cls(**{k: env[v] for k, v in keys.items()})
+
+
+class DeploymentBusy(RuntimeError):
+    """The endpoint is mid-change; the state machine retries later."""
+
+
+class Deployer:
+    def __init__(self, sagemaker: Any, s3: Any, autoscaling: Any, settings: DeploySettings) -> None:
+        self.sm = sagemaker
+        self.s3 = s3
+        self.autoscaling = autoscaling
+        self.settings = settings
+
+    def _endpoint_status(self, name: str) -> str | None:
+        try:
+            return str(self.sm.describe_endpoint(EndpointName=name)["EndpointStatus"])
+        except ClientError as exc:
+            if "Could not find endpoint" in str(exc) or exc.response["Error"]["Code"] == "ValidationException":
+                return None
+            raise
+
+    def plan(self, detail: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
+        package_arn = detail["ModelPackageArn"]
+        package = self.sm.describe_model_package(ModelPackageName=package_arn)
+        if package.get("ModelApprovalStatus") != "Approved":
+            return {"action": "skip", "reason": f"{package_arn} is {package.get('ModelApprovalStatus')}, not Approved"}
+        container = package["InferenceSpecification"]["Containers"][0]
+        version = package.get("ModelPackageVersion", 0)
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        name = endpoint_name(config.name)
+        model_name = re.sub(r"[^a-zA-Z0-9-]", "-", f"{config.name}-v{version}-{stamp}")[:63]
+        status = self._endpoint_status(name)
+        if status in BUSY:
+            raise DeploymentBusy(f"endpoint {name} is {status}; the deployment retries when it settles")
+        action = "create" if status is None or status == "Failed" else "update"
+        ep = config.endpoint
+        if ep.kind == "serverless":
+            variant = {
+                "VariantName": "AllTraffic",
+                "ModelName": model_name,
+                "ServerlessConfig": {
+                    "MemorySizeInMB": ep.serverless.memory_mb,
+                    "MaxConcurrency": ep.serverless.max_concurrency,
+                },
+            }
+        else:
+            variant = {
+                "VariantName": "AllTraffic",
+                "ModelName": model_name,
+                "InstanceType": ep.instance_type,
+                "InitialInstanceCount": ep.initial_instance_count,
+                "InitialVariantWeight": 1.0,
+            }
+        endpoint_config: dict[str, Any] = {
+            "EndpointConfigName": model_name,
+            "ProductionVariants": [variant],
+            "DataCaptureConfig": {
+                "EnableCapture": ep.data_capture_percent > 0,
+                "InitialSamplingPercentage": max(ep.data_capture_percent, 1),
+                "DestinationS3Uri": f"s3://{self.settings.capture_bucket}/{CAPTURE_PREFIX}",
+                "KmsKeyId": self.settings.kms_key_arn,
+                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+                "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]},
+            },
+            "Tags": [{"Key": "mlops:model", "Value": config.name}],
+        }
+        if ep.kind == "instance":
+            endpoint_config["KmsKeyId"] = self.settings.kms_key_arn  # instance storage; not allowed for serverless
+        deployment_config = None
+        if action == "update" and ep.kind == "instance":
+            deployment_config = {
+                "BlueGreenUpdatePolicy": {
+                    "TrafficRoutingConfiguration": {
+                        "Type": "CANARY",
+                        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": ep.canary.percent},
+                        "WaitIntervalInSeconds": ep.canary.wait_seconds,
+                    },
+                    "TerminationWaitInSeconds": 0,
+                    "MaximumExecutionTimeoutInSeconds": max(600, ep.canary.wait_seconds * 3 + 600),
+                },
+                "AutoRollbackConfiguration": {
+                    "Alarms": [{"AlarmName": alarm_name(config.name, k)} for k in ROLLBACK_ALARM_KINDS]
+                },
+            }
+        return {
+            "action": action,
+            "model": config.name,
+            "package_arn": package_arn,
+            "package_version": version,
+            "endpoint_name": name,
+            "model_name": model_name,
+            "endpoint_config_name": model_name,
+            "model_request": {
+                "ModelName": model_name,
+                "ExecutionRoleArn": self.settings.execution_role_arn,
+                "PrimaryContainer": {
+                    "Image": container["Image"],
+                    "ModelDataUrl": container["ModelDataUrl"],
+                    "Environment": container.get("Environment", {}),
+                },
+                "Tags": [{"Key": PACKAGE_TAG, "Value": package_arn}, {"Key": "mlops:model", "Value": config.name}],
+            },
+            "endpoint_config": endpoint_config,
+            "deployment_config": deployment_config,
+            "kind": ep.kind,
+            "started_at": time.time(),
+        }
+
+    def record(self, plan: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
+        described = self.sm.describe_endpoint(EndpointName=plan["endpoint_name"])
+        serving = described.get("EndpointConfigName")
+        deployed = described["EndpointStatus"] == "InService" and serving == plan["endpoint_config_name"]
+        result: dict[str, Any] = {
+            "model": config.name,
+            "endpoint_name": plan["endpoint_name"],
+            "package_arn": plan["package_arn"],
+            "package_version": plan["package_version"],
+            "status": "deployed"
+            if deployed
+            else "rolled_back"
+            if described["EndpointStatus"] == "InService"
+            else "failed",
+            "serving_config": serving,
+            "failure_reason": described.get("FailureReason"),
+            "seconds": round(time.time() - float(plan.get("started_at", time.time())), 1),
+        }
+        if deployed:
+            self.sm.add_tags(
+                ResourceArn=described["EndpointArn"], Tags=[{"Key": PACKAGE_TAG, "Value": plan["package_arn"]}]
+            )
+            if plan["kind"] == "instance":
+                result["autoscaling"] = self._autoscale(plan["endpoint_name"], config)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        record = S3Location(self.settings.artifacts_bucket, f"deployments/{config.name}/{stamp}.json")
+        put_json(self.s3, record, {**result, "plan": plan})
+        result["record_uri"] = record.uri
+        result["message"] = _message(result)
+        return result
+
+    def _autoscale(self, endpoint: str, config: ModelConfig) -> dict[str, Any]:
+        resource = f"endpoint/{endpoint}/variant/AllTraffic"
+        scaling = config.endpoint.autoscaling
+        self.autoscaling.register_scalable_target(
+            ServiceNamespace="sagemaker",
+            ResourceId=resource,
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            MinCapacity=scaling.min_instances,
+            MaxCapacity=scaling.max_instances,
+        )
+        self.autoscaling.put_scaling_policy(
+            PolicyName=f"{endpoint}-invocations",
+            ServiceNamespace="sagemaker",
+            ResourceId=resource,
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingScalingPolicyConfiguration={
+                "TargetValue": float(scaling.target_invocations_per_instance),
+                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+                "ScaleInCooldown": 300,
+                "ScaleOutCooldown": 60,
+            },
+        )
+        return {"resource": resource, "min": scaling.min_instances, "max": scaling.max_instances}
+
+
+def _message(result: dict[str, Any]) -> str:
+    what = f"{result['model']} v{result['package_version']} on endpoint {result['endpoint_name']}"
+    if result["status"] == "deployed":
+        return f"deployed {what} in {result['seconds']} s"
+    if result["status"] == "rolled_back":
+        return f"rolled back {what}: {result['failure_reason']}; {result['serving_config']} keeps serving"
+    return f"deployment of {what} failed: {result['failure_reason']}"
