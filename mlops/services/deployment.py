@@ -150,6 +150,13 @@ class Deployer:
             },
             "endpoint_config": endpoint_config,
             "deployment_config": deployment_config,
+            # complete request bodies, so the state machine passes them as they are (InputPath)
+            "create_request": {"EndpointName": name, "EndpointConfigName": model_name},
+            "update_request": {
+                "EndpointName": name,
+                "EndpointConfigName": model_name,
+                **({"DeploymentConfig": deployment_config} if deployment_config else {}),
+            },
             "kind": ep.kind,
             "started_at": time.time(),
         }

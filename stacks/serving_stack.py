@@ -1,0 +1,498 @@
+"""Deployment to endpoints, monitoring, alarms, and alarm-driven retraining.
+
+- Deploy state machine, started by "SageMaker Model Package State Change" (Approved):
+  PlanDeployment ─▶ CreateModel ─▶ CreateEndpointConfig ─▶ CreateEndpoint | UpdateEndpoint
+  (blue/green canary, auto-rollback on the 5XX and latency alarms) ─▶ poll DescribeEndpoint
+  ─▶ RecordDeployment ─▶ Notify ─▶ ModelDeployed | DeploymentRolledBack.
+- Per model: a scheduled monitor Lambda (drift + quality as EMF metrics), alarms on
+  drift, quality, 5XX and latency, a dashboard, and a rule that starts the training
+  state machine when a drift or quality alarm goes to ALARM (the training's prepare
+  step debounces one episode into one retrain).
+- An SNS topic tells people about deployments, rollbacks, rejections and retrains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from mlops.config import ModelConfig, ProblemType
+from mlops.naming import METRICS_NAMESPACE, RETRAIN_ALARM_KINDS, alarm_name, endpoint_name
+
+LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"]
+SETTLING = ["Creating", "Updating", "SystemUpdating", "RollingBack"]
+
+
+def _pascal(name: str) -> str:
+    return "".join(p.capitalize() for p in name.split("-"))
+
+
+def _sagemaker_call(action: str, input_path: str) -> dict[str, Any]:
+    """A SageMaker request whose whole body is prepared by the plan step (no Parameters: InputPath is the request)."""
+    return {
+        "Type": "Task",
+        "Resource": f"arn:aws:states:::sagemaker:{action}",
+        "InputPath": input_path,
+        "ResultPath": None,
+        "Retry": [
+            {
+                "ErrorEquals": ["SageMaker.AmazonSageMakerException", "ThrottlingException"],
+                "IntervalSeconds": 5,
+                "MaxAttempts": 5,
+                "BackoffRate": 2,
+            }
+        ],
+    }
+
+
+class ServingStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        key: kms.IKey,
+        capture_bucket: s3.IBucket,
+        artifacts_bucket: s3.IBucket,
+        incoming_bucket: s3.IBucket,
+        sagemaker_role: iam.IRole,
+        training_machine: sfn.IStateMachine,
+        layers: Sequence[lambda_.ILayerVersion],
+        configs: dict[str, ModelConfig],
+        runtime: lambda_.Runtime,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.key = key
+        self.topic = sns.Topic(self, "Notifications", display_name="MLOps notifications", master_key=key)
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={"Bool": {"aws:SecureTransport": "false"}},
+            )
+        )
+        key.grant_encrypt_decrypt(iam.ServicePrincipal("events.amazonaws.com"))
+        common = {"POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE, "POWERTOOLS_LOG_LEVEL": "INFO"}
+        deploy_env = {
+            **common,
+            "POWERTOOLS_SERVICE_NAME": "mlops-deploy",
+            "CAPTURE_BUCKET": capture_bucket.bucket_name,
+            "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
+            "KMS_KEY_ARN": key.key_arn,
+            "SAGEMAKER_ROLE_ARN": sagemaker_role.role_arn,
+        }
+        plan = self._function("Plan", "functions/deploy", "handler.plan", deploy_env, layers, runtime, 256, 60)
+        record = self._function("Record", "functions/deploy", "handler.record", deploy_env, layers, runtime, 256, 60)
+        monitor_env = {
+            **common,
+            "POWERTOOLS_SERVICE_NAME": "mlops-monitor",
+            "CAPTURE_BUCKET": capture_bucket.bucket_name,
+            "INCOMING_BUCKET": incoming_bucket.bucket_name,
+            "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
+        }
+        monitor = self._function(
+            "Monitor", "functions/monitor", "handler.handler", monitor_env, layers, runtime, 2048, 900
+        )
+        self._grant(plan, record, monitor, capture_bucket, artifacts_bucket, incoming_bucket, sagemaker_role)
+        capture_bucket.grant_write(sagemaker_role)
+        self.deploy_machine = self._deploy_machine(plan, record, sagemaker_role)
+        groups = list(configs)
+        events.Rule(
+            self,
+            "OnModelApproved",
+            description="Deploy a model package when it is approved",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Model Package State Change"],
+                detail={"ModelPackageGroupName": groups, "ModelApprovalStatus": ["Approved"]},
+            ),
+            targets=[targets.SfnStateMachine(self.deploy_machine, retry_attempts=3)],
+        )
+        events.Rule(
+            self,
+            "OnModelRejected",
+            description="Tell people when a candidate is rejected",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Model Package State Change"],
+                detail={"ModelPackageGroupName": groups, "ModelApprovalStatus": ["Rejected"]},
+            ),
+            targets=[
+                targets.SnsTopic(
+                    self.topic,
+                    message=events.RuleTargetInput.from_text(
+                        f"model {events.EventField.from_path('$.detail.ModelPackageGroupName')} version "
+                        f"{events.EventField.from_path('$.detail.ModelPackageVersion')} rejected: "
+                        f"{events.EventField.from_path('$.detail.ApprovalDescription')}"
+                    ),
+                )
+            ],
+        )
+        for name, config in configs.items():
+            self._model_monitoring(name, config, monitor, training_machine)
+        cdk.CfnOutput(self, "DeployStateMachineArn", value=self.deploy_machine.state_machine_arn)
+        cdk.CfnOutput(self, "NotificationsTopicArn", value=self.topic.topic_arn)
+
+    # -- functions and permissions -------------------------------------------------------------
+    def _function(
+        self,
+        name: str,
+        code: str,
+        handler: str,
+        env: dict[str, str],
+        layers: Sequence[lambda_.ILayerVersion],
+        runtime: lambda_.Runtime,
+        memory: int,
+        timeout: int,
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self,
+            f"{name}Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            encryption_key=self.key,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        return lambda_.Function(
+            self,
+            f"{name}Fn",
+            runtime=runtime,
+            architecture=lambda_.Architecture.X86_64,
+            handler=handler,
+            code=lambda_.Code.from_asset(code),
+            layers=list(layers),
+            environment=env,
+            memory_size=memory,
+            timeout=cdk.Duration.seconds(timeout),
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+        )
+
+    def _grant(
+        self,
+        plan: lambda_.Function,
+        record: lambda_.Function,
+        monitor: lambda_.Function,
+        capture: s3.IBucket,
+        artifacts: s3.IBucket,
+        incoming: s3.IBucket,
+        sagemaker_role: iam.IRole,
+    ) -> None:
+        arn = self.format_arn
+        packages = [
+            arn(service="sagemaker", resource="model-package-group", resource_name="*"),
+            arn(service="sagemaker", resource="model-package", resource_name="*"),
+        ]
+        endpoint_arns = [arn(service="sagemaker", resource="endpoint", resource_name="*")]
+        for fn in (plan, record, monitor):
+            fn.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"], resources=packages
+                )
+            )
+            fn.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["sagemaker:DescribeEndpoint", "sagemaker:ListTags"], resources=endpoint_arns
+                )
+            )
+        record.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=endpoint_arns))
+        record.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["application-autoscaling:RegisterScalableTarget", "application-autoscaling:PutScalingPolicy"],
+                resources=[arn(service="application-autoscaling", resource="scalable-target", resource_name="*")],
+            )
+        )
+        # Registering a SageMaker scalable target creates its service-linked role on first use.
+        record.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["iam:CreateServiceLinkedRole"],
+                resources=[
+                    f"arn:{cdk.Aws.PARTITION}:iam::{cdk.Aws.ACCOUNT_ID}:role/aws-service-role/"
+                    "sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+                ],
+                conditions={"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+            )
+        )
+        artifacts.grant_read_write(record, "deployments/*")
+        artifacts.grant_read_write(monitor)
+        capture.grant_read(monitor)
+        incoming.grant_read(monitor, "ground-truth/*")
+
+    # -- deploy state machine -------------------------------------------------------------------
+    def _invoke(
+        self, state_id: str, fn: lambda_.IFunction, payload: sfn.TaskInput, result_path: str
+    ) -> tasks.LambdaInvoke:
+        task = tasks.LambdaInvoke(
+            self,
+            state_id,
+            lambda_function=fn,
+            payload=payload,
+            payload_response_only=True,
+            result_path=result_path,
+            retry_on_service_exceptions=False,
+        )
+        task.add_retry(errors=LAMBDA_RETRY_ERRORS, interval=cdk.Duration.seconds(2), max_attempts=4, backoff_rate=2)
+        return task
+
+    def _notify(self, state_id: str, message_path: str) -> tasks.SnsPublish:
+        return tasks.SnsPublish(
+            self,
+            state_id,
+            topic=self.topic,
+            message=sfn.TaskInput.from_json_path_at(message_path),
+            subject="MLOps deployment",
+            result_path=sfn.JsonPath.DISCARD,
+        )
+
+    def _deploy_machine(
+        self, plan_fn: lambda_.Function, record_fn: lambda_.Function, role: iam.IRole
+    ) -> sfn.StateMachine:
+        plan = self._invoke("PlanDeployment", plan_fn, sfn.TaskInput.from_json_path_at("$"), "$.plan")
+        plan.add_retry(errors=["DeploymentBusy"], interval=cdk.Duration.seconds(60), max_attempts=10, backoff_rate=1.5)
+        create_model = sfn.CustomState(
+            self, "CreateModel", state_json=_sagemaker_call("createModel", "$.plan.model_request")
+        )
+        create_config = sfn.CustomState(
+            self, "CreateEndpointConfig", state_json=_sagemaker_call("createEndpointConfig", "$.plan.endpoint_config")
+        )
+        create_endpoint = sfn.CustomState(
+            self, "CreateEndpoint", state_json=_sagemaker_call("createEndpoint", "$.plan.create_request")
+        )
+        update_endpoint = sfn.CustomState(
+            self, "UpdateEndpoint", state_json=_sagemaker_call("updateEndpoint", "$.plan.update_request")
+        )
+        wait = sfn.Wait(self, "WaitForEndpoint", time=sfn.WaitTime.duration(cdk.Duration.seconds(30)))
+        describe = tasks.CallAwsService(
+            self,
+            "DescribeEndpoint",
+            service="sagemaker",
+            action="describeEndpoint",
+            parameters={"EndpointName": sfn.JsonPath.string_at("$.plan.endpoint_name")},
+            iam_resources=[self.format_arn(service="sagemaker", resource="endpoint", resource_name="*")],
+            result_selector={
+                "EndpointStatus": sfn.JsonPath.string_at("$.EndpointStatus"),
+                "EndpointConfigName": sfn.JsonPath.string_at("$.EndpointConfigName"),
+            },
+            result_path="$.endpoint",
+        )
+        record = self._invoke(
+            "RecordDeployment",
+            record_fn,
+            sfn.TaskInput.from_object({"plan": sfn.JsonPath.object_at("$.plan")}),
+            "$.result",
+        )
+        notify = self._notify("NotifyDeployment", "$.result.message")
+        failed = sfn.Fail(self, "DeploymentFailed", error="DeploymentFailed", cause_path="$.error.Cause")
+        notify_failure = self._notify("NotifyFailure", "$.error.Cause").next(failed)
+        for step in (plan, create_model, create_config, create_endpoint, update_endpoint, describe, record):
+            step.add_catch(notify_failure, errors=["States.ALL"], result_path="$.error")
+        outcome = (
+            sfn.Choice(self, "Deployed?")
+            .when(sfn.Condition.string_equals("$.result.status", "deployed"), sfn.Succeed(self, "ModelDeployed"))
+            .otherwise(
+                sfn.Fail(self, "DeploymentRolledBack", error="DeploymentRolledBack", cause_path="$.result.message")
+            )
+        )
+        settled = (
+            sfn.Choice(self, "EndpointSettled?")
+            .when(
+                sfn.Condition.or_(*[sfn.Condition.string_equals("$.endpoint.EndpointStatus", s) for s in SETTLING]),
+                wait,
+            )
+            .otherwise(record.next(notify).next(outcome))
+        )
+        wait.next(describe).next(settled)
+        apply = (
+            sfn.Choice(self, "CreateOrUpdate?")
+            .when(sfn.Condition.string_equals("$.plan.action", "create"), create_endpoint.next(wait))
+            .otherwise(update_endpoint.next(wait))
+        )
+        should = (
+            sfn.Choice(self, "ShouldDeploy?")
+            .when(sfn.Condition.string_equals("$.plan.action", "skip"), sfn.Succeed(self, "NothingToDeploy"))
+            .otherwise(create_model.next(create_config).next(apply))
+        )
+        log_group = logs.LogGroup(
+            self,
+            "DeployMachineLogs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            encryption_key=self.key,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        machine = sfn.StateMachine(
+            self,
+            "DeployStateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(plan.next(should)),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            timeout=cdk.Duration.hours(3),
+        )
+        arn = self.format_arn
+        machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:CreateModel",
+                    "sagemaker:CreateEndpointConfig",
+                    "sagemaker:CreateEndpoint",
+                    "sagemaker:UpdateEndpoint",
+                    "sagemaker:AddTags",
+                ],
+                resources=[
+                    arn(service="sagemaker", resource=r, resource_name="*")
+                    for r in ("model", "endpoint-config", "endpoint")
+                ],
+            )
+        )
+        machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        self.key.grant_encrypt_decrypt(machine)
+        return machine
+
+    # -- per model: monitor schedule, alarms, dashboard, retraining --------------------------------
+    def _model_monitoring(
+        self, name: str, config: ModelConfig, monitor: lambda_.Function, training: sfn.IStateMachine
+    ) -> None:
+        pid = _pascal(name)
+        mon = config.monitoring
+        events.Rule(
+            self,
+            f"Monitor{pid}",
+            description=f"Drift and quality monitor for {name}",
+            schedule=events.Schedule.rate(cdk.Duration.minutes(mon.schedule_minutes)),
+            targets=[targets.LambdaFunction(monitor, event=events.RuleTargetInput.from_object({"model": name}))],
+        )
+        a = mon.alarms
+        endpoint_dims = {"EndpointName": endpoint_name(name), "VariantName": "AllTraffic"}
+        model_dims = {"model": name}
+        period = cdk.Duration.minutes(mon.schedule_minutes)
+        alarms = {
+            "5xx": (
+                cw.Metric(
+                    namespace="AWS/SageMaker",
+                    metric_name="Invocation5XXErrors",
+                    dimensions_map=endpoint_dims,
+                    statistic="Average",
+                    period=cdk.Duration.minutes(1),
+                ),
+                a.error_5xx_rate,
+                cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            ),
+            "latency": (
+                cw.Metric(
+                    namespace="AWS/SageMaker",
+                    metric_name="ModelLatency",
+                    dimensions_map=endpoint_dims,
+                    statistic="p99",
+                    period=cdk.Duration.minutes(1),
+                ),
+                a.latency_p99_ms * 1000,  # ModelLatency is in microseconds
+                cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            ),
+            "drift": (
+                cw.Metric(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name="DriftedFeatureShare",
+                    dimensions_map=model_dims,
+                    statistic="Maximum",
+                    period=period,
+                ),
+                a.drifted_feature_share,
+                cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            ),
+        }
+        if a.quality_metric_threshold is not None:
+            lower_is_worse = config.problem_type is not ProblemType.REGRESSION  # accuracy falls, RMSE rises
+            alarms["quality"] = (
+                cw.Metric(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name="ModelQuality",
+                    dimensions_map=model_dims,
+                    statistic="Average",
+                    period=period,
+                ),
+                a.quality_metric_threshold,
+                cw.ComparisonOperator.LESS_THAN_THRESHOLD
+                if lower_is_worse
+                else cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            )
+        created = {}
+        for kind, (metric, threshold, comparison) in alarms.items():
+            created[kind] = cw.Alarm(
+                self,
+                f"{pid}{kind.capitalize()}Alarm",
+                alarm_name=alarm_name(name, kind),
+                alarm_description=f"{name}: {kind}",
+                metric=metric,
+                threshold=threshold,
+                comparison_operator=comparison,
+                evaluation_periods=a.evaluation_periods,
+                datapoints_to_alarm=a.datapoints_to_alarm,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+        retrain_alarms = [alarm_name(name, k) for k in RETRAIN_ALARM_KINDS if k in created]
+        events.Rule(
+            self,
+            f"Retrain{pid}",
+            description=f"Retrain {name} when its drift or quality alarm fires",
+            event_pattern=events.EventPattern(
+                source=["aws.cloudwatch"],
+                detail_type=["CloudWatch Alarm State Change"],
+                detail={"alarmName": retrain_alarms, "state": {"value": ["ALARM"]}},
+            ),
+            targets=[
+                targets.SfnStateMachine(
+                    training,
+                    input=events.RuleTargetInput.from_object(
+                        {
+                            "model": name,
+                            "trigger": "alarm",
+                            "alarm": events.EventField.from_path("$.detail.alarmName"),
+                            "alarm_time": events.EventField.time,
+                        }
+                    ),
+                    retry_attempts=3,
+                ),
+                targets.SnsTopic(
+                    self.topic,
+                    message=events.RuleTargetInput.from_text(
+                        f"retraining {name}: alarm {events.EventField.from_path('$.detail.alarmName')} is in ALARM"
+                    ),
+                ),
+            ],
+        )
+        cw.Dashboard(
+            self,
+            f"{pid}Dashboard",
+            dashboard_name=f"mlops-{name}",
+            widgets=[
+                [
+                    cw.GraphWidget(title="invocations and errors", left=[alarms["5xx"][0]], width=12),
+                    cw.GraphWidget(title="model latency p99 (µs)", left=[alarms["latency"][0]], width=12),
+                ],
+                [
+                    cw.GraphWidget(title="drifted feature share", left=[alarms["drift"][0]], width=12),
+                    cw.AlarmStatusWidget(title="alarms", alarms=list(created.values()), width=12),
+                ],
+            ],
+        )
