@@ -28,6 +28,7 @@ from mlops.twin.deployments import EndpointManager
 from mlops.twin.endpoint_server import EndpointServer
 from mlops.twin.event_bus import EventBus, Rule, Target
 from mlops.twin.lambda_runtime import FunctionSpec, LambdaRuntime
+from mlops.twin.notifications import Notifications
 from mlops.twin.registry import Registry
 from mlops.twin.s3_service import S3Service
 from mlops.twin.sagemaker_jobs import JobRunner
@@ -45,6 +46,7 @@ RUNNABLE = {
     "AWS::Lambda::LayerVersion",
     "AWS::SageMaker::ModelPackageGroup",
     "AWS::CloudWatch::Alarm",
+    "AWS::SNS::Topic",
 }
 # Resources that exist in AWS but have no behaviour to reproduce here; listed at start.
 INERT = {
@@ -59,6 +61,8 @@ INERT = {
     "AWS::SQS::QueuePolicy": "queue policies are not enforced on the twin",
     "AWS::Lambda::Permission": "resource policies are not enforced on the twin",
     "AWS::CDK::Metadata": "CDK metadata only",
+    "AWS::SNS::TopicPolicy": "topic policies are not enforced on the twin",
+    "AWS::CloudWatch::Dashboard": "dashboards are not drawn on the twin; `mlops` commands show the numbers",
 }
 
 
@@ -119,6 +123,7 @@ class Twin:
         self.endpoint_runtime = EndpointRuntime(self.metrics, self.capture, clock=self.clock.now)
         self.endpoint_server = EndpointServer(self.endpoint_runtime)
         self.endpoints: EndpointManager | None = None
+        self.notifications = Notifications(self.workdir / "notifications.jsonl")
         self._log_offsets: dict[Path, int] = {}
         self.registry = Registry(self.assembly.account, self.assembly.region, self.emit)
         self.jobs: JobRunner | None = None
@@ -165,6 +170,8 @@ class Twin:
         self.endpoints.install()
         for res in self.assembly.resources("AWS::CloudWatch::Alarm"):
             self._create_alarm(res)
+        for res in self.assembly.resources("AWS::SNS::Topic"):
+            self.notifications.add_topic(res.arn)
         base_env = self._lambda_base_env(endpoint)
         base_env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = runtime_url
         for res in self.assembly.resources("AWS::Lambda::Function"):
@@ -352,6 +359,9 @@ class Twin:
         self._record({"kind": "delivery", "rule": rule.name, "target": target.arn})
         if target.arn in self.state_machines:
             self.start_execution(target.arn, payload)
+        elif target.arn in self.notifications.topics:
+            message = payload if isinstance(payload, str) else json.dumps(payload)
+            self.notifications.publish({"TopicArn": target.arn, "Message": message})
         elif target.arn.startswith("arn:aws:lambda:"):
             name = target.arn.split(":function:")[1].split(":")[0]
             threading.Thread(target=self.invoke, args=(name, payload), daemon=True).start()

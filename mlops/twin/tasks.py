@@ -16,7 +16,6 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import ClientError
 
 from mlops.twin.asl import TaskContext, TaskFailed
@@ -36,12 +35,19 @@ OPTIMIZED = {
     "arn:aws:states:::states:startExecution.sync",
     "arn:aws:states:::states:startExecution.sync:2",
 }
-SDK_SERVICES = {"s3"}
+# Request-response SageMaker integrations: the request goes to the twin's SageMaker API.
+SAGEMAKER_RE = re.compile(r"^arn:aws:states:::sagemaker:(?P<action>[A-Za-z]+)$")
+SAGEMAKER_ACTIONS = {"createModel", "createEndpointConfig", "createEndpoint", "updateEndpoint", "addTags"}
+SDK_SERVICES = {"s3", "sagemaker"}
+SNS_PUBLISH = "arn:aws:states:::sns:publish"
 
 
 def is_supported_task(resource: str) -> bool:
-    if resource in OPTIMIZED or LAMBDA_ARN_RE.match(resource):
+    if resource in OPTIMIZED or resource == SNS_PUBLISH or LAMBDA_ARN_RE.match(resource):
         return True
+    sagemaker = SAGEMAKER_RE.match(resource)
+    if sagemaker:
+        return sagemaker["action"] in SAGEMAKER_ACTIONS
     match = SDK_RE.match(resource)
     return bool(match and match["service"] in SDK_SERVICES)
 
@@ -81,6 +87,11 @@ class TaskDispatcher:
             return handler(parameters or {}, ctx)
         if LAMBDA_ARN_RE.match(resource):
             return self._invoke(resource, parameters, ctx)["Payload"]
+        if resource == SNS_PUBLISH:
+            return self.twin.notifications.publish(parameters or {})
+        sagemaker = SAGEMAKER_RE.match(resource)
+        if sagemaker and sagemaker["action"] in SAGEMAKER_ACTIONS:
+            return self._call("sagemaker", sagemaker["action"], parameters or {}, "SageMaker")
         sdk = SDK_RE.match(resource)
         if sdk and sdk["service"] in SDK_SERVICES:
             return self._aws_sdk(sdk["service"], sdk["action"], parameters or {})
@@ -172,18 +183,17 @@ class TaskDispatcher:
 
     # -- AWS SDK integrations ----------------------------------------------------------
     def _aws_sdk(self, service: str, action: str, params: dict[str, Any]) -> Any:
-        client = boto3.client(
-            service,
-            endpoint_url=self.twin.s3.endpoint,
-            region_name=self.twin.assembly.region,
-            aws_access_key_id="twin",
-            aws_secret_access_key="twin",
-        )
-        method = getattr(client, _snake(action), None)
+        return self._call(service, action, params, {"s3": "S3", "sagemaker": "SageMaker"}.get(service, service))
+
+    def _call(self, service: str, action: str, params: dict[str, Any], error_prefix: str) -> Any:
+        """One API call against the twin; errors named ``<Service>.<Code>`` as the integrations name them."""
+        method = getattr(self.twin.client(service), _snake(action), None)
         if method is None:
-            raise TaskFailed("States.Runtime", f"aws-sdk:{service} has no action {action}")
+            raise TaskFailed("States.Runtime", f"{service} has no action {action}")
         try:
             return _jsonable(method(**params))
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
-            raise TaskFailed(f"{service.upper()}.{code}", str(exc)) from None
+            raise TaskFailed(f"{error_prefix}.{code}", str(exc)) from None
+        except (TypeError, ValueError) as exc:  # botocore's parameter validation
+            raise TaskFailed(f"{error_prefix}.ValidationException", str(exc)) from None
