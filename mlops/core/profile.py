@@ -1,0 +1,228 @@
+"""Statistical profile of a dataset: the drift baseline written next to validated data.
+
+Built incrementally, one chunk at a time, with memory independent of the row count:
+
+- numeric columns (int/float without ``allowed``): count, nulls, mean/std (merged per
+  chunk with Chan's formula), min/max and a fine histogram over *float buckets*. A
+  bucket is the top 20 bits of an order-preserving 64-bit key of the value (sign, 11
+  exponent bits, 8 mantissa bits: about 0.4% relative width), so the histogram needs no
+  range known in advance and holds a few thousand entries at most. Quantile bin edges
+  are bucket boundaries, which makes the bin fractions *exact* counts against those
+  edges (ties included), using the same rule as ``numeric_bin_fractions``. The 101
+  quantiles are interpolated inside their bucket.
+- categorical columns (string/bool, or anything with ``allowed``): value frequencies.
+
+Shape (``version`` 1)::
+
+    {"version": 1, "rows": n, "features": {name: entry}, "target": entry | None}
+    numeric entry: kind, type, null_rate, count, mean, std, min, max, bin_edges (11),
+                   bin_fractions (10, sum to 1), quantiles (101, at 0.00..1.00)
+    categorical entry: kind, type, null_rate, count, frequencies {value: share}
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from mlops.config import Column, ColumnType, DatasetContract
+
+PROFILE_VERSION = 1
+BINS = 10
+QUANTILES = 101
+_SIGN = np.uint64(1 << 63)
+_SHIFT = np.uint64(44)  # keep sign + exponent + 8 mantissa bits
+_TOP_BUCKET = (1 << 20) - 1
+
+
+def is_numeric(column: Column) -> bool:
+    return column.type in (ColumnType.INT, ColumnType.FLOAT) and column.allowed is None
+
+
+def category_key(value: Any) -> str:
+    """How a value is named in ``frequencies``: 1 and 1.0 are "1", booleans "true"/"false"."""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def numeric_bin_fractions(values: Iterable[Any] | np.ndarray, edges: Sequence[float]) -> list[float]:
+    """Exact share of the non-null, finite values per bin of ``edges``.
+
+    Bin ``i`` holds ``edges[i] <= v < edges[i + 1]``; values below the first inner edge
+    count in the first bin and values from the last inner edge on in the last one (the
+    same rule as ``mlops.core.drift.bin_fractions``). Repeated edges give empty bins.
+    """
+    arr = np.asarray([v for v in values if v is not None] if not isinstance(values, np.ndarray) else values, float)
+    arr = arr[np.isfinite(arr)]
+    if len(edges) < 2:
+        return []
+    idx = np.searchsorted(np.asarray(edges[1:-1], dtype=float), arr, side="right")
+    counts = np.bincount(idx, minlength=len(edges) - 1)
+    return (counts / max(len(arr), 1)).tolist()
+
+
+# -- float buckets -------------------------------------------------------------------
+def bucket_ids(values: np.ndarray) -> np.ndarray:
+    """Monotone bucket id of each finite float64 value."""
+    bits = (values.astype(np.float64) + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into 0.0
+    keys = np.where(bits >> np.uint64(63) == 1, ~bits, bits | _SIGN)
+    return (keys >> _SHIFT).astype(np.int64)
+
+
+def _value_of_key(key: int) -> float:
+    bits = key ^ (1 << 63) if key >> 63 else ~key & ((1 << 64) - 1)
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
+
+
+def bucket_low(bucket: int) -> float:
+    """Smallest value a bucket can hold: every value in it is >= this, every value below is <."""
+    return _value_of_key(int(bucket) << int(_SHIFT))
+
+
+def bucket_high(bucket: int) -> float:
+    return math.inf if bucket >= _TOP_BUCKET else bucket_low(bucket + 1)
+
+
+class _Numeric:
+    def __init__(self, column: Column) -> None:
+        self.column = column
+        self.nulls = 0
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self.buckets = np.zeros(0, dtype=np.int64)
+        self.counts = np.zeros(0, dtype=np.int64)
+
+    def update(self, series: pl.Series) -> None:
+        self.nulls += series.null_count()
+        vals = series.drop_nulls().cast(pl.Float64).to_numpy()
+        vals = vals[np.isfinite(vals)]
+        if not len(vals):
+            return
+        n, mean = len(vals), float(vals.mean())
+        m2 = float(((vals - mean) ** 2).sum())
+        delta, total = mean - self.mean, self.n + n
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.n * n / total
+        self.n = total
+        self.min, self.max = min(self.min, float(vals.min())), max(self.max, float(vals.max()))
+        self._add_histogram(bucket_ids(vals))
+
+    def _add_histogram(self, ids: np.ndarray) -> None:
+        low = int(ids.min())
+        dense = np.bincount(ids - low)
+        nz = np.flatnonzero(dense)
+        buckets = np.concatenate([self.buckets, nz + low])
+        counts = np.concatenate([self.counts, dense[nz]])
+        self.buckets, inverse = np.unique(buckets, return_inverse=True)
+        self.counts = np.bincount(inverse, weights=counts).astype(np.int64)
+
+    def entry(self, rows: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": "numeric", "type": self.column.type.value}
+        out["null_rate"] = self.nulls / rows if rows else 0.0
+        out["count"] = self.n
+        if not self.n:
+            return out | {"mean": None, "std": None, "min": None, "max": None, "bin_edges": [], "bin_fractions": []}
+        std = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+        out |= {"mean": self.mean, "std": std, "min": self.min, "max": self.max}
+        cum = np.cumsum(self.counts)
+        inner = [self._bucket_at(cum, k * self.n / BINS) for k in range(1, BINS)]
+        edges = [self.min, *(max(bucket_low(self.buckets[i]), self.min) for i in inner), self.max]
+        # bin k = buckets from inner[k-1] up to inner[k]: exact counts because edges are bucket boundaries
+        bounds = [0, *inner, len(self.counts)]
+        before = np.concatenate([[0], cum])
+        fractions = [float(before[bounds[k + 1]] - before[bounds[k]]) / self.n for k in range(BINS)]
+        out |= {"bin_edges": edges, "bin_fractions": fractions, "quantiles": self._quantiles(cum)}
+        return out
+
+    def _bucket_at(self, cum: np.ndarray, rank: float) -> int:
+        """Index of the bucket holding the element of 0-based rank ``floor(rank)``."""
+        return int(np.searchsorted(cum, min(math.floor(rank), self.n - 1), side="right"))
+
+    def _quantiles(self, cum: np.ndarray) -> list[float]:
+        out = []
+        for q in np.linspace(0.0, 1.0, QUANTILES):
+            rank = q * (self.n - 1)
+            i = self._bucket_at(cum, rank)
+            below = int(cum[i - 1]) if i else 0
+            frac = (rank - below + 0.5) / int(self.counts[i])
+            lo, hi = bucket_low(self.buckets[i]), bucket_high(self.buckets[i])
+            value = lo + (min(hi, self.max) - lo) * min(max(frac, 0.0), 1.0) if math.isfinite(hi) else lo
+            if self.column.type is ColumnType.INT:
+                value = math.floor(value)
+            out.append(min(max(value, self.min), self.max))
+        out[0], out[-1] = self.min, self.max
+        return np.maximum.accumulate(out).tolist()
+
+
+class _Categorical:
+    def __init__(self, column: Column) -> None:
+        self.column = column
+        self.nulls = 0
+        self.counts: Counter[str] = Counter()
+
+    def update(self, series: pl.Series) -> None:
+        self.nulls += series.null_count()
+        counted = series.drop_nulls().value_counts()
+        for value, count in counted.iter_rows():
+            self.counts[category_key(value)] += count
+
+    def entry(self, rows: int) -> dict[str, Any]:
+        n = sum(self.counts.values())
+        freq = {k: c / n for k, c in self.counts.most_common()} if n else {}
+        return {
+            "kind": "categorical",
+            "type": self.column.type.value,
+            "null_rate": self.nulls / rows if rows else 0.0,
+            "count": n,
+            "frequencies": freq,
+        }
+
+
+class ProfileBuilder:
+    """Accumulates the profile of the contract's features and target over typed chunks.
+
+    Each chunk is a polars frame whose profiled columns are already typed (Int64,
+    Float64, Boolean or String, with nulls for missing values).
+    """
+
+    def __init__(self, contract: DatasetContract) -> None:
+        self.target = contract.target
+        profiled = [*contract.features, contract.target_column]
+        self.stats = {c.name: _Numeric(c) if is_numeric(c) else _Categorical(c) for c in profiled}
+        self.rows = 0
+
+    def update(self, frame: pl.DataFrame) -> None:
+        self.rows += frame.height
+        for name, stat in self.stats.items():
+            stat.update(frame.get_column(name))
+
+    def result(self) -> dict[str, Any]:
+        features = {n: s.entry(self.rows) for n, s in self.stats.items() if n != self.target}
+        target = self.stats[self.target].entry(self.rows) | {"name": self.target}
+        return {"version": PROFILE_VERSION, "rows": self.rows, "features": features, "target": target}
+
+
+def profile_frame(frame: Any, contract: DatasetContract) -> dict[str, Any]:
+    """Profile an in-memory frame (polars or pandas) whose columns follow the contract."""
+    if not isinstance(frame, pl.DataFrame):
+        frame = pl.DataFrame({c.name: _to_series(c, frame[c.name]) for c in contract.columns if c.name in frame})
+    builder = ProfileBuilder(contract)
+    builder.update(frame)
+    return builder.result()
+
+
+def _to_series(column: Column, values: Any) -> pl.Series:
+    items = [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in list(values)]
+    dtype = {ColumnType.INT: pl.Int64, ColumnType.FLOAT: pl.Float64, ColumnType.BOOL: pl.Boolean}
+    return pl.Series(column.name, items, dtype=dtype.get(column.type, pl.String), strict=False)
