@@ -143,6 +143,7 @@ class _Block:
     first_row: int  # 0-based index of the block's first record among all rows
     offset: int  # byte offset in the file
     record_lines: np.ndarray | None = None  # line of each record when records span lines
+    quoted: bool = True  # whether the block may hold quotes
 
     def line_of(self, index: int) -> int:
         if self.record_lines is not None and index < len(self.record_lines):
@@ -150,32 +151,36 @@ class _Block:
         return self.first_line + index
 
 
+def _count_lines(data: bytes) -> int:
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+
 def _cut(buf: bytes) -> int:
-    """End (exclusive) of the last complete record in ``buf``; 0 if none."""
+    """End (exclusive) of the last complete record in ``buf``, quotes considered; 0 if none."""
     cut = buf.rfind(b"\n")
-    if b'"' in buf:  # a newline inside quotes does not end a record: quote parity must be even
-        while cut >= 0 and buf.count(b'"', 0, cut) % 2:
-            cut = buf.rfind(b"\n", 0, cut)
+    while cut >= 0 and buf.count(b'"', 0, cut) % 2:  # a newline inside quotes does not end a record
+        cut = buf.rfind(b"\n", 0, cut)
     return cut + 1
 
 
 def _blocks(handle: io.BufferedReader, offset: int, block_bytes: int) -> Iterator[_Block]:
-    """Whole records, about ``block_bytes`` at a time, with their first line and byte offset."""
-    line, rest = 2, b""
+    """Whole records, about ``block_bytes`` at a time, with their byte offset."""
+    rest = b""
     while True:
         chunk = handle.read(block_bytes)
-        buf = rest + chunk
-        end = _cut(buf) if chunk else len(buf)
-        if end == 0 and chunk:  # one record longer than a block: read on
-            rest = buf
-            continue
-        data, rest = buf[:end], buf[end:]
-        if data:
-            yield _Block(data, line, 0, offset)
-            line += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-            offset += len(data)
         if not chunk:
+            if rest:
+                yield _Block(rest, 0, 0, offset)
             return
+        quoted = b'"' in chunk or b'"' in rest
+        end = _cut(rest + chunk) - len(rest) if quoted else chunk.rfind(b"\n") + 1
+        if end <= 0:  # no record ends in this chunk: read on
+            rest += chunk
+            continue
+        data = b"".join([rest, memoryview(chunk)[:end]])
+        rest = chunk[end:]
+        yield _Block(data, 0, 0, offset, quoted=quoted)
+        offset += len(data)
 
 
 # -- the engine ------------------------------------------------------------------------
@@ -188,6 +193,7 @@ class _Engine:
         self.tallies = _Tallies(limit)
         self.limit = limit
         self.rows = 0
+        self.next_line = 2  # the header is line 1
         self.rules = self._rule_exprs()
         self.row_hashes: list[np.ndarray] = []
         self.unique_values: dict[str, list[pl.Series]] = {n: [] for n, c in self.specs.items() if c.unique}
@@ -205,15 +211,17 @@ class _Engine:
         return out
 
     def feed(self, block: _Block) -> None:
-        block.first_row = self.rows
-        bad_shape = self._scan_quoted(block) if b'"' in block.data else None
+        block.first_row, block.first_line = self.rows, self.next_line
+        bad_shape = self._scan_quoted(block) if block.quoted and b'"' in block.data else None
         parsed = self._parse(block)
         if parsed is None:
+            self.next_line += _count_lines(block.data)
             return
         frame, raw = parsed
         if block.record_lines is not None and len(block.record_lines) != frame.height:
             block.record_lines = None  # the two parsers disagree: fall back to one record per line
-        self._check_shape(block, frame.height, bad_shape, typed_ok=raw is None)
+        one_per_line = self._check_shape(block, frame.height, bad_shape, typed_ok=raw is None)
+        self.next_line += frame.height if one_per_line else _count_lines(block.data)
         self.rows += frame.height
         typed, errors, bad = self._normalise(frame, block)
         self._check_rules(typed, block, bad)
@@ -290,13 +298,16 @@ class _Engine:
         block.record_lines = np.asarray(starts, dtype=np.int64)
         return bad
 
-    def _check_shape(self, block: _Block, rows: int, bad: list[tuple[int, int]] | None, typed_ok: bool) -> None:
-        """Rows with the wrong number of fields (polars pads short rows with nulls silently)."""
+    def _check_shape(self, block: _Block, rows: int, bad: list[tuple[int, int]] | None, typed_ok: bool) -> bool:
+        """Rows with the wrong number of fields (polars pads short rows with nulls silently).
+
+        Returns True when the block is proven to hold exactly one record per line.
+        """
         sep, expected = self.delim.encode(), len(self.header) - 1
         if bad is None:
             # a typed parse rejects long rows, so there a full delimiter count proves no row is short
             if typed_ok and block.data.count(sep) == rows * expected:
-                return
+                return True
             lines = block.data.split(b"\n")
             if block.data.endswith(b"\n"):
                 lines.pop()
@@ -305,6 +316,7 @@ class _Engine:
             samples = [{"line": line, "fields": n} for line, n in bad[: self.tallies.wants("parse", None)]]
             describe = f"rows have a number of fields other than the header's {expected + 1}"
             self.tallies.add("parse", None, describe, len(bad), samples)
+        return False
 
     # -- types -----------------------------------------------------------------------------
     def _normalise(
@@ -405,6 +417,8 @@ class _Engine:
     def _repeats(
         self, rule: str, column: str | None, values: pl.Series, describe: str, line_of_row: Any, show: bool
     ) -> None:
+        if values.n_unique() + max(values.null_count() - 1, 0) == len(values):
+            return  # the common case, found with one multi-threaded hash pass
         frame = pl.DataFrame({"v": values, "row": np.arange(len(values), dtype=np.int64)}).drop_nulls("v")
         first = pl.col("v").is_first_distinct()
         repeated = frame.filter(~first)

@@ -71,10 +71,15 @@ def numeric_bin_fractions(values: Iterable[Any] | np.ndarray, edges: Sequence[fl
 
 # -- float buckets -------------------------------------------------------------------
 def bucket_ids(values: np.ndarray) -> np.ndarray:
-    """Monotone bucket id of each finite float64 value."""
-    bits = (values.astype(np.float64) + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into 0.0
-    keys = np.where(bits >> np.uint64(63) == 1, ~bits, bits | _SIGN)
-    return (keys >> _SHIFT).astype(np.int64)
+    """Monotone bucket id of each finite float64 value (the key's top 20 bits)."""
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+    raw = (bits >> _SHIFT).astype(np.int64)  # the sign is bit 19, then exponent and mantissa
+    half = 1 << 19
+    if not len(raw) or raw.max() < half:  # no sign bit set: the common, cheap case
+        return raw + half
+    raw = ((values.astype(np.float64) + 0.0).view(np.uint64) >> _SHIFT).astype(np.int64)  # -0.0 becomes 0.0
+    # negative values order backwards: the larger the magnitude, the smaller the id
+    return np.where(raw >= half, (2 * half - 1) - raw, raw + half)
 
 
 def _value_of_key(key: int) -> float:
@@ -103,20 +108,22 @@ class _Numeric:
         self.buckets = np.zeros(0, dtype=np.int64)
         self.counts = np.zeros(0, dtype=np.int64)
 
-    def update(self, series: pl.Series) -> None:
-        self.nulls += series.null_count()
-        vals = series.drop_nulls().cast(pl.Float64).to_numpy()
-        vals = vals[np.isfinite(vals)]
-        if not len(vals):
+    def update(self, series: pl.Series, stats: dict[str, Any]) -> None:
+        """Add a chunk; ``stats`` holds its nulls, count, mean, m2, min and max (from ``_numeric_stats``)."""
+        self.nulls += stats["nulls"]
+        n = stats["n"]
+        if not n:
             return
-        n, mean = len(vals), float(vals.mean())
-        m2 = float(((vals - mean) ** 2).sum())
-        delta, total = mean - self.mean, self.n + n
+        delta, total = stats["mean"] - self.mean, self.n + n
         self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.n * n / total
+        self.m2 += stats["m2"] + delta * delta * self.n * n / total
         self.n = total
-        self.min, self.max = min(self.min, float(vals.min())), max(self.max, float(vals.max()))
-        self._add_histogram(bucket_ids(vals))
+        self.min, self.max = min(self.min, stats["min"]), max(self.max, stats["max"])
+        values = series if not series.null_count() else series.drop_nulls()
+        values = values.cast(pl.Float64).to_numpy()
+        if len(values) != n:  # nan/inf are not part of the profile
+            values = values[np.isfinite(values)]
+        self._add_histogram(bucket_ids(values))
 
     def _add_histogram(self, ids: np.ndarray) -> None:
         low = int(ids.min())
@@ -171,10 +178,14 @@ class _Categorical:
         self.nulls = 0
         self.counts: Counter[str] = Counter()
 
-    def update(self, series: pl.Series) -> None:
-        self.nulls += series.null_count()
-        counted = series.drop_nulls().value_counts()
-        for value, count in counted.iter_rows():
+    def update(self, series: pl.Series, allowed_counts: dict[str, int] | None = None) -> None:
+        """Add a chunk; ``allowed_counts`` (value -> count) may carry counts made in a shared query."""
+        nulls = series.null_count()
+        self.nulls += nulls
+        if allowed_counts is not None and sum(allowed_counts.values()) == len(series) - nulls:
+            self.counts.update({k: c for k, c in allowed_counts.items() if c})
+            return
+        for value, count in series.drop_nulls().value_counts().iter_rows():
             self.counts[category_key(value)] += count
 
     def entry(self, rows: int) -> dict[str, Any]:
@@ -204,13 +215,57 @@ class ProfileBuilder:
 
     def update(self, frame: pl.DataFrame) -> None:
         self.rows += frame.height
+        numeric = [n for n, s in self.stats.items() if isinstance(s, _Numeric)]
+        stats = _numeric_stats(frame, numeric)
+        allowed = self._allowed_counts(frame)
         for name, stat in self.stats.items():
-            stat.update(frame.get_column(name))
+            if isinstance(stat, _Numeric):
+                stat.update(frame.get_column(name), stats[name])
+            else:
+                stat.update(frame.get_column(name), allowed.get(name))
+
+    def _allowed_counts(self, frame: pl.DataFrame) -> dict[str, dict[str, int]]:
+        """Counts of each allowed value, for all such columns in one multi-threaded query."""
+        exprs, keys = [], []
+        for name, stat in self.stats.items():
+            column = stat.column
+            if isinstance(stat, _Categorical) and column.allowed and frame.schema[name] != pl.Boolean:
+                for value in column.allowed:
+                    typed = int(value) if column.type is ColumnType.INT else str(value)
+                    exprs.append((pl.col(name) == typed).sum().alias(str(len(exprs))))
+                    keys.append((name, category_key(typed)))
+        out: dict[str, dict[str, int]] = {}
+        for (name, key), count in zip(keys, frame.select(exprs).row(0) if exprs else [], strict=True):
+            out.setdefault(name, {})[key] = count
+        return out
 
     def result(self) -> dict[str, Any]:
         features = {n: s.entry(self.rows) for n, s in self.stats.items() if n != self.target}
         target = self.stats[self.target].entry(self.rows) | {"name": self.target}
         return {"version": PROFILE_VERSION, "rows": self.rows, "features": features, "target": target}
+
+
+def _numeric_stats(frame: pl.DataFrame, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Count, mean, sum of squared deviations, min and max of finite values: one multi-threaded query."""
+    if not names:
+        return {}
+    exprs = []
+    for name in names:
+        col = pl.col(name).cast(pl.Float64)
+        finite = pl.when(col.is_finite()).then(col)
+        exprs += [
+            col.null_count().alias(f"{name}\0nulls"),
+            finite.count().alias(f"{name}\0n"),
+            finite.mean().alias(f"{name}\0mean"),
+            (finite.var(ddof=0) * finite.count()).alias(f"{name}\0m2"),
+            finite.min().alias(f"{name}\0min"),
+            finite.max().alias(f"{name}\0max"),
+        ]
+    out: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for key, value in frame.select(exprs).row(0, named=True).items():
+        name, stat = key.split("\0")
+        out[name][stat] = value
+    return out
 
 
 def profile_frame(frame: Any, contract: DatasetContract) -> dict[str, Any]:
