@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import csv
 import io
+import queue
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -183,6 +185,46 @@ def _blocks(handle: io.BufferedReader, offset: int, block_bytes: int) -> Iterato
         offset += len(data)
 
 
+class _Prefetch:
+    """Reads the next block in a thread while the current one is checked (file reads release the GIL)."""
+
+    _END = object()
+
+    def __init__(self, blocks: Iterator[_Block]) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(blocks,), daemon=True)
+        self.thread.start()
+
+    def _run(self, blocks: Iterator[_Block]) -> None:
+        try:
+            for block in blocks:
+                if not self._put(block):
+                    return
+        except Exception as exc:  # handed to the consumer, raised there
+            self._put(exc)
+        self._put(self._END)
+
+    def _put(self, item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[_Block]:
+        try:
+            while (item := self.queue.get()) is not self._END:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            self.stop.set()
+            self.thread.join()
+
+
 # -- the engine ------------------------------------------------------------------------
 class _Engine:
     def __init__(self, contract: DatasetContract, header: list[str], limit: int) -> None:
@@ -220,7 +262,7 @@ class _Engine:
         frame, raw = parsed
         if block.record_lines is not None and len(block.record_lines) != frame.height:
             block.record_lines = None  # the two parsers disagree: fall back to one record per line
-        one_per_line = self._check_shape(block, frame.height, bad_shape, typed_ok=raw is None)
+        one_per_line = self._check_shape(block, frame, bad_shape, typed_ok=raw is None)
         self.next_line += frame.height if one_per_line else _count_lines(block.data)
         self.rows += frame.height
         typed, errors, bad = self._normalise(frame, block)
@@ -298,16 +340,22 @@ class _Engine:
         block.record_lines = np.asarray(starts, dtype=np.int64)
         return bad
 
-    def _check_shape(self, block: _Block, rows: int, bad: list[tuple[int, int]] | None, typed_ok: bool) -> bool:
+    def _check_shape(
+        self, block: _Block, frame: pl.DataFrame, bad: list[tuple[int, int]] | None, typed_ok: bool
+    ) -> bool:
         """Rows with the wrong number of fields (polars pads short rows with nulls silently).
 
         Returns True when the block is proven to hold exactly one record per line.
         """
         sep, expected = self.delim.encode(), len(self.header) - 1
-        if bad is None:
-            # a typed parse rejects long rows, so there a full delimiter count proves no row is short
-            if typed_ok and block.data.count(sep) == rows * expected:
+        if bad is None and typed_ok:
+            # A typed parse rejects long rows; a short row (or a blank line) leaves the last column
+            # null. So no null there, or else a full delimiter count, proves every row is whole.
+            if not frame.get_column(self.header[-1]).null_count():
                 return True
+            if block.data.count(sep) == frame.height * expected:
+                return True
+        if bad is None:
             lines = block.data.split(b"\n")
             if block.data.endswith(b"\n"):
                 lines.pop()
@@ -552,7 +600,7 @@ def validate_file(
             return done(0, header, [problem])
         violations = [v for v in [_schema_violation(header, contract)] if v]
         engine = _Engine(contract, header, sample_limit)
-        for block in _blocks(handle, len(first), block_bytes):
+        for block in _Prefetch(_blocks(handle, len(first), block_bytes)):
             engine.feed(block)
     engine.finish_global()
     violations += engine.tallies.violations(header)
