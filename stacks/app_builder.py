@@ -37,6 +37,7 @@ def cdk_json_context(root: Path = ROOT) -> dict[str, Any]:
 
 def new_app(context: dict[str, Any] | None = None, **kwargs: Any) -> cdk.App:
     """An App with cdk.json's context as defaults, then ``context`` on top."""
+    kwargs.setdefault("analytics_reporting", False)  # as cdk.json's "versionReporting": no AWS::CDK::Metadata
     return cdk.App(context={**cdk_json_context(), **(context or {})}, **kwargs)
 
 
