@@ -1,0 +1,36 @@
+"""The local twin's Amazon States Language (Step Functions) engine.
+
+Decision (moto's parser vs. our own): DESIGN asked to evaluate ``moto.stepfunctions.parser``
+first. It is not a usable base here: it is not even installed in the project venv, and its
+Task states are resolved by a factory of per-service classes (lambda, sns, sqs, aws-sdk, ...)
+that call boto clients aimed at moto's own mocked backends/server, so arbitrary Task
+resources cannot be routed to our dispatcher without mocking AWS; its history comes from its
+own event manager in its own types. We therefore run a small purpose-built interpreter:
+synchronous dispatch through our callable, a scaled clock, and AWS-shaped history.
+
+Modules: ``paths`` (JSONPath, ResultPath), ``intrinsics`` (States.* functions and their
+parser), ``payload`` (Parameters/ResultSelector/ItemSelector templates), ``choice``
+(Choice rules), ``retry`` (Retry/Catch), ``history`` (events), ``execution`` (record),
+``interpreter`` (state semantics), ``validation`` (definition checks), ``engine`` (API).
+
+Error naming: bad InputPath/OutputPath/ItemsPath/Choice Variable paths raise
+States.Runtime, which (per the AWS error-handling docs) neither Retry nor Catch ever
+handles; States.ALL does not match States.Runtime or States.DataLimitExceeded (the latter can
+be caught by naming it). Parameters/ResultSelector/ItemSelector path failures raise the
+catchable States.ParameterPathFailure, ResultPath failures States.ResultPathMatchFailure.
+"""
+
+from mlops.twin.asl.engine import AslEngine
+from mlops.twin.asl.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StatesError, TaskFailed
+from mlops.twin.asl.execution import Execution
+from mlops.twin.asl.interpreter import TaskContext
+
+__all__ = [
+    "AslEngine",
+    "Execution",
+    "ExecutionAlreadyExists",
+    "ExecutionDoesNotExist",
+    "StatesError",
+    "TaskContext",
+    "TaskFailed",
+]
