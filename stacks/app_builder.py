@@ -19,6 +19,9 @@ from cdk_nag import AwsSolutionsChecks
 from mlops.config import ModelConfig
 from stacks.bundling import ROOT
 from stacks.data_stack import DataStack
+from stacks.layers import RUNTIME
+from stacks.serving_stack import ServingStack
+from stacks.training_stack import TrainingStack
 from stacks.validation_stack import ValidationStack
 
 TAGS = {"project": "mlops-twin", "managed-by": "cdk"}
@@ -28,6 +31,8 @@ TAGS = {"project": "mlops-twin", "managed-by": "cdk"}
 class MlopsApp:
     data: DataStack
     validation: ValidationStack
+    training: TrainingStack
+    serving: ServingStack
 
 
 def cdk_json_context(root: Path = ROOT) -> dict[str, Any]:
@@ -66,6 +71,36 @@ def build_app(app: cdk.App, configs: dict[str, ModelConfig], *, nag: bool = True
         quarantine_bucket=data.quarantine_bucket,
         removal_policy=data.removal_policy,
     )
+    training = TrainingStack(
+        app,
+        "MlopsTraining",
+        env=env,
+        tags=tags,
+        description="MLOps platform: training, evaluation, gate and model registry",
+        key=data.key,
+        validated_bucket=data.validated_bucket,
+        artifacts_bucket=data.artifacts_bucket,
+        layers=validation.layers.all,
+        configs=configs,
+        runtime=RUNTIME,
+    )
+    serving = ServingStack(
+        app,
+        "MlopsServing",
+        env=env,
+        tags=tags,
+        description="MLOps platform: deployment to endpoints, monitoring, alarms and retraining",
+        key=data.key,
+        capture_bucket=data.capture_bucket,
+        artifacts_bucket=data.artifacts_bucket,
+        incoming_bucket=data.incoming_bucket,
+        validated_bucket=data.validated_bucket,
+        sagemaker_role=training.sagemaker_role,
+        training_machine=training.state_machine,
+        layers=validation.layers.all,
+        configs=configs,
+        runtime=RUNTIME,
+    )
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
-    return MlopsApp(data=data, validation=validation)
+    return MlopsApp(data=data, validation=validation, training=training, serving=serving)

@@ -31,7 +31,10 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from mlops.config import ModelConfig, ProblemType
-from mlops.naming import METRICS_NAMESPACE, RETRAIN_ALARM_KINDS, alarm_name, endpoint_name
+from mlops.naming import CAPTURE_PREFIX, METRICS_NAMESPACE, RETRAIN_ALARM_KINDS, alarm_name, endpoint_name
+from stacks.functions import project_function
+from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
+from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 
 LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"]
 SETTLING = ["Creating", "Updating", "SystemUpdating", "RollingBack"]
@@ -69,6 +72,7 @@ class ServingStack(cdk.Stack):
         capture_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
         incoming_bucket: s3.IBucket,
+        validated_bucket: s3.IBucket,
         sagemaker_role: iam.IRole,
         training_machine: sfn.IStateMachine,
         layers: Sequence[lambda_.ILayerVersion],
@@ -78,6 +82,8 @@ class ServingStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.key = key
+        self.configs = configs
+        self.layers = list(layers)
         self.topic = sns.Topic(self, "Notifications", display_name="MLOps notifications", master_key=key)
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(
@@ -98,8 +104,8 @@ class ServingStack(cdk.Stack):
             "KMS_KEY_ARN": key.key_arn,
             "SAGEMAKER_ROLE_ARN": sagemaker_role.role_arn,
         }
-        plan = self._function("Plan", "functions/deploy", "handler.plan", deploy_env, layers, runtime, 256, 60)
-        record = self._function("Record", "functions/deploy", "handler.record", deploy_env, layers, runtime, 256, 60)
+        plan = self._function("Plan", "functions/deploy", "handler.plan", deploy_env, 256, 60)
+        record = self._function("Record", "functions/deploy", "handler.record", deploy_env, 256, 60)
         monitor_env = {
             **common,
             "POWERTOOLS_SERVICE_NAME": "mlops-monitor",
@@ -107,11 +113,10 @@ class ServingStack(cdk.Stack):
             "INCOMING_BUCKET": incoming_bucket.bucket_name,
             "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
         }
-        monitor = self._function(
-            "Monitor", "functions/monitor", "handler.handler", monitor_env, layers, runtime, 2048, 900
-        )
-        self._grant(plan, record, monitor, capture_bucket, artifacts_bucket, incoming_bucket, sagemaker_role)
-        capture_bucket.grant_write(sagemaker_role)
+        monitor = self._function("Monitor", "functions/monitor", "handler.handler", monitor_env, 2048, 900)
+        self._grant(plan, record, monitor, capture_bucket, artifacts_bucket, incoming_bucket, validated_bucket)
+        # endpoints write their data capture with the SageMaker role
+        grant_objects(sagemaker_role, capture_bucket, [f"{CAPTURE_PREFIX}/"], WRITE, sid="DataCapture")
         self.deploy_machine = self._deploy_machine(plan, record, sagemaker_role)
         groups = list(configs)
         events.Rule(
@@ -152,37 +157,34 @@ class ServingStack(cdk.Stack):
 
     # -- functions and permissions -------------------------------------------------------------
     def _function(
-        self,
-        name: str,
-        code: str,
-        handler: str,
-        env: dict[str, str],
-        layers: Sequence[lambda_.ILayerVersion],
-        runtime: lambda_.Runtime,
-        memory: int,
-        timeout: int,
+        self, name: str, code: str, handler: str, env: dict[str, str], memory: int, timeout: int
     ) -> lambda_.Function:
-        log_group = logs.LogGroup(
+        function = project_function(
             self,
-            f"{name}Logs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            encryption_key=self.key,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-        )
-        return lambda_.Function(
-            self,
-            f"{name}Fn",
-            runtime=runtime,
-            architecture=lambda_.Architecture.X86_64,
+            name,
+            code=code,
             handler=handler,
-            code=lambda_.Code.from_asset(code),
-            layers=list(layers),
+            description=f"Serving: {name.lower()}",
             environment=env,
-            memory_size=memory,
+            layers=self.layers,
+            key=self.key,
+            memory_mb=memory,
             timeout=cdk.Duration.seconds(timeout),
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=log_group,
         )
+        assert function.role is not None
+        grant_key(function.role, self.key)
+        return function
+
+    def _sagemaker_arns(self, resource: str) -> list[str]:
+        """This app's SageMaker resources of a kind: named after the model (``mlops.naming``)."""
+        suffix = "" if resource == "endpoint" else "-*"
+        return [
+            self.format_arn(service="sagemaker", resource=resource, resource_name=f"{name}{suffix}")
+            for name in self.configs
+        ]
+
+    def _registry_arns(self) -> list[str]:
+        return registry_arns(self, list(self.configs))
 
     def _grant(
         self,
@@ -192,31 +194,34 @@ class ServingStack(cdk.Stack):
         capture: s3.IBucket,
         artifacts: s3.IBucket,
         incoming: s3.IBucket,
-        sagemaker_role: iam.IRole,
+        validated: s3.IBucket,
     ) -> None:
-        arn = self.format_arn
-        packages = [
-            arn(service="sagemaker", resource="model-package-group", resource_name="*"),
-            arn(service="sagemaker", resource="model-package", resource_name="*"),
-        ]
-        endpoint_arns = [arn(service="sagemaker", resource="endpoint", resource_name="*")]
+        endpoints = self._sagemaker_arns("endpoint")
         for fn in (plan, record, monitor):
             fn.add_to_role_policy(
                 iam.PolicyStatement(
-                    actions=["sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"], resources=packages
+                    actions=["sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"],
+                    resources=self._registry_arns(),
                 )
             )
             fn.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=["sagemaker:DescribeEndpoint", "sagemaker:ListTags"], resources=endpoint_arns
-                )
+                iam.PolicyStatement(actions=["sagemaker:DescribeEndpoint", "sagemaker:ListTags"], resources=endpoints)
             )
-        record.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=endpoint_arns))
+            acknowledge_wildcard_resources(
+                fn.role, self._registry_arns(), "Versions of this app's model package groups; numbered as registered."
+            )
+        record.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=endpoints))
+        scalable_targets = [
+            self.format_arn(service="application-autoscaling", resource="scalable-target", resource_name="*")
+        ]
         record.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["application-autoscaling:RegisterScalableTarget", "application-autoscaling:PutScalingPolicy"],
-                resources=[arn(service="application-autoscaling", resource="scalable-target", resource_name="*")],
+                resources=scalable_targets,
             )
+        )
+        acknowledge_wildcard_resources(
+            record.role, scalable_targets, "Scalable target ids are generated by Application Auto Scaling."
         )
         # Registering a SageMaker scalable target creates its service-linked role on first use.
         record.add_to_role_policy(
@@ -229,10 +234,12 @@ class ServingStack(cdk.Stack):
                 conditions={"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
             )
         )
-        artifacts.grant_read_write(record, "deployments/*")
-        artifacts.grant_read_write(monitor)
-        capture.grant_read(monitor)
-        incoming.grant_read(monitor, "ground-truth/*")
+        grant_objects(record.role, artifacts, ["deployments/"], READ + WRITE, sid="DeploymentRecords")
+        grant_objects(monitor.role, artifacts, ["monitoring/"], READ + WRITE, sid="MonitoringState")
+        grant_objects(monitor.role, artifacts, ["training/"], READ, sid="TrainingLineage")
+        grant_objects(monitor.role, capture, [f"{CAPTURE_PREFIX}/"], READ, sid="CapturedRequests")
+        grant_objects(monitor.role, incoming, ["ground-truth/"], READ, sid="GroundTruth")
+        grant_objects(monitor.role, validated, ["validated/"], READ, sid="TrainingProfiles")
 
     # -- deploy state machine -------------------------------------------------------------------
     def _invoke(
@@ -284,7 +291,7 @@ class ServingStack(cdk.Stack):
             service="sagemaker",
             action="describeEndpoint",
             parameters={"EndpointName": sfn.JsonPath.string_at("$.plan.endpoint_name")},
-            iam_resources=[self.format_arn(service="sagemaker", resource="endpoint", resource_name="*")],
+            iam_resources=self._sagemaker_arns("endpoint"),
             result_selector={
                 "EndpointStatus": sfn.JsonPath.string_at("$.EndpointStatus"),
                 "EndpointConfigName": sfn.JsonPath.string_at("$.EndpointConfigName"),
@@ -343,7 +350,7 @@ class ServingStack(cdk.Stack):
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             timeout=cdk.Duration.hours(3),
         )
-        arn = self.format_arn
+        deployable = [arn for kind in ("model", "endpoint-config", "endpoint") for arn in self._sagemaker_arns(kind)]
         machine.add_to_role_policy(
             iam.PolicyStatement(
                 actions=[
@@ -353,11 +360,20 @@ class ServingStack(cdk.Stack):
                     "sagemaker:UpdateEndpoint",
                     "sagemaker:AddTags",
                 ],
-                resources=[
-                    arn(service="sagemaker", resource=r, resource_name="*")
-                    for r in ("model", "endpoint-config", "endpoint")
-                ],
+                resources=deployable,
             )
+        )
+        acknowledge_wildcard_resources(
+            machine.role,
+            [*deployable, plan_fn.function_arn + ":*", record_fn.function_arn + ":*"],
+            "Models and endpoint configs are versioned under their model's name; LambdaInvoke covers the "
+            "function's versions and aliases.",
+        )
+        acknowledge(
+            machine.role,
+            IAM5,
+            "CloudWatch Logs delivery and X-Ray actions of Step Functions have no resource-level permissions.",
+            ["Resource::*"],
         )
         machine.add_to_role_policy(
             iam.PolicyStatement(
@@ -366,7 +382,7 @@ class ServingStack(cdk.Stack):
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
         )
-        self.key.grant_encrypt_decrypt(machine)
+        grant_key(machine.role, self.key)
         return machine
 
     # -- per model: monitor schedule, alarms, dashboard, retraining --------------------------------

@@ -32,6 +32,9 @@ from constructs import Construct
 
 from mlops.config import ModelConfig, ProblemType
 from mlops.core.metrics import sagemaker_metric_definitions
+from stacks.functions import project_function
+from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
+from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 from stacks.sagemaker_code import SourcedirAsset, sklearn_image_uri
 
 EVALUATE_SHELL = (
@@ -212,7 +215,19 @@ class TrainingStack(cdk.Stack):
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
         fns = {
-            name: self._function(name, env, layers, runtime, key, memory, timeout)
+            name: project_function(
+                self,
+                name.capitalize(),
+                code="functions/training",
+                handler=f"handler.{name}",
+                description=f"Training state machine step: {name}",
+                environment=env,
+                layers=layers,
+                key=key,
+                memory_mb=memory,
+                timeout=cdk.Duration.seconds(timeout),
+                ephemeral_mb=10240 if name == "prepare" else 512,
+            )
             for name, memory, timeout in (
                 ("prepare", 3008, 900),
                 ("gate", 512, 60),
@@ -220,24 +235,40 @@ class TrainingStack(cdk.Stack):
                 ("finish", 512, 60),
             )
         }
-        validated_bucket.grant_read(fns["prepare"])
         for fn in fns.values():
-            artifacts_bucket.grant_read_write(fn)
-        self.code.asset.grant_read(self.sagemaker_role)
-        groups_arn = self.format_arn(service="sagemaker", resource="model-package-group", resource_name="*")
-        packages_arn = self.format_arn(service="sagemaker", resource="model-package", resource_name="*")
+            role = fn.role
+            assert role is not None
+            grant_key(role, key)
+            # runs (model, evaluation, lineage, report), the per-model lock and the retrain cooldown marker
+            grant_objects(
+                role, artifacts_bucket, ["training/", "locks/training/", "monitoring/"], READ + WRITE, sid="Runs"
+            )
+            grant_objects(role, validated_bucket, ["validated/"], READ, sid="ValidatedData")
+        grant_objects(fns["finish"].role, artifacts_bucket, ["locks/training/"], DELETE, sid="ReleaseLock")
+        # the jobs download the code bundle: that one asset object
+        self.sagemaker_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[self.code.asset.bucket.arn_for_objects(self.code.asset.s3_object_key)],
+            )
+        )
+        registry = registry_arns(self, list(configs))
         registry_read = iam.PolicyStatement(
             actions=["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"],
-            resources=[groups_arn, packages_arn],
+            resources=registry,
         )
         fns["prepare"].add_to_role_policy(registry_read)
         fns["register"].add_to_role_policy(registry_read)
         fns["register"].add_to_role_policy(
             iam.PolicyStatement(
                 actions=["sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage", "sagemaker:AddTags"],
-                resources=[groups_arn, packages_arn],
+                resources=registry,
             )
         )
+        for step in ("prepare", "register"):
+            acknowledge_wildcard_resources(
+                fns[step].role, registry, "Versions of this app's model package groups; numbered as registered."
+            )
         self.functions = fns
         self.state_machine = self._state_machine(fns, key)
         events.Rule(
@@ -255,33 +286,40 @@ class TrainingStack(cdk.Stack):
 
     # -- resources -----------------------------------------------------------------------
     def _sagemaker_role(self, key: kms.IKey, artifacts: s3.IBucket) -> iam.Role:
+        log_groups = self.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name="/aws/sagemaker/*",
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        ecr_repository = f"arn:{cdk.Aws.PARTITION}:ecr:{cdk.Aws.REGION}:*:repository/sagemaker-scikit-learn"
         role = iam.Role(
             self,
             "SageMakerJobRole",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description="Training and evaluation jobs: read their inputs, write their outputs",
         )
-        artifacts.grant_read_write(role, "training/*")
-        key.grant_encrypt_decrypt(role)
+        grant_objects(role, artifacts, ["training/"], READ + WRITE, sid="JobData")
+        grant_key(role, key)
+        # SageMaker creates grants on the key to encrypt the job's volumes
         key.grant(role, "kms:CreateGrant", "kms:DescribeKey")
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:CreateLogGroup", "logs:DescribeLogStreams"],
-                resources=[
-                    self.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="/aws/sagemaker/*",
-                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
+                resources=[log_groups],
             )
         )
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                resources=["arn:aws:ecr:*:*:repository/sagemaker-scikit-learn"],
+                resources=[ecr_repository],
             )
+        )
+        acknowledge_wildcard_resources(
+            role,
+            [log_groups, ecr_repository],
+            "SageMaker's own log groups for this role's jobs, and the scikit-learn framework image, whose "
+            "registry account depends on the region.",
         )
         # GetAuthorizationToken has no resource-level permissions.
         role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
@@ -292,41 +330,13 @@ class TrainingStack(cdk.Stack):
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
             )
         )
+        acknowledge(
+            role,
+            IAM5,
+            "ecr:GetAuthorizationToken and cloudwatch:PutMetricData (limited by namespace) have no resource scope.",
+            ["Resource::*"],
+        )
         return role
-
-    def _function(
-        self,
-        name: str,
-        env: dict[str, str],
-        layers: Sequence[lambda_.ILayerVersion],
-        runtime: lambda_.Runtime,
-        key: kms.IKey,
-        memory: int,
-        timeout: int,
-    ) -> lambda_.Function:
-        log_group = logs.LogGroup(
-            self,
-            f"{name.capitalize()}Logs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            encryption_key=key,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-        )
-        return lambda_.Function(
-            self,
-            f"{name.capitalize()}Fn",
-            description=f"Training state machine step: {name}",
-            runtime=runtime,
-            architecture=lambda_.Architecture.X86_64,
-            handler=f"handler.{name}",
-            code=lambda_.Code.from_asset("functions/training"),
-            layers=list(layers),
-            environment=env,
-            memory_size=memory,
-            ephemeral_storage_size=cdk.Size.mebibytes(10240 if name == "prepare" else 512),
-            timeout=cdk.Duration.seconds(timeout),
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=log_group,
-        )
 
     def _invoke(
         self, state_id: str, fn: lambda_.IFunction, payload: dict[str, Any], result_path: str
@@ -437,13 +447,29 @@ class TrainingStack(cdk.Stack):
             timeout=cdk.Duration.hours(30),
         )
         self._grant_sagemaker_jobs(machine)
+        acknowledge_wildcard_resources(
+            machine.role,
+            [f"{fn.function_arn}:*" for fn in fns.values()],
+            "LambdaInvoke is granted on each step function's versions and aliases, those functions only.",
+        )
+        acknowledge(
+            machine.role,
+            IAM5,
+            "CloudWatch Logs delivery and X-Ray actions of Step Functions have no resource-level permissions.",
+            ["Resource::*"],
+        )
         return machine
 
     def _grant_sagemaker_jobs(self, machine: sfn.StateMachine) -> None:
+        # job names start with the model's name (mlops.services.training)
         jobs = [
-            self.format_arn(service="sagemaker", resource="training-job", resource_name="*"),
-            self.format_arn(service="sagemaker", resource="processing-job", resource_name="*"),
+            self.format_arn(service="sagemaker", resource=kind, resource_name=f"{model}-*")
+            for kind in ("training-job", "processing-job")
+            for model in self.groups
         ]
+        acknowledge_wildcard_resources(
+            machine.role, jobs, "One training/evaluation job per run, named after its model."
+        )
         machine.add_to_role_policy(
             iam.PolicyStatement(
                 actions=[

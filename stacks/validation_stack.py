@@ -29,9 +29,9 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from mlops.naming import METRICS_NAMESPACE
-from stacks.bundling import ROOT
 from stacks.data_stack import INCOMING_PREFIX
-from stacks.layers import ARCHITECTURE, RUNTIME, ProjectLayers
+from stacks.functions import project_function
+from stacks.layers import ProjectLayers
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 
 EVENT_SOURCE = "mlops.validation"
@@ -93,24 +93,12 @@ class ValidationStack(cdk.Stack):
     def _function(
         self, incoming: s3.IBucket, validated: s3.IBucket, artifacts: s3.IBucket, quarantine: s3.IBucket
     ) -> lambda_.Function:
-        log_group = self._log_group("ValidateLogs")
-        role = iam.Role(
-            self,
-            "ValidateRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Validation Lambda: reads uploads, writes reports, promotes or quarantines",
-        )
-        log_group.grant_write(role)  # instead of the AWSLambdaBasicExecutionRole managed policy
         concurrency = self.node.try_get_context(CONCURRENCY_CONTEXT)
-        function = lambda_.Function(
+        function = project_function(
             self,
-            "ValidateFn",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
+            "Validate",
+            code="functions/validate",
             handler="handler.handler",
-            code=lambda_.Code.from_asset(str(ROOT / "functions" / "validate"), exclude=["__pycache__", "*.pyc"]),
-            layers=self.layers.all,
-            role=role,
             description="Validates an uploaded dataset against its model's contract",
             environment={
                 "INCOMING_BUCKET": incoming.bucket_name,
@@ -121,21 +109,18 @@ class ValidationStack(cdk.Stack):
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
+            layers=self.layers.all,
+            key=self.key,
             # Datasets up to 5 GB are streamed from /tmp by the contract engine.
-            memory_size=3008,
-            ephemeral_storage_size=cdk.Size.mebibytes(10240),
+            memory_mb=3008,
+            ephemeral_mb=10240,
             timeout=cdk.Duration.minutes(15),
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=log_group,
-            reserved_concurrent_executions=int(concurrency) if concurrency else None,
+            removal_policy=self.removal_policy,
+            reserved_concurrency=int(concurrency) if concurrency else None,
         )
+        role = function.role
+        assert isinstance(role, iam.Role)
         self._grant_data_access(role, incoming, validated, artifacts, quarantine)
-        acknowledge(
-            role,
-            IAM5,
-            "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions (tracing is on).",
-            ["Resource::*"],
-        )
         return function
 
     def _grant_data_access(

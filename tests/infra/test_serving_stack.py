@@ -1,0 +1,98 @@
+"""MlopsServing: deployment machine and trigger, alarms from the configs, retraining rules, IAM."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from mlops.config import load_configs
+from mlops.naming import alarm_name
+
+from ..conftest import ROOT
+from .conftest import Synthesized, join_definition, one, resources
+from .test_training_stack import _statements
+from .test_validation_stack import STAR_ONLY_ACTIONS
+
+CONFIGS = load_configs(ROOT / "configs")
+
+
+@pytest.fixture(scope="module")
+def serving(synthesized: Synthesized) -> dict[str, Any]:
+    return synthesized.template_json("MlopsServing")
+
+
+@pytest.fixture(scope="module")
+def definition(serving: dict[str, Any]) -> dict[str, Any]:
+    _, machine = one(serving, "AWS::StepFunctions::StateMachine")
+    return json.loads(join_definition(machine["Properties"]["DefinitionString"]))
+
+
+def _rules(serving: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in resources(serving, "AWS::Events::Rule").values()]
+
+
+def test_deploys_on_approval_of_the_app_models(serving: dict[str, Any]) -> None:
+    (approved,) = [r for r in _rules(serving) if "Approved" in json.dumps(r.get("EventPattern"))]
+    pattern = approved["EventPattern"]
+    assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
+    assert sorted(pattern["detail"]["ModelPackageGroupName"]) == sorted(CONFIGS)
+
+
+def test_deploy_machine_creates_or_updates_and_reports_rollback(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    assert states["CreateModel"]["Resource"] == "arn:aws:states:::sagemaker:createModel"
+    assert states["UpdateEndpoint"]["Resource"] == "arn:aws:states:::sagemaker:updateEndpoint"
+    assert states["DeploymentRolledBack"]["Type"] == "Fail"
+    assert states["NotifyFailure"]["Resource"].endswith(":states:::sns:publish")
+    for name in ("CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint"):
+        assert states[name]["Catch"][0]["Next"] == "NotifyFailure"
+
+
+@pytest.mark.parametrize("model", sorted(CONFIGS))
+def test_alarms_take_their_thresholds_from_the_config(serving: dict[str, Any], model: str) -> None:
+    alarms = {
+        a["Properties"]["AlarmName"]: a["Properties"] for a in resources(serving, "AWS::CloudWatch::Alarm").values()
+    }
+    config = CONFIGS[model]
+    drift = alarms[alarm_name(model, "drift")]
+    settings = config.monitoring.alarms
+    assert drift["Threshold"] == settings.drifted_feature_share
+    assert drift["EvaluationPeriods"] == settings.evaluation_periods
+    assert drift["DatapointsToAlarm"] == settings.datapoints_to_alarm
+    assert drift["TreatMissingData"] == "notBreaching"
+    assert alarms[alarm_name(model, "5xx")]["Threshold"] == settings.error_5xx_rate
+    assert {alarm_name(model, k) for k in ("5xx", "latency", "drift", "quality")} <= set(alarms)
+
+
+@pytest.mark.parametrize("model", sorted(CONFIGS))
+def test_drift_and_quality_alarms_start_retraining(serving: dict[str, Any], model: str) -> None:
+    (retrain,) = [r for r in _rules(serving) if alarm_name(model, "drift") in json.dumps(r.get("EventPattern"))]
+    pattern = retrain["EventPattern"]
+    assert pattern["source"] == ["aws.cloudwatch"] and pattern["detail"]["state"] == {"value": ["ALARM"]}
+    assert sorted(pattern["detail"]["alarmName"]) == sorted([alarm_name(model, "drift"), alarm_name(model, "quality")])
+    assert "TrainingStateMachine" in json.dumps(retrain["Targets"])
+
+
+def test_a_monitor_schedule_and_a_dashboard_per_model(serving: dict[str, Any]) -> None:
+    schedules = [r for r in _rules(serving) if "ScheduleExpression" in r]
+    assert len(schedules) == len(CONFIGS)
+    assert len(resources(serving, "AWS::CloudWatch::Dashboard")) == len(CONFIGS)
+
+
+def test_topic_is_kms_encrypted(serving: dict[str, Any]) -> None:
+    _, topic = one(serving, "AWS::SNS::Topic")
+    assert "KmsMasterKeyId" in topic["Properties"]
+
+
+def test_sagemaker_permissions_are_scoped_to_the_app_models(serving: dict[str, Any]) -> None:
+    statements = _statements(serving)
+    text = json.dumps([st for _, st in statements])
+    for name in CONFIGS:
+        assert f":endpoint/{name}" in text and f":model/{name}-*" in text
+    assert ":endpoint/*" not in text and ":model/*" not in text
+    for lid, st in statements:
+        if st["Resource"] == "*":
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            assert set(actions) <= STAR_ONLY_ACTIONS, f"{lid}: {actions} on *"
