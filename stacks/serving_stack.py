@@ -50,7 +50,8 @@ def _sagemaker_call(action: str, input_path: str) -> dict[str, Any]:
         "Type": "Task",
         "Resource": f"arn:aws:states:::sagemaker:{action}",
         "InputPath": input_path,
-        "ResultPath": None,
+        # kept beside the plan (a null ResultPath would not survive jsii: None is dropped)
+        "ResultPath": f"$.sagemaker.{action}",
         "Retry": [
             {
                 "ErrorEquals": ["SageMaker.AmazonSageMakerException", "ThrottlingException"],
@@ -270,7 +271,12 @@ class ServingStack(cdk.Stack):
     def _deploy_machine(
         self, plan_fn: lambda_.Function, record_fn: lambda_.Function, role: iam.IRole
     ) -> sfn.StateMachine:
-        plan = self._invoke("PlanDeployment", plan_fn, sfn.TaskInput.from_json_path_at("$"), "$.plan")
+        plan = self._invoke(
+            "PlanDeployment",
+            plan_fn,
+            sfn.TaskInput.from_object({"detail": sfn.JsonPath.object_at("$.detail")}),
+            "$.plan",
+        )
         plan.add_retry(errors=["DeploymentBusy"], interval=cdk.Duration.seconds(60), max_attempts=10, backoff_rate=1.5)
         create_model = sfn.CustomState(
             self, "CreateModel", state_json=_sagemaker_call("createModel", "$.plan.model_request")

@@ -122,6 +122,7 @@ class Assembly:
         self.dir = Path(cdk_out)
         self.account = account
         self.region = region
+        self._sources: dict[str, Path] | None = None
         manifest_path = self.dir / "manifest.json"
         if not manifest_path.is_file():
             raise AssemblyError(f"no cloud assembly at {self.dir} (manifest.json missing): run `cdk synth` first")
@@ -185,9 +186,27 @@ class Assembly:
         return cond is None or self.stacks[res.stack].conditions.get(cond, False)
 
     def asset_dir(self, res: Resource) -> Path | None:
-        """The local directory of a resource's code asset (``aws:asset:path`` metadata)."""
+        """The local directory of a function's or layer's code asset.
+
+        From the ``aws:asset:path`` metadata when the CLI asked for it, else from the asset
+        manifests: the object key the template points at (``Code.S3Key``) is published from
+        exactly one source path.
+        """
         rel = res.metadata.get("aws:asset:path")
-        return (self.dir / rel) if rel else None
+        if rel:
+            return self.dir / rel
+        code = res.properties.get("Code") or res.properties.get("Content") or {}
+        key = code.get("S3Key") if isinstance(code, dict) else None
+        return self._asset_sources().get(key) if isinstance(key, str) else None
+
+    def _asset_sources(self) -> dict[str, Path]:
+        if self._sources is None:
+            self._sources = {}
+            for manifest in sorted(self.dir.glob("*.assets.json")):
+                for asset in json.loads(manifest.read_text()).get("files", {}).values():
+                    for dest in asset.get("destinations", {}).values():
+                        self._sources[dest["objectKey"]] = self.dir / asset["source"]["path"]
+        return self._sources
 
     def file_assets(self) -> list[tuple[str, str, Path]]:
         """(bucket, key, local file) of every file asset, from the ``*.assets.json`` manifests.

@@ -13,6 +13,7 @@ Two things moto does not do for us are added here through its notification hook
 
 from __future__ import annotations
 
+import os
 import threading
 import urllib.parse
 import uuid
@@ -77,6 +78,9 @@ class S3Service:
         return f"http://{host}:{port}"
 
     def start(self) -> str:
+        # Every request lands in the assembly's account, whatever access key the client uses
+        # (moto would otherwise derive an account from the key); the twin owns this process.
+        os.environ["MOTO_ACCOUNT_ID"] = self.account
         notifications.send_event = self._send_event  # moto calls it through the module attribute
         # moto sends no notification when a versioned delete only adds a delete marker.
         backend = self.backend

@@ -78,7 +78,7 @@ class TaskDispatcher:
             "arn:aws:states:::sagemaker:createProcessingJob.sync": self._processing_job,
             "arn:aws:states:::states:startExecution": self._start_execution,
             "arn:aws:states:::states:startExecution.sync": self._start_execution_sync,
-            "arn:aws:states:::states:startExecution.sync:2": self._start_execution_sync,
+            "arn:aws:states:::states:startExecution.sync:2": self._start_execution_sync_parsed,
         }
 
     def __call__(self, resource: str, parameters: Any, ctx: TaskContext) -> Any:
@@ -158,18 +158,23 @@ class TaskDispatcher:
     # -- Step Functions --------------------------------------------------------------
     def _start_execution(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         execution = self._start_child(params)
-        return {"ExecutionArn": execution.arn, "StartDate": execution.start_date.isoformat()}
+        return {"ExecutionArn": execution.arn, "StartDate": execution.start_date}
+
+    def _start_execution_sync_parsed(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        result = self._start_execution_sync(params, ctx)
+        return {**result, "Output": json.loads(result["Output"])}  # .sync:2 returns the output as JSON
 
     def _start_execution_sync(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-        execution = self._start_child(params).wait(ctx.timeout_s)
+        execution = self._start_child(params)
+        execution.wait(ctx.timeout_s)
         if execution.status != "SUCCEEDED":
             raise TaskFailed("States.TaskFailed", json.dumps({"Error": execution.error, "Cause": execution.cause}))
         return {
             "ExecutionArn": execution.arn,
-            "Output": execution.output,
+            "Output": json.dumps(execution.output),
             "Status": execution.status,
-            "StartDate": execution.start_date.isoformat(),
-            "StopDate": execution.stop_date.isoformat() if execution.stop_date else None,
+            "StartDate": execution.start_date,
+            "StopDate": execution.stop_date,
         }
 
     def _start_child(self, params: dict[str, Any]) -> Any:
