@@ -53,7 +53,10 @@ def tumor(rows: int, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
     base["diagnosis"] = source["target"]
     out = _resample(base, rows, rng, noise=0.05)
     if drift:
+        # larger tumours: radius, and with it perimeter and area, shift together
         out["mean_radius"] *= 1 + drift
+        out["mean_perimeter"] *= 1 + drift
+        out["mean_area"] *= (1 + drift) ** 2
         out["mean_texture"] += drift * 10
         out["worst_radius"] *= 1 + drift
     out = out.round(5)

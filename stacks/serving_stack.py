@@ -37,6 +37,7 @@ from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 
 LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"]
+MONITOR_SERVICE = "mlops-monitor"
 SETTLING = ["Creating", "Updating", "SystemUpdating", "RollingBack"]
 
 
@@ -109,7 +110,7 @@ class ServingStack(cdk.Stack):
         record = self._function("Record", "functions/deploy", "handler.record", deploy_env, 256, 60)
         monitor_env = {
             **common,
-            "POWERTOOLS_SERVICE_NAME": "mlops-monitor",
+            "POWERTOOLS_SERVICE_NAME": MONITOR_SERVICE,
             "CAPTURE_BUCKET": capture_bucket.bucket_name,
             "INCOMING_BUCKET": incoming_bucket.bucket_name,
             "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
@@ -406,7 +407,8 @@ class ServingStack(cdk.Stack):
         )
         a = mon.alarms
         endpoint_dims = {"EndpointName": endpoint_name(name), "VariantName": "AllTraffic"}
-        model_dims = {"model": name}
+        # Powertools Metrics adds the service as a dimension; CloudWatch matches the exact set
+        model_dims = {"model": name, "service": MONITOR_SERVICE}
         period = cdk.Duration.minutes(mon.schedule_minutes)
         alarms = {
             "5xx": (

@@ -14,6 +14,8 @@ from mlops.twin import control
 from ..conftest import ROOT
 
 # What the app is built from; copied so that a test can change stack code safely.
+# Twin seconds pass 100x faster: schedules, Wait states, alarm periods (not Lambda or job run times).
+TIME_SCALE = 0.01
 APP_FILES = ("app.py", "cdk.json", "stacks", "functions", "mlops", "configs", "pipelines", "examples")
 
 
@@ -40,7 +42,7 @@ def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def twin(cdk_out: Path, tmp_path: Path) -> Iterator[control.TwinHandle]:
     workdir = tmp_path / "twin"
-    handle = control.start(cdk_out, workdir, port=0)
+    handle = control.start(cdk_out, workdir, port=0, time_scale=TIME_SCALE)
     try:
         yield handle
     finally:

@@ -17,7 +17,7 @@ from mlops.twin import control
 from mlops.twin.daemon import outputs
 from mlops.twin.runtime import Twin
 
-from .conftest import copy_app
+from .conftest import TIME_SCALE, copy_app
 
 pytestmark = pytest.mark.e2e
 MODEL = "tumor-classifier"
@@ -88,14 +88,18 @@ def test_upload_with_the_aws_cli(twin: control.TwinHandle, tmp_path: Path) -> No
 
 def test_duplicate_event_validates_once(cdk_out: Path, tmp_path: Path) -> None:
     """EventBridge delivers at least once: the same S3 event twice does one validation."""
-    twin = Twin(cdk_out, tmp_path / "twin")
+    twin = Twin(cdk_out, tmp_path / "twin", time_scale=TIME_SCALE)
     twin.start()
     try:
         good = write_csv(generate(MODEL, "good", 300, seed=8), tmp_path / "dup.csv")
         bucket = outputs(twin)["MlopsData.IncomingBucketName"]
         twin.client("s3").upload_file(str(good), bucket, f"incoming/{MODEL}/dup.csv")
         assert twin.wait_idle(120)
-        (first,) = [e for e in twin.engine.list_executions() if "dup.csv" in json.dumps(e.input)]
+        (first,) = [
+            e
+            for e in twin.engine.list_executions()
+            if "Validation" in e.state_machine_arn and "dup.csv" in json.dumps(e.input)
+        ]
         twin.emit(first.input)  # the very same event, redelivered
         assert twin.wait_idle(120)
         runs = [e for e in twin.engine.list_executions() if "dup.csv" in json.dumps(e.input)]
@@ -127,7 +131,7 @@ def test_changing_the_stack_code_changes_what_the_twin_runs(tmp_path: Path) -> N
     out = tmp_path / "cdk.out"
     synthesize(app, out)
     workdir = tmp_path / "twin"
-    handle = control.start(out, workdir, port=0)
+    handle = control.start(out, workdir, port=0, time_scale=TIME_SCALE)
     try:
         good = write_csv(generate(MODEL, "good", 300, seed=9), tmp_path / "audit.csv")
         key = _upload(handle, good, "audit.csv")
