@@ -1,13 +1,18 @@
-"""Upload-to-validation-result time on the local twin, split by stage.
+"""Time through the loop on the local twin, split by stage.
 
-Starts a twin from the synthesized app (synthesizing first if the app changed),
-uploads demo datasets of several sizes through the S3 API, and reads each
-execution's history to split the time into: S3 event to execution start (event
-delivery through the rule), the Lambda task, the rest of the state machine. The peer
-is the contract engine called directly on the same file in this process: the floor
-that the twin's plumbing adds to.
+Starts a twin from the synthesized app (synthesizing first if the app changed) and
+uploads demo datasets through the S3 API, then reads the executions' histories:
 
-    python bench/loop.py [--rows 5000 100000 1000000] [--repeat 3]
+1. upload → validation result, for several sizes: S3 event to execution start (event
+   delivery through the rule), the Lambda task, the rest of the state machine. The peer
+   is the contract engine called directly on the same file in this process: the floor
+   that the twin's plumbing adds to.
+2. upload → registered model package, for the demo model: validation, the "Dataset
+   Validated" event to the training execution, then each state of the training machine
+   (prepare, training job, evaluation job, gate, register, record). The peer is
+   ``pipelines/train.py`` run directly on the same data, the floor for the training job.
+
+    python bench/loop.py [--rows 5000 100000 1000000] [--repeat 3] [--train-rows 5000]
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[5_000, 100_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--train-rows", type=int, default=5_000)
     args = parser.parse_args(argv)
 
     cdk_out = ROOT / "cdk.out"
@@ -62,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     contract = model_config(MODEL).dataset
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp) / "twin"
-        handle = control.start(cdk_out, workdir, port=0)
+        # the clock runs fast only for Wait states and schedules; Lambdas and jobs take real time
+        handle = control.start(cdk_out, workdir, port=0, time_scale=0.01)
         try:
             s3 = handle.client()
             bucket = handle.bucket("incoming")
@@ -75,16 +82,23 @@ def main(argv: list[str] | None = None) -> int:
                     key = f"incoming/{MODEL}/bench-{rows}-{i}-{time.time_ns()}.csv"
                     uploaded_at = time.time()
                     s3.upload_file(str(path), bucket, key)
-                    (execution,) = control.wait_for_executions(workdir, key, timeout_s=600, poll_s=0.05)
+                    (execution,) = control.wait_for_executions(
+                        workdir, key, machine="Validation", timeout_s=600, poll_s=0.05
+                    )
                     if execution["status"] != "SUCCEEDED":
                         raise SystemExit(f"execution for {key} ended {execution['status']}: {execution.get('error')}")
                     samples.append(_stages(execution, uploaded_at))
                 med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
                 rows_out.append((rows, path.stat().st_size, direct, med))
+                control.wait_for_executions(workdir, key, machine="Training", timeout_s=900)  # let it settle
+            training_rows = _to_registered(handle, Path(tmp), args.train_rows, args.repeat)
         finally:
             control.stop(workdir)
 
-    header = "| rows | MB | engine alone (s) | S3 event → execution (s) | Lambda task (s) | rest of machine (s) | upload → result (s) |"
+    header = (
+        "| rows | MB | engine alone (s) | S3 event → execution (s) | Lambda task (s) "
+        "| rest of machine (s) | upload → result (s) |"
+    )
     lines = [header, "|" + "---|" * 7]
     for rows, size, direct, med in rows_out:
         lines.append(
@@ -94,10 +108,96 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print(f"median of {args.repeat} runs per size; twin on 127.0.0.1, peer = contract engine called directly")
     print(table)
+    direct_train = statistics.median(_direct_training(args.train_rows) for _ in range(args.repeat))
+    train_table = "\n".join(
+        [
+            "| stage | seconds (median) |",
+            "|---|---|",
+            *(f"| {stage} | {seconds:.2f} |" for stage, seconds in training_rows),
+            f"| peer: train.py run directly on the same data | {direct_train:.2f} |",
+        ]
+    )
+    print(f"\nupload → registered model package ({args.train_rows:,} rows of {MODEL}), median of {args.repeat}")
+    print(train_table)
     out = ROOT / "bench" / "results" / "loop.md"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(f"# upload → validation result on the twin\n\n{table}\n")
+    out.write_text(
+        f"# upload → validation result on the twin\n\n{table}\n\n"
+        f"# upload → registered model package ({args.train_rows:,} rows of {MODEL})\n\n{train_table}\n"
+    )
     return 0
+
+
+def _spans(execution: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """State name → (entered, exited) from an execution's history."""
+    entered: dict[str, float] = {}
+    spans = {}
+    for event in execution["history"]:
+        if event["type"].endswith("StateEntered"):
+            entered[event["stateEnteredEventDetails"]["name"]] = _ts(event["timestamp"])
+        elif event["type"].endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            spans[name] = (entered.get(name, _ts(event["timestamp"])), _ts(event["timestamp"]))
+    return spans
+
+
+TRAINING_STAGES = {
+    "PrepareTraining": "prepare: split, champion, lock (Lambda)",
+    "TrainModel": "training job (train.py under the SageMaker contract)",
+    "EvaluateModel": "evaluation job (evaluate.py)",
+    "ApplyGate": "gate (Lambda)",
+    "RegisterModel": "register package + lineage (Lambda)",
+    "RecordOutcome": "record run report (Lambda)",
+}
+
+
+def _to_registered(handle: control.TwinHandle, tmp: Path, rows: int, repeat: int) -> list[tuple[str, float]]:
+    samples: list[dict[str, float]] = []
+    path = write_csv(generate(MODEL, "good", rows, seed=9), tmp / f"train-{rows}.csv")
+    for i in range(repeat):
+        key = f"incoming/{MODEL}/train-{rows}-{i}-{time.time_ns()}.csv"
+        uploaded_at = time.time()
+        handle.client().upload_file(str(path), handle.bucket("incoming"), key)
+        (validation,) = control.wait_for_executions(handle.workdir, key, machine="Validation", timeout_s=600)
+        version = validation["output"]["dataset_version"]
+        (training,) = control.wait_for_executions(handle.workdir, version, machine="Training", timeout_s=900)
+        if training["status"] != "SUCCEEDED":
+            raise SystemExit(f"training for {key} ended {training['status']}: {training.get('cause')}")
+        spans = _spans(training)
+        sample = {
+            "upload → validation result": _ts(validation["stop_date"]) - uploaded_at,
+            "Dataset Validated event → training starts": _ts(training["start_date"]) - _ts(validation["stop_date"]),
+        }
+        sample.update({label: spans[s][1] - spans[s][0] for s, label in TRAINING_STAGES.items() if s in spans})
+        sample["upload → registered (total)"] = _ts(training["stop_date"]) - uploaded_at
+        samples.append(sample)
+    return [(stage, statistics.median(s[stage] for s in samples)) for stage in samples[0]]
+
+
+def _direct_training(rows: int) -> float:
+    """pipelines/train.py on the same data, in a fresh process, as the floor of the training job."""
+    import os
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        frame = generate(MODEL, "good", rows, seed=9)
+        for channel in ("train", "validation"):
+            write_csv(frame, base / channel / "data.csv")
+        (base / "model").mkdir()
+        (base / "config").mkdir()
+        (base / "config" / "model-config.json").write_text(model_config(MODEL).model_dump_json())
+        env = {
+            **os.environ,
+            "SM_CHANNEL_TRAIN": str(base / "train"),
+            "SM_CHANNEL_VALIDATION": str(base / "validation"),
+            "SM_MODEL_DIR": str(base / "model"),
+            "SM_OUTPUT_DATA_DIR": str(base / "output"),
+            "SM_CHANNEL_CONFIG": str(base / "config"),
+        }
+        started = time.perf_counter()
+        subprocess.run([sys.executable, str(ROOT / "pipelines" / "train.py")], env=env, check=True, capture_output=True)
+        return time.perf_counter() - started
 
 
 def _direct(path: Path, contract: Any) -> float:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from mlops.s3io import S3Location
 from mlops.services.registry import PackageRef, RegistryClient
+from mlops.settings import model_config
 from mlops.synth import SynthError, ensure_synthesized
 from mlops.twin import control
 
@@ -26,6 +27,12 @@ console = Console()
 MODEL_DEMO = "tumor-classifier"
 Workdir = Annotated[Path, typer.Option(help="Twin work directory (state, objects, executions, logs).")]
 CdkOut = Annotated[Path, typer.Option(help="Cloud assembly directory.")]
+AwsFlag = Annotated[bool, typer.Option("--aws", help="Use real AWS (your profile) instead of the running twin.")]
+Profile = Annotated[str | None, typer.Option(help="AWS profile, with --aws.")]
+TimeScale = Annotated[
+    float,
+    typer.Option(help="Real seconds per twin second for schedules, waits and alarm periods (0.005: an hour in 18 s)."),
+]
 
 
 def _fail(message: str) -> None:
@@ -41,10 +48,15 @@ def _running(workdir: Path) -> control.TwinHandle:
     return handle
 
 
-def _start(workdir: Path, cdk_out: Path, port: int, synth: bool) -> control.TwinHandle:
+def _start(workdir: Path, cdk_out: Path, port: int, synth: bool, time_scale: float = 1.0) -> control.TwinHandle:
     running = control.status(workdir)
     if running:
         console.print(f"twin already running (pid {running.state['pid']}) at {running.endpoint}")
+        if running.state.get("time_scale") != time_scale:
+            console.print(
+                f"[yellow]note:[/] it runs at time scale {running.state.get('time_scale')} "
+                f"(asked for {time_scale}); `mlops local down` first to change it"
+            )
         return running
     if synth:
         with console.status("synthesizing the CDK app (python app.py)..."):
@@ -57,7 +69,7 @@ def _start(workdir: Path, cdk_out: Path, port: int, synth: bool) -> control.Twin
         )
     with console.status("starting the twin from the assembly..."):
         try:
-            handle = control.start(cdk_out, workdir, port=port)
+            handle = control.start(cdk_out, workdir, port=port, time_scale=time_scale)
         except control.TwinError as exc:
             _fail(str(exc))
     _print_twin(handle)
@@ -95,9 +107,10 @@ def local_up(
     cdk_out: CdkOut = Path("cdk.out"),
     port: Annotated[int, typer.Option(help="S3 API port on 127.0.0.1.")] = control.DEFAULT_PORT,
     synth: Annotated[bool, typer.Option(help="Synthesize first if the app changed.")] = True,
+    time_scale: TimeScale = 1.0,
 ) -> None:
     """Synthesize if needed, start the twin in the background and print its endpoints."""
-    _start(workdir, cdk_out, port, synth)
+    _start(workdir, cdk_out, port, synth, time_scale)
 
 
 @local.command("down")
@@ -178,13 +191,20 @@ def local_demo(
     cdk_out: CdkOut = Path("cdk.out"),
     port: Annotated[int, typer.Option(help="S3 API port on 127.0.0.1.")] = control.DEFAULT_PORT,
     rows: Annotated[int, typer.Option(help="Rows per demo dataset.")] = 5000,
+    time_scale: TimeScale = 0.005,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each stage.")] = 600,
 ) -> None:
-    """Start the twin, upload a good and a bad dataset, and show validation and quarantine."""
+    """The whole loop on the twin: upload, validate (and quarantine), train, evaluate, register,
+    deploy, predict, drift, alarm, retrain, canary deployment."""
     from examples.generate_data import generate, write_csv
+    from mlops import loop_demo
 
     model = MODEL_DEMO
+    times = loop_demo.LoopTimes()
+    times.mark("start")
     console.rule("[bold]1. the app, synthesized and running on the twin")
-    handle = _start(workdir, cdk_out, port, synth=True)
+    handle = _start(workdir, cdk_out, port, synth=True, time_scale=time_scale)
+    times.mark("twin running")
     s3 = handle.client()
 
     console.rule("[bold]2. demo data")
@@ -207,7 +227,7 @@ def local_demo(
     results = {}
     with console.status("waiting for the validation executions..."):
         for variant, key in keys.items():
-            (results[variant],) = control.wait_for_executions(workdir, key, machine="Validation", timeout_s=300)
+            (results[variant],) = control.wait_for_executions(workdir, key, machine="Validation", timeout_s=timeout)
     for variant, execution in results.items():
         _print_execution(variant, execution)
 
@@ -222,17 +242,51 @@ def local_demo(
         for label in ("validated_uri", "profile_uri", "quarantine_uri"):
             if output.get(label):
                 console.print(f"  {label.replace('_uri', '')}: {output[label]}")
+    times.mark("validated")
     version = _validation_output(results["good"]).get("dataset_version")
-    if version and "Training" in " ".join(handle.state["state_machines"]):
-        console.rule("[bold]6. validated data → training → evaluation → gate → model registry")
-        with console.status("training state machine: SageMaker training job, then evaluation job..."):
-            (training,) = control.wait_for_executions(workdir, version, machine="Training", timeout_s=900)
-        _print_execution("training", training)
-        models(MODEL_DEMO, workdir=workdir, aws=False, profile=None)
-        if training["status"] == "SUCCEEDED":
-            lineage(MODEL_DEMO, workdir=workdir, aws=False, profile=None)
+    if not version:
+        _fail("the good dataset did not pass validation; see the report above")
+    deployed_before = len([e for e in loop_demo.executions_of(workdir, "Deploy") if e["status"] != "RUNNING"])
+    console.rule("[bold]6. validated data → training → evaluation → gate → model registry")
+    with console.status("training state machine: SageMaker training job, then evaluation job..."):
+        (training,) = control.wait_for_executions(workdir, version, machine="Training", timeout_s=timeout)
+    _print_execution("training", training)
+    models(MODEL_DEMO, workdir=workdir, aws=False, profile=None)
+    if training["status"] != "SUCCEEDED":
+        _fail(f"training failed: {training.get('cause')}")
+    lineage(MODEL_DEMO, workdir=workdir, aws=False, profile=None)
+    times.mark("registered")
+
+    console.rule("[bold]7. approved package → EventBridge → deploy state machine → SageMaker endpoint")
+    with console.status("deploy state machine: model, endpoint config with data capture, endpoint..."):
+        deployment = loop_demo.wait_for_deployment(handle, deployed_before, timeout)
+    _print_execution("deployment", deployment)
+    console.print(f"endpoint [bold]{model}[/] serves version {loop_demo.serving_version(handle, model)}")
+    times.mark("deployed")
+
+    console.rule("[bold]8. an application calls the endpoint (boto3 sagemaker-runtime InvokeEndpoint)")
+    loop_demo.show_predictions(console, handle, model_config(model), generate(model, "good", 5, seed=42))
+    console.print(f"[dim]try: mlops predict {model} --file <csv>[/]")
+
+    console.rule("[bold]9. the world changes: drifted traffic → drift monitor → alarm → retrain → canary")
+    console.print(
+        f"the monitor runs every {model_config(model).monitoring.schedule_minutes} twin minutes "
+        f"(the twin's clock runs {1 / time_scale:.0f}x fast); its metrics feed the drift alarm"
+    )
+    drifted = generate(model, "drifted", 3000, seed=7)
+    redeploy = loop_demo.drive_drift(console, handle, model_config(model), drifted, timeout)
+    _print_execution("canary deployment", redeploy)
+    times.mark("retrained and redeployed")
+
+    console.rule("[bold]10. summary")
+    models(MODEL_DEMO, workdir=workdir, aws=False, profile=None)
+    console.print(loop_demo.alarm_table(workdir, model))
+    console.print(loop_demo.times_table(times))
+    console.print(f"endpoint [bold]{model}[/] now serves version {loop_demo.serving_version(handle, model)}")
     console.rule("[bold]where everything is")
     console.print(f"S3 API: {handle.endpoint}  (try: aws --endpoint-url {handle.endpoint} s3 ls)")
+    console.print(f"SageMaker Runtime: {handle.state['runtime_endpoint']}  (try: mlops predict {model} --file ...)")
+    console.print(f"SNS notifications: {workdir / 'notifications.jsonl'}")
     console.print(f"executions: `mlops executions`, files in {workdir / 'executions'}")
     console.print(f"Lambda logs: {workdir / 'logs'}   events: {workdir / 'events.jsonl'}")
     console.print("the twin keeps running; stop it with `mlops local down`")
@@ -263,9 +317,51 @@ def _print_execution(label: str, execution: dict[str, Any]) -> None:
         console.print(f"  error: {execution['error']}")
 
 
+@app.command()
+def predict(
+    endpoint: Annotated[str, typer.Argument(help="Endpoint name (the model's name).")],
+    row: Annotated[str | None, typer.Option(help="One CSV row of feature values, in the contract's order.")] = None,
+    file: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="A CSV or JSON file.")] = None,
+    content_type: Annotated[str | None, typer.Option(help="text/csv or application/json (default: by file).")] = None,
+    workdir: Workdir = Path(".mlops"),
+    aws: AwsFlag = False,
+    profile: Profile = None,
+) -> None:
+    """Send a row or a file to an endpoint (InvokeEndpoint) and print the predictions."""
+    if (row is None) == (file is None):
+        _fail("give exactly one of --row or --file")
+    if file is not None:
+        body = file.read_bytes()
+        kind = content_type or ("application/json" if file.suffix.lower() == ".json" else "text/csv")
+        if kind == "text/csv" and body.splitlines() and _looks_like_header(body.splitlines()[0]):
+            body = b"\n".join(body.splitlines()[1:]) + b"\n"  # the endpoint takes rows without a header
+    else:
+        body, kind = (row or "").encode(), content_type or "text/csv"
+    if aws:
+        client = boto3.Session(profile_name=profile).client("sagemaker-runtime")
+    else:
+        from mlops.loop_demo import runtime_client
+
+        client = runtime_client(_running(workdir))
+    try:
+        answer = client.invoke_endpoint(EndpointName=endpoint, ContentType=kind, Accept="application/json", Body=body)
+    except client.exceptions.ModelError as exc:
+        _fail(str(exc))
+        raise
+    except client.exceptions.ValidationError as exc:
+        _fail(str(exc))
+        raise
+    variant = answer["ResponseMetadata"]["HTTPHeaders"].get("x-amzn-invoked-production-variant", "?")
+    console.print(f"[dim]{endpoint} (variant {variant})[/]")
+    console.print_json(answer["Body"].read().decode())
+
+
+def _looks_like_header(line: bytes) -> bool:
+    cells = line.decode("utf-8", errors="replace").split(",")
+    return all(c.strip() and not c.strip().replace(".", "", 1).replace("-", "", 1).isdigit() for c in cells)
+
+
 # -- the model registry (twin or AWS) -------------------------------------------------------
-AwsFlag = Annotated[bool, typer.Option("--aws", help="Use real AWS (your profile) instead of the running twin.")]
-Profile = Annotated[str | None, typer.Option(help="AWS profile, with --aws.")]
 
 
 def _registry(workdir: Path, aws: bool, profile: str | None) -> RegistryClient:

@@ -213,6 +213,10 @@ class ServingStack(cdk.Stack):
                 fn.role, self._registry_arns(), "Versions of this app's model package groups; numbered as registered."
             )
         record.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=endpoints))
+        # a rolled-back model package is set to Rejected
+        record.add_to_role_policy(
+            iam.PolicyStatement(actions=["sagemaker:UpdateModelPackage"], resources=self._registry_arns())
+        )
         scalable_targets = [
             self.format_arn(service="application-autoscaling", resource="scalable-target", resource_name="*")
         ]

@@ -185,6 +185,14 @@ class Deployer:
             )
             if plan["kind"] == "instance":
                 result["autoscaling"] = self._autoscale(plan["endpoint_name"], config)
+        else:
+            # A model that could not serve must not stay Approved: it would become the champion
+            # that the next candidate is compared with (and be redeployed on the next approval).
+            self.sm.update_model_package(
+                ModelPackageArn=plan["package_arn"],
+                ModelApprovalStatus="Rejected",
+                ApprovalDescription=f"deployment {result['status']}: {result['failure_reason']}"[:1024],
+            )
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         record = S3Location(self.settings.artifacts_bucket, f"deployments/{config.name}/{stamp}.json")
         put_json(self.s3, record, {**result, "plan": plan})

@@ -79,6 +79,9 @@ def test_first_deployment_creates_then_records_and_autoscales(deployer: Deployer
     # the endpoint still serves the first config: what record reports when an update rolled back
     rolled = deployer.record(second, model_config("tumor-classifier"))
     assert rolled["status"] == "rolled_back" and "keeps serving" in rolled["message"]
+    # the model that could not serve is no longer Approved (it must not become the champion)
+    assert sm.describe_model_package(ModelPackageName=second["package_arn"])["ModelApprovalStatus"] == "Rejected"
+    assert sm.describe_model_package(ModelPackageName=arn)["ModelApprovalStatus"] == "Approved"
 
 
 def test_serverless_endpoints_get_a_serverless_variant_and_no_kms_volume(deployer: Deployer) -> None:

@@ -1,0 +1,229 @@
+"""The whole loop on the twin, in order: upload → validate → train → evaluate → register →
+deploy → predictions → a rejected candidate → a rolled-back deployment → drifted traffic →
+drift alarm → retrain → the new version deployed by canary.
+
+One twin serves the module (tests run in file order on one worker); its clock runs 200x
+faster so that the hourly monitor schedule and the alarm periods pass in seconds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+
+from examples.generate_data import generate, write_csv
+from mlops.settings import model_config
+from mlops.twin import control
+
+pytestmark = pytest.mark.e2e
+MODEL = "tumor-classifier"
+LOOP_TIME_SCALE = 0.005
+CONFIG = model_config(MODEL)
+
+
+@pytest.fixture(scope="module")
+def loop(cdk_out: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[control.TwinHandle]:
+    workdir = tmp_path_factory.mktemp("loop") / "twin"
+    handle = control.start(cdk_out, workdir, port=0, time_scale=LOOP_TIME_SCALE)
+    try:
+        yield handle
+    finally:
+        control.stop(workdir)
+
+
+def _runtime(handle: control.TwinHandle) -> Any:
+    return boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=handle.state["runtime_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id="twin",
+        aws_secret_access_key="twin",
+    )
+
+
+def _features(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=[CONFIG.dataset.target, "record_id"])
+
+
+def _states(execution: dict[str, Any]) -> list[str]:
+    return [e["stateEnteredEventDetails"]["name"] for e in execution["history"] if e["type"].endswith("StateEntered")]
+
+
+def _packages(handle: control.TwinHandle) -> list[dict[str, Any]]:
+    sm = handle.client("sagemaker")
+    found = sm.list_model_packages(ModelPackageGroupName=MODEL, SortBy="CreationTime", SortOrder="Ascending")
+    return [sm.describe_model_package(ModelPackageName=p["ModelPackageArn"]) for p in found["ModelPackageSummaryList"]]
+
+
+def _serving_version(handle: control.TwinHandle) -> str:
+    sm = handle.client("sagemaker")
+    config = sm.describe_endpoint(EndpointName=MODEL)["EndpointConfigName"]
+    return config.split("-v")[-1].split("-")[0]
+
+
+def _deployments(handle: control.TwinHandle) -> list[dict[str, Any]]:
+    return [e for e in control.load_executions(handle.workdir) if "Deploy" in e["state_machine_arn"]]
+
+
+def _wait(predicate: Any, timeout_s: float, what: str, poll_s: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _upload(handle: control.TwinHandle, frame: pd.DataFrame, tmp_path: Path, name: str) -> str:
+    path = write_csv(frame, tmp_path / name)
+    key = f"incoming/{MODEL}/{name}"
+    handle.client().upload_file(str(path), handle.bucket("incoming"), key)
+    return key
+
+
+def test_upload_is_validated_trained_registered_and_deployed(loop: control.TwinHandle, tmp_path: Path) -> None:
+    key = _upload(loop, generate(MODEL, "good", 3000, seed=1), tmp_path, "good.csv")
+    (validation,) = control.wait_for_executions(loop.workdir, key, machine="Validation", timeout_s=120)
+    assert validation["status"] == "SUCCEEDED"
+    version = validation["output"]["dataset_version"]
+    (training,) = control.wait_for_executions(loop.workdir, version, machine="Training", timeout_s=300)
+    assert training["status"] == "SUCCEEDED", training.get("cause")
+    assert _states(training)[-1] == "ModelRegistered"
+
+    (package,) = _packages(loop)
+    assert package["ModelApprovalStatus"] == "Approved"  # auto approval: the gate passed
+    meta = package["CustomerMetadataProperties"]
+    assert meta["dataset_version"] == version and float(meta["metric_accuracy"]) >= 0.9
+    bucket, key_ = meta["lineage"].removeprefix("s3://").split("/", 1)
+    lineage = json.loads(loop.client().get_object(Bucket=bucket, Key=key_)["Body"].read())
+    assert lineage["data_uri"] == f"s3://{loop.bucket('incoming')}/{key}"
+    assert lineage["data_version_id"] and len(lineage["data_sha256"]) == 64
+    assert lineage["validation_report"].startswith("s3://") and lineage["training_job"]
+    assert lineage["code_hash"] and lineage["hyperparameters"] and lineage["gate"]["passed"]
+
+    deploy = _wait(lambda: [e for e in _deployments(loop) if e["status"] != "RUNNING"], 120, "the first deployment")
+    assert deploy[0]["status"] == "SUCCEEDED", deploy[0].get("cause")
+    assert _serving_version(loop) == "1"
+
+    rows = _features(generate(MODEL, "good", 5, seed=11))
+    answer = _runtime(loop).invoke_endpoint(
+        EndpointName=MODEL,
+        ContentType="text/csv",
+        Accept="application/json",
+        Body=rows.to_csv(header=False, index=False),
+    )
+    predictions = json.loads(answer["Body"].read())["predictions"]
+    assert len(predictions) == 5 and all(set(p["probabilities"]) == {"0", "1"} for p in predictions)
+    assert answer["ResponseMetadata"]["HTTPHeaders"]["x-amzn-invoked-production-variant"]
+    as_json = _runtime(loop).invoke_endpoint(
+        EndpointName=MODEL, ContentType="application/json", Body=json.dumps({"instances": rows.to_dict("records")})
+    )
+    assert len(json.loads(as_json["Body"].read())["predictions"]) == 5
+
+    def captured() -> list[str]:
+        listing = loop.client().list_objects_v2(Bucket=loop.bucket("capture"), Prefix=f"datacapture/{MODEL}/")
+        return [o["Key"] for o in listing.get("Contents", [])]
+
+    keys = _wait(captured, 30, "data capture files")
+    line = loop.client().get_object(Bucket=loop.bucket("capture"), Key=keys[0])["Body"].read().splitlines()[0]
+    record = json.loads(line)
+    assert record["captureData"]["endpointInput"]["mode"] == "INPUT"
+    assert record["eventMetadata"]["eventId"] and record["eventVersion"] == "0"
+
+
+def test_drifted_traffic_raises_the_alarm_and_the_retrained_model_is_deployed(loop: control.TwinHandle) -> None:
+    runtime = _runtime(loop)
+    drifted = _features(generate(MODEL, "drifted", 2000, seed=5))
+    deployed_before = len([e for e in _deployments(loop) if e["status"] == "SUCCEEDED"])
+    deadline = time.monotonic() + 300
+    sent = 0
+    while time.monotonic() < deadline:
+        chunk = drifted.iloc[(sent * 40) % 1960 : (sent * 40) % 1960 + 40]
+        runtime.invoke_endpoint(
+            EndpointName=MODEL, ContentType="text/csv", Body=chunk.to_csv(header=False, index=False)
+        )
+        sent += 1
+        if len([e for e in _deployments(loop) if e["status"] == "SUCCEEDED"]) > deployed_before:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("no new deployment within 300 s of drifted traffic")
+
+    retrains = [
+        e
+        for e in control.load_executions(loop.workdir)
+        if "Training" in e["state_machine_arn"] and (e["input"] or {}).get("trigger") == "alarm"
+    ]
+    trained = [e for e in retrains if "TrainModel" in _states(e)]
+    assert len(trained) == 1, "one drift episode starts one retrain"
+    assert all(_states(e)[-1] == "TrainingSkipped" for e in retrains if e not in trained)
+    assert trained[0]["input"]["alarm"] == f"mlops-{MODEL}-drift"
+    newest = _packages(loop)[-1]
+    assert newest["ModelApprovalStatus"] == "Approved"
+    assert _serving_version(loop) == str(newest["ModelPackageVersion"])
+    notes = [json.loads(line) for line in (loop.workdir / "notifications.jsonl").read_text().splitlines()]
+    assert any("retraining" in n["message"] for n in notes)
+    assert any(f"v{newest['ModelPackageVersion']}" in n["message"] and "deployed" in n["message"] for n in notes)
+    events = [json.loads(line) for line in (loop.workdir / "events.jsonl").read_text().splitlines()]
+    alarm_changes = [
+        e["event"]["detail"]
+        for e in events
+        if e["kind"] == "event" and e["event"]["detail-type"] == "CloudWatch Alarm State Change"
+    ]
+    assert any(d["alarmName"] == f"mlops-{MODEL}-drift" and d["state"]["value"] == "ALARM" for d in alarm_changes)
+
+
+def test_worse_candidate_is_rejected_and_the_champion_keeps_serving(loop: control.TwinHandle, tmp_path: Path) -> None:
+    frame = generate(MODEL, "good", 3000, seed=3)
+    target = CONFIG.dataset.target
+    frame[target] = np.random.default_rng(3).permutation(frame[target].to_numpy())  # labels carry no signal
+    key = _upload(loop, frame, tmp_path, "shuffled-labels.csv")
+    (validation,) = control.wait_for_executions(loop.workdir, key, machine="Validation", timeout_s=120)
+    assert validation["status"] == "SUCCEEDED"  # the data is valid; the model trained on it is not good
+    version = validation["output"]["dataset_version"]
+    (training,) = control.wait_for_executions(loop.workdir, version, machine="Training", timeout_s=300)
+    assert _states(training)[-1] == "CandidateRejected"
+    packages = _packages(loop)
+    assert [p["ModelApprovalStatus"] for p in packages] == ["Approved", "Approved", "Rejected"]
+    assert "accuracy" in packages[-1].get("ApprovalDescription", "")
+    time.sleep(2)
+    assert [e["status"] for e in _deployments(loop)] == ["SUCCEEDED", "SUCCEEDED"]
+    assert _serving_version(loop) == "2"
+
+
+def test_deployment_that_fails_health_checks_rolls_back(loop: control.TwinHandle) -> None:
+    sm, s3 = loop.client("sagemaker"), loop.client()
+    champion = _packages(loop)[1]
+    broken = "training/broken/model.tar.gz"
+    s3.put_object(Bucket=loop.bucket("artifacts"), Key=broken, Body=gzip.compress(b"not a tar archive"))
+    container = dict(champion["InferenceSpecification"]["Containers"][0])
+    container["ModelDataUrl"] = f"s3://{loop.bucket('artifacts')}/{broken}"
+    sm.create_model_package(
+        ModelPackageGroupName=MODEL,
+        InferenceSpecification={**champion["InferenceSpecification"], "Containers": [container]},
+        ModelApprovalStatus="Approved",
+        CustomerMetadataProperties=champion["CustomerMetadataProperties"],
+    )
+    rolled_back = _wait(
+        lambda: [e for e in _deployments(loop) if e["status"] == "FAILED"], 120, "the failed deployment"
+    )
+    assert rolled_back[0]["error"] == "DeploymentRolledBack", rolled_back[0].get("cause")
+    assert "failed to start" in rolled_back[0]["cause"]
+    assert _serving_version(loop) == "2"
+    broken_package = _packages(loop)[-1]
+    assert broken_package["ModelApprovalStatus"] == "Rejected"
+    assert "rolled_back" in broken_package["ApprovalDescription"]
+    rows = _features(generate(MODEL, "good", 2, seed=12)).to_csv(header=False, index=False)
+    assert _runtime(loop).invoke_endpoint(EndpointName=MODEL, ContentType="text/csv", Body=rows)["Body"].read()
+    notes = (loop.workdir / "notifications.jsonl").read_text()
+    assert "rolled back" in notes
