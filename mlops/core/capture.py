@@ -95,3 +95,39 @@ def columns(requests: Iterable[CapturedRequest], features: list[str]) -> dict[st
                         value = float(value) if value else None
                 out[f].append(value)
     return out
+
+
+# -- reading capture and ground truth from S3 (shared by the monitor and the retrain) ---------
+GROUND_TRUTH_PREFIX = "ground-truth"
+
+
+def list_objects(s3: Any, bucket: str, prefix: str, since: float = 0.0) -> list[dict[str, Any]]:
+    """Objects under ``prefix`` modified after ``since`` (epoch seconds), oldest first."""
+    found = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        found += [o for o in page.get("Contents", []) if o["LastModified"].timestamp() > since]
+    return sorted(found, key=lambda o: (o["LastModified"], o["Key"]))
+
+
+def read_lines(s3: Any, bucket: str, key: str) -> list[str]:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", errors="replace").splitlines()
+
+
+def read_ground_truth(s3: Any, bucket: str, model: str, target: str) -> tuple[dict[str, str], list[str], list[str]]:
+    """Labels uploaded under ``ground-truth/<model>/`` (CSV with ``inference_id`` and the target column).
+
+    Returns inference id -> label (later files win), one problem line per unusable file,
+    and the keys of the files whose labels were read.
+    """
+    labels: dict[str, str] = {}
+    problems: list[str] = []
+    used: list[str] = []
+    for obj in list_objects(s3, bucket, f"{GROUND_TRUTH_PREFIX}/{model}/"):
+        reader = csv.DictReader(io.StringIO("\n".join(read_lines(s3, bucket, obj["Key"]))))
+        if not reader.fieldnames or "inference_id" not in reader.fieldnames or target not in reader.fieldnames:
+            problems.append(f"{obj['Key']}: needs columns inference_id and {target}, has {reader.fieldnames}")
+            continue
+        used.append(obj["Key"])
+        for row in reader:
+            labels[row["inference_id"]] = row[target]
+    return labels, problems, used

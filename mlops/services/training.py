@@ -1,9 +1,11 @@
 """The steps of the training state machine that are not SageMaker jobs.
 
 - ``prepare``: one training at a time per model (an S3 conditional-write lock), pick
-  the dataset (the one just validated, or the newest for a retrain), split it
-  deterministically into train/validation/test, find the current champion, and
-  return everything the SageMaker tasks need.
+  the dataset (the one just validated, or the newest for a retrain), for an
+  alarm-triggered retrain append the labelled captured requests (endpoint data capture
+  joined with uploaded ground truth by inference id), split it deterministically into
+  train/validation/test, find the current champion, and return everything the
+  SageMaker tasks need.
 - ``register``: record the candidate in the model's Model Package Group with its
   metrics, gate decision and full lineage; Approved, PendingManualApproval or Rejected.
 - ``finish``: release the lock and write the run's report (also on failure).
@@ -11,7 +13,11 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
+import logging
+import math
 import random
 import tempfile
 import time
@@ -20,8 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlops.config import ModelConfig
+from botocore.exceptions import ClientError
+
+from mlops.config import Column, ColumnType, ModelConfig
+from mlops.core import capture as cap
 from mlops.core.gate import decide
+from mlops.naming import CAPTURE_PREFIX, endpoint_name
 from mlops.s3io import (
     S3Location,
     download_with_sha256,
@@ -32,6 +42,8 @@ from mlops.s3io import (
 )
 
 SPLITS = ("train", "validation", "test")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,10 @@ class TrainingSettings:
     code_hash: str
     image_uri: str
     region: str = "us-east-1"
+    # optional: where alarm-triggered retrains find labelled captured requests (unset: not used)
+    capture_bucket: str | None = None
+    incoming_bucket: str | None = None
+    capture_prefix: str = CAPTURE_PREFIX
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> TrainingSettings:
@@ -57,7 +73,13 @@ class TrainingSettings:
         missing = [v for v in keys.values() if not env.get(v)]
         if missing:
             raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
-        return cls(**{k: env[v] for k, v in keys.items()}, region=env.get("AWS_REGION", "us-east-1"))
+        return cls(
+            **{k: env[v] for k, v in keys.items()},
+            region=env.get("AWS_REGION", "us-east-1"),
+            capture_bucket=env.get("CAPTURE_BUCKET") or None,
+            incoming_bucket=env.get("INCOMING_BUCKET") or None,
+            capture_prefix=env.get("CAPTURE_PREFIX") or CAPTURE_PREFIX,
+        )
 
 
 def split_file(source: Path, out_dir: Path, validation: float, test: float, seed: int) -> dict[str, Any]:
@@ -87,6 +109,73 @@ def split_file(source: Path, out_dir: Path, validation: float, test: float, seed
         for f in files.values():
             f.close()
     return {"method": "seeded-random-per-row", "seed": seed, "validation": validation, "test": test, "rows": counts}
+
+
+class _Unfit(ValueError):
+    """A captured value that does not fit its contract column; ``args[0]`` names the drop reason."""
+
+
+def coerce_value(column: Column, value: Any) -> Any:
+    """One raw captured value as the column's type, checked against its rules; raises _Unfit.
+
+    ``1``, ``"1"`` and ``1.0`` are the same int; empty text is a null.
+    """
+    if isinstance(value, str):
+        value = value.strip()
+        if value == "":
+            value = None
+    if value is None:
+        if column.nullable:
+            return None
+        raise _Unfit("null")
+    try:
+        if column.type is ColumnType.BOOL:
+            text = str(value).strip().lower()
+            if isinstance(value, bool) or text in ("true", "1", "false", "0"):
+                out: Any = value if isinstance(value, bool) else text in ("true", "1")
+            else:
+                raise ValueError(text)
+        elif column.type is ColumnType.STRING:
+            if isinstance(value, (dict, list)):
+                raise ValueError(value)
+            out = str(value)
+        else:
+            if isinstance(value, (bool, dict, list)):
+                raise ValueError(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            if column.type is ColumnType.INT:
+                if not number.is_integer():
+                    raise ValueError(value)
+                out = int(number)
+            else:
+                out = number
+    except (TypeError, ValueError, OverflowError):
+        raise _Unfit("type") from None
+    if column.min is not None and out < column.min:
+        raise _Unfit("range")
+    if column.max is not None and out > column.max:
+        raise _Unfit("range")
+    if column.allowed is not None and out not in column.allowed:
+        raise _Unfit("allowed")
+    return out
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class TrainingSteps:
@@ -167,6 +256,139 @@ class TrainingSteps:
             "model_data_url": package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"],
         }
 
+    # -- labelled capture (alarm-triggered retrains) -----------------------------------------
+    def _append_labelled_capture(self, config: ModelConfig, data: Path, added: Path) -> dict[str, Any]:
+        """Append the endpoint's captured requests that have a ground-truth label to ``data``.
+
+        Captured features + the label become one row in the contract's columns (unique id
+        columns get fresh ids above the dataset's largest). Requests without a label, with
+        several rows (one label cannot name them all), repeated inference ids, unreadable
+        capture lines and values that do not fit the contract are skipped and counted.
+        The added rows are also written to ``added`` (with the header). Returns the summary.
+        """
+        s = self.settings
+        info: dict[str, Any] = {"rows_added": 0}
+        if not config.monitoring.retrain_with_labelled_capture:
+            info["skipped"] = "monitoring.retrain_with_labelled_capture is false"
+            return info
+        if not (s.capture_bucket and s.incoming_bucket):
+            info["skipped"] = "CAPTURE_BUCKET and INCOMING_BUCKET are not both set for the training functions"
+            logger.info("labelled capture not used for %s: %s", config.name, info["skipped"])
+            return info
+        contract = config.dataset
+        capture_prefix = f"{s.capture_prefix.strip('/')}/{endpoint_name(config.name)}/"
+        info["capture_prefix"] = f"s3://{s.capture_bucket}/{capture_prefix}"
+        info["ground_truth_prefix"] = f"s3://{s.incoming_bucket}/{cap.GROUND_TRUTH_PREFIX}/{config.name}/"
+        features = [c.name for c in contract.features]
+        candidates: list[tuple[str, dict[str, Any], str]] = []  # inference id, captured row, label
+        seen: set[str] = set()
+        counts = dict.fromkeys(("capture_objects", "capture_objects_used", "captured_requests", "unlabelled"), 0)
+        dropped = dict.fromkeys(("unreadable_lines", "multi_row_requests", "repeated_inference_id"), 0)
+        try:
+            labels, problems, truth_keys = cap.read_ground_truth(
+                self.s3, s.incoming_bucket, config.name, contract.target
+            )
+            info.update(ground_truth_objects=len(truth_keys), ground_truth_labels=len(labels))
+            if problems:
+                info["ground_truth_problems"] = problems[:20]
+            objects = cap.list_objects(self.s3, s.capture_bucket, capture_prefix) if labels else []
+            counts["capture_objects"] = len(objects)
+            for obj in objects:
+                requests, unreadable = cap.parse_lines(cap.read_lines(self.s3, s.capture_bucket, obj["Key"]), features)
+                dropped["unreadable_lines"] += unreadable
+                counts["captured_requests"] += len(requests)
+                used = False
+                for req in requests:
+                    if req.inference_id is None or req.inference_id not in labels:
+                        counts["unlabelled"] += 1
+                    elif req.inference_id in seen:
+                        dropped["repeated_inference_id"] += 1
+                    elif len(req.rows) != 1:
+                        dropped["multi_row_requests"] += 1
+                    else:
+                        seen.add(req.inference_id)
+                        candidates.append((req.inference_id, req.rows[0], labels[req.inference_id]))
+                        used = True
+                counts["capture_objects_used"] += used
+        except ClientError as exc:
+            info["skipped"] = f"could not read capture or ground truth: {exc}"
+            logger.warning("labelled capture not used for %s: %s", config.name, info["skipped"])
+            return info
+        with data.open("r", encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f, delimiter=contract.delimiter), [])
+        specs = {c.name: c for c in contract.columns}
+        ids = [
+            specs[n] for n in header if n in specs and specs[n].unique and not specs[n].feature and n != contract.target
+        ]
+        next_id = self._next_ids(data, header, ids, contract.delimiter) if candidates else {}
+        rows: list[list[str]] = []
+        for inference_id, raw, label in candidates:
+            values: dict[str, Any] = {}
+            try:
+                for name in header:
+                    column = specs.get(name)
+                    if column is None:
+                        values[name] = None
+                    elif name == contract.target:
+                        values[name] = coerce_value(column, label)
+                    elif column in ids:
+                        values[name] = next_id.get(name, f"capture-{inference_id}")
+                    else:
+                        values[name] = coerce_value(column, raw.get(name))
+            except _Unfit as why:
+                key = f"{why.args[0]}_errors"
+                dropped[key] = dropped.get(key, 0) + 1
+                continue
+            for name in next_id:
+                next_id[name] += 1
+            rows.append([_cell(values[n]) for n in header])
+        if rows:
+            with data.open("rb") as f:
+                ends_open = f.seek(0, 2) > 0 and f.seek(-1, 2) >= 0 and f.read(1) != b"\n"
+            with data.open("a", encoding="utf-8", newline="") as f:
+                if ends_open:
+                    f.write("\n")
+                csv.writer(f, delimiter=contract.delimiter, lineterminator="\n").writerows(rows)
+            with added.open("w", encoding="utf-8", newline="") as f:
+                writer = csv.writer(f, delimiter=contract.delimiter, lineterminator="\n")
+                writer.writerow(header)
+                writer.writerows(rows)
+        info.update(rows_added=len(rows), labelled_requests=len(candidates), **counts, dropped=dropped)
+        logger.info(
+            "labelled capture for %s: %d rows added from %d of %d capture objects; dropped %s",
+            config.name,
+            len(rows),
+            counts["capture_objects_used"],
+            counts["capture_objects"],
+            dropped,
+        )
+        return info
+
+    @staticmethod
+    def _next_ids(data: Path, header: list[str], ids: list[Column], delimiter: str) -> dict[str, int]:
+        """For numeric unique id columns: the first id above every id in the data (and >= the column's min)."""
+        numeric = {c.name: header.index(c.name) for c in ids if c.type in (ColumnType.INT, ColumnType.FLOAT)}
+        if not numeric:
+            return {}
+        top: dict[str, float] = {}
+        with data.open("r", encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            next(reader, None)
+            for row in reader:
+                for name, i in numeric.items():
+                    try:
+                        value = float(row[i])
+                    except (IndexError, ValueError):
+                        continue
+                    if math.isfinite(value) and value > top.get(name, -math.inf):
+                        top[name] = value
+        out = {}
+        for column in ids:
+            if column.name in numeric:
+                floor = math.ceil(column.min) if column.min is not None else 0
+                out[column.name] = max(floor, math.floor(top[column.name]) + 1 if column.name in top else floor)
+        return out
+
     # -- steps ---------------------------------------------------------------------------
     def _cooldown(self, event: dict[str, Any], config: ModelConfig, execution_id: str) -> str | None:
         """For alarm-triggered retrains: one per cooldown window. The reason to skip, if any.
@@ -220,15 +442,27 @@ class TrainingSteps:
         src = S3Location.parse(dataset["validated_uri"])
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "data.csv"
-            sha = download_with_sha256(self.s3, src.bucket, src.key, None, local)
+            sha = validated_sha = download_with_sha256(self.s3, src.bucket, src.key, None, local)
+            capture = None
+            if event.get("trigger") == "alarm":
+                added = Path(tmp) / "labelled-capture.csv"
+                capture = self._append_labelled_capture(config, local, added)
+                if capture["rows_added"]:
+                    sha = _sha256_file(local)  # what is split is the validated data plus the added rows
+                    key = f"{base.key}/labelled-capture/data.csv"
+                    self.s3.upload_file(str(added), base.bucket, key)
+                    capture["rows_uri"] = f"s3://{base.bucket}/{key}"
             summary = split_file(local, Path(tmp) / "split", split.validation, split.test, split.seed)
             for name in SPLITS:
                 self.s3.upload_file(
                     str(Path(tmp) / "split" / name / "data.csv"), base.bucket, f"{base.key}/{name}/data.csv"
                 )
         summary["data_sha256"] = sha
+        if capture is not None:
+            summary["validated_sha256"] = validated_sha
+            summary["labelled_capture"] = capture
         if not dataset.get("sha256"):
-            dataset["sha256"] = sha  # validated data is a byte-for-byte copy of the upload
+            dataset["sha256"] = validated_sha  # validated data is a byte-for-byte copy of the upload
         put_json(
             self.s3, S3Location(base.bucket, f"{base.key}/config/model-config.json"), config.model_dump(mode="json")
         )
@@ -306,6 +540,7 @@ class TrainingSteps:
             "code_hash": self.settings.code_hash,
             "hyperparameters": {k: v for k, v in run["hyperparameters"].items() if not k.startswith("sagemaker_")},
             "split": run["split"],
+            "labelled_capture": run["split"].get("labelled_capture"),
             "champion": run.get("champion"),
             "gate": {k: gate[k] for k in ("passed", "approval_status", "reasons", "checks")},
             "evaluation": gate["evaluation_json"],
