@@ -361,6 +361,22 @@ def _looks_like_header(line: bytes) -> bool:
     return all(c.strip() and not c.strip().replace(".", "", 1).replace("-", "", 1).isdigit() for c in cells)
 
 
+def _labelled_capture_step(found: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """A lineage line for the labelled captured requests an alarm-triggered retrain added."""
+    if not found:
+        return []
+    if not found.get("rows_added"):
+        return [("labelled capture", f"none added ({found.get('skipped') or 'no labelled requests'})")]
+    return [
+        (
+            "labelled capture",
+            f"{found['rows_added']} rows from {found.get('capture_objects_used')} capture objects under "
+            f"{found.get('capture_prefix')}, labels from {found.get('ground_truth_prefix')}; "
+            f"dropped {json.dumps(found.get('dropped', {}))}",
+        )
+    ]
+
+
 # -- the model registry (twin or AWS) -------------------------------------------------------
 
 
@@ -429,6 +445,7 @@ def lineage(
         ("validated data", f"{lin.get('validated_uri')}  (dataset version {lin.get('dataset_version')})"),
         ("profile (drift baseline)", str(lin.get("profile_uri"))),
         ("split", json.dumps(lin.get("split", {}).get("rows", {}))),
+        *_labelled_capture_step(lin.get("labelled_capture")),
         ("training job", f"{lin.get('training_job')}  hyperparameters {json.dumps(lin.get('hyperparameters'))}"),
         ("code", f"{lin.get('code_uri')}  (asset hash {lin.get('code_hash')})"),
         ("evaluation", str(lin.get("evaluation"))),

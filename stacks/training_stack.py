@@ -32,6 +32,7 @@ from constructs import Construct
 
 from mlops.config import ModelConfig, ProblemType
 from mlops.core.metrics import sagemaker_metric_definitions
+from mlops.naming import CAPTURE_PREFIX
 from stacks.functions import project_function
 from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
@@ -186,6 +187,8 @@ class TrainingStack(cdk.Stack):
         key: kms.IKey,
         validated_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
+        capture_bucket: s3.IBucket,
+        incoming_bucket: s3.IBucket,
         layers: Sequence[lambda_.ILayerVersion],
         configs: dict[str, ModelConfig],
         runtime: lambda_.Runtime,
@@ -207,6 +210,9 @@ class TrainingStack(cdk.Stack):
         env = {
             "VALIDATED_BUCKET": validated_bucket.bucket_name,
             "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
+            # alarm-triggered retrains add labelled captured requests (capture + ground truth)
+            "CAPTURE_BUCKET": capture_bucket.bucket_name,
+            "INCOMING_BUCKET": incoming_bucket.bucket_name,
             "CODE_URI": self.code.s3_url,
             "CODE_HASH": self.code.hash,
             "TRAINING_IMAGE_URI": self.image_uri,
@@ -245,6 +251,8 @@ class TrainingStack(cdk.Stack):
             )
             grant_objects(role, validated_bucket, ["validated/"], READ, sid="ValidatedData")
         grant_objects(fns["finish"].role, artifacts_bucket, ["locks/training/"], DELETE, sid="ReleaseLock")
+        grant_objects(fns["prepare"].role, capture_bucket, [f"{CAPTURE_PREFIX}/"], READ, sid="CapturedRequests")
+        grant_objects(fns["prepare"].role, incoming_bucket, ["ground-truth/"], READ, sid="GroundTruth")
         # the jobs download the code bundle: that one asset object
         self.sagemaker_role.add_to_principal_policy(
             iam.PolicyStatement(

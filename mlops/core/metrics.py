@@ -10,6 +10,10 @@ that gate thresholds in a config, ``evaluation.json`` and CloudWatch all agree.
   one-vs-rest, macro averaged.
 - regression: ``rmse``, ``mae``, ``r2``.
 
+scikit-learn is imported where the full metric set is computed (training and evaluation
+jobs), not at import time: the Lambda layer does not ship it, and the model monitor needs
+only ``serving_quality``, which is plain numpy.
+
 A metric that is undefined for the data (ROC AUC when the labels hold one class,
 probability metrics without probabilities) is left out rather than reported as NaN:
 the gate then says "roc_auc was not reported", which is the honest answer.
@@ -22,7 +26,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from mlops.config import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS, ProblemType
 
@@ -94,6 +97,8 @@ def _positive_index(classes: Sequence[Any]) -> int:
 def _classification(
     problem_type: ProblemType, y_true: np.ndarray, y_pred: np.ndarray, y_proba: np.ndarray | None, classes: list[Any]
 ) -> dict[str, float]:
+    from sklearn import metrics as skm
+
     binary = problem_type is ProblemType.BINARY
     if binary:
         average: dict[str, Any] = {"average": "binary", "pos_label": classes[_positive_index(classes)]}
@@ -118,6 +123,8 @@ def _classification(
 
 
 def _regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    from sklearn import metrics as skm
+
     out = {
         "rmse": math.sqrt(skm.mean_squared_error(y_true, y_pred)),
         "mae": skm.mean_absolute_error(y_true, y_pred),
@@ -151,8 +158,28 @@ def compute_metrics(
     return {k: float(v) for k, v in sorted(found.items()) if math.isfinite(float(v))}
 
 
+def quality_metric_name(problem_type: str | ProblemType) -> str:
+    return "rmse" if ProblemType(problem_type) is ProblemType.REGRESSION else "accuracy"
+
+
+def serving_quality(problem_type: str | ProblemType, y_true: Sequence[Any], y_pred: Sequence[Any]) -> tuple[str, float]:
+    """The model-quality metric of live traffic: accuracy for classifiers, RMSE for regressors.
+
+    Same definitions as ``compute_metrics`` (a test holds them equal), in numpy alone.
+    """
+    truth, pred = np.asarray(y_true), np.asarray(y_pred)
+    if len(truth) == 0 or len(truth) != len(pred):
+        raise ValueError(f"need as many predictions as labels, and at least one (got {len(truth)}, {len(pred)})")
+    name = quality_metric_name(problem_type)
+    if name == "rmse":
+        return name, float(math.sqrt(np.mean((truth.astype(float) - pred.astype(float)) ** 2)))
+    return name, float(np.mean(truth == pred))
+
+
 def confusion(y_true: Sequence[Any], y_pred: Sequence[Any], classes: Sequence[Any]) -> dict[str, Any]:
     """Confusion matrix: ``matrix[i][j]`` counts rows of true label ``labels[i]`` predicted as ``labels[j]``."""
+    from sklearn import metrics as skm
+
     labels = list(classes)
     matrix = skm.confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=labels)
     return {"labels": _plain(labels), "matrix": matrix.astype(int).tolist()}

@@ -16,18 +16,16 @@ One run per model per schedule tick:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlops.config import ModelConfig, ProblemType
+from mlops.config import ModelConfig
 from mlops.core import capture as cap
 from mlops.core.drift import compare
-from mlops.core.metrics import compute_metrics
+from mlops.core.metrics import quality_metric_name, serving_quality
 from mlops.s3io import S3Location, get_json, put_json
 
 PACKAGE_TAG = "mlops:model-package-arn"
@@ -51,10 +49,6 @@ class MonitorSettings:
         if missing:
             raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
         return cls(capture_prefix=env.get("CAPTURE_PREFIX", "datacapture"), **{k: env[v] for k, v in keys.items()})
-
-
-def quality_metric_name(problem_type: ProblemType) -> str:
-    return "rmse" if problem_type is ProblemType.REGRESSION else "accuracy"
 
 
 class ModelMonitor:
@@ -90,30 +84,6 @@ class ModelMonitor:
             raise LookupError(f"profile {found[0]['profile_uri']} is missing")
         return profile[0]
 
-    # -- reading capture and ground truth -------------------------------------------------
-    def _new_objects(self, bucket: str, prefix: str, since: float) -> list[dict[str, Any]]:
-        found = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            found += [o for o in page.get("Contents", []) if o["LastModified"].timestamp() > since]
-        return sorted(found, key=lambda o: (o["LastModified"], o["Key"]))
-
-    def _lines(self, bucket: str, key: str) -> list[str]:
-        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", errors="replace").splitlines()
-
-    def _ground_truth(self, model: str, target: str) -> tuple[dict[str, str], list[str]]:
-        labels: dict[str, str] = {}
-        problems: list[str] = []
-        prefix = f"ground-truth/{model}/"
-        for obj in self._new_objects(self.settings.incoming_bucket, prefix, 0):
-            text = "\n".join(self._lines(self.settings.incoming_bucket, obj["Key"]))
-            reader = csv.DictReader(io.StringIO(text))
-            if not reader.fieldnames or "inference_id" not in reader.fieldnames or target not in reader.fieldnames:
-                problems.append(f"{obj['Key']}: needs columns inference_id and {target}, has {reader.fieldnames}")
-                continue
-            for row in reader:
-                labels[row["inference_id"]] = row[target]
-        return labels, problems
-
     # -- the run ----------------------------------------------------------------------------
     def run(self, config: ModelConfig, *, endpoint: str | None = None, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -123,11 +93,11 @@ class ModelMonitor:
         since = float(state.get("last_capture_time", 0))
         features = [f.name for f in config.dataset.features]
         prefix = f"{self.settings.capture_prefix.strip('/')}/{endpoint}/"
-        objects = self._new_objects(self.settings.capture_bucket, prefix, since)
+        objects = cap.list_objects(self.s3, self.settings.capture_bucket, prefix, since)
         requests: list[cap.CapturedRequest] = []
         unreadable = 0
         for obj in objects:
-            reqs, bad = cap.parse_lines(self._lines(self.settings.capture_bucket, obj["Key"]), features)
+            reqs, bad = cap.parse_lines(cap.read_lines(self.s3, self.settings.capture_bucket, obj["Key"]), features)
             requests += reqs
             unreadable += bad
         result: dict[str, Any] = {
@@ -159,7 +129,9 @@ class ModelMonitor:
         return result
 
     def _quality(self, config: ModelConfig, requests: list[cap.CapturedRequest]) -> dict[str, Any] | None:
-        labels, problems = self._ground_truth(config.name, config.dataset.target)
+        labels, problems, _ = cap.read_ground_truth(
+            self.s3, self.settings.incoming_bucket, config.name, config.dataset.target
+        )
         pairs = [
             (labels[r.inference_id], r.predictions[0])
             for r in requests
@@ -170,7 +142,7 @@ class ModelMonitor:
             return {"metric": name, "value": None, "joined": 0, "problems": problems}
         truth = [_label(t) for t, _ in pairs]
         pred = [_label(p) for _, p in pairs]
-        value = compute_metrics(config.problem_type, truth, pred).get(name)
+        _, value = serving_quality(config.problem_type, truth, pred)
         return {"metric": name, "value": value, "joined": len(pairs), "problems": problems}
 
 

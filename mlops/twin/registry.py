@@ -5,8 +5,9 @@ What moto lacks is added by wrapping its backend methods:
 
 - every model package creation and approval-status change emits a
   "SageMaker Model Package State Change" event on the twin's bus, as SageMaker does;
-- ``UpdateModelPackage`` without ``CustomerMetadataProperties`` leaves them as they
-  were (moto would wipe them; AWS does not).
+- ``UpdateModelPackage`` without ``CustomerMetadataProperties``, ``ModelApprovalStatus``
+  or ``ApprovalDescription`` leaves them as they were (moto would set them to None; AWS
+  does not).
 """
 
 from __future__ import annotations
@@ -41,20 +42,15 @@ class Registry:
             self._changed(arn)
             return arn
 
-        def update_model_package(
-            model_package_arn: str,
-            model_approval_status: Any,
-            approval_description: Any,
-            customer_metadata_properties: Any,
-            *rest: Any,
-        ) -> Any:
+        def update_model_package(model_package_arn: str, **kwargs: Any) -> Any:
+            # moto calls this with keyword arguments (its signature grows between releases)
             package = self._package(model_package_arn)
-            if customer_metadata_properties is None and package is not None:
-                customer_metadata_properties = package.customer_metadata_properties
+            # what the request leaves out stays as it was (moto would set it to None)
+            for field in ("customer_metadata_properties", "model_approval_status", "approval_description"):
+                if kwargs.get(field) is None and package is not None:
+                    kwargs[field] = getattr(package, field)
             before = package.model_approval_status if package is not None else None
-            arn = update(
-                model_package_arn, model_approval_status, approval_description, customer_metadata_properties, *rest
-            )
+            arn = update(model_package_arn=model_package_arn, **kwargs)
             if self._package(arn).model_approval_status != before:
                 self._changed(arn)
             return arn

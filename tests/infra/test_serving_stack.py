@@ -101,9 +101,7 @@ def test_sagemaker_permissions_are_scoped_to_the_app_models(serving: dict[str, A
 def test_model_alarms_watch_the_dimensions_the_monitor_publishes(serving: dict[str, Any]) -> None:
     # Powertools Metrics publishes with the dimensions model + service; CloudWatch matches the exact set
     monitor = next(
-        f["Properties"]
-        for lid, f in resources(serving, "AWS::Lambda::Function").items()
-        if lid.startswith("MonitorFn")
+        f["Properties"] for lid, f in resources(serving, "AWS::Lambda::Function").items() if lid.startswith("MonitorFn")
     )
     service = monitor["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
     for alarm in resources(serving, "AWS::CloudWatch::Alarm").values():
