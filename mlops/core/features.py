@@ -165,6 +165,29 @@ def _categorical(values: pd.Series, column_type: str) -> pd.Series:
     return values.astype(object).map(lambda v: _category_value(v, column_type)).astype(object)
 
 
+def typed_rows(rows: list[list[str]], features: list[Feature]) -> pd.DataFrame | None:
+    """Rows of CSV cells (features in model order) as the typed frame ``prepare_features`` makes.
+
+    The serving fast path: plain Python per cell instead of several pandas passes per column,
+    which dominate the cost of a one-row request. ``None`` when a cell does not parse, so
+    that the caller takes ``prepare_features`` and its precise error message.
+    """
+    columns: dict[str, list[Any]] = {f.name: [] for f in features}
+    try:
+        for row in rows:
+            for feature, cell in zip(features, row, strict=True):
+                text = cell.strip()
+                if feature.kind == NUMERIC:
+                    columns[feature.name].append(float(text) if text else np.nan)
+                else:
+                    columns[feature.name].append(_category_value(text, feature.type) if text else np.nan)
+    except ValueError:
+        return None
+    return pd.DataFrame(
+        {f.name: pd.Series(columns[f.name], dtype=float if f.kind == NUMERIC else object) for f in features}
+    )
+
+
 def prepare_features(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFrame:
     """The feature columns in model order, coerced to their kinds; raises DataError naming what is wrong."""
     missing = [f.name for f in features if f.name not in frame.columns]
@@ -284,10 +307,15 @@ def load_artifacts(model_dir: str | Path) -> tuple[Pipeline, dict[str, Any]]:
 
 
 def predict(pipeline: Pipeline, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predictions and, for classifiers that have them, probabilities with columns in ``classes_`` order."""
-    predictions = pipeline.predict(features)
-    proba = pipeline.predict_proba(features) if hasattr(pipeline, "predict_proba") else None
-    return predictions, proba
+    """Predictions and, for classifiers that have them, probabilities with columns in ``classes_`` order.
+
+    Classifiers run once: the label is the most probable class (what their ``predict`` does),
+    rather than a second pass through the whole pipeline.
+    """
+    if hasattr(pipeline, "predict_proba"):
+        proba = pipeline.predict_proba(features)
+        return np.asarray(pipeline.classes_)[proba.argmax(axis=1)], proba
+    return pipeline.predict(features), None
 
 
 def plain(value: Any) -> Any:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from moto.s3.models import s3_backends
+from moto.sagemaker.models import sagemaker_backends
 
 from mlops.twin.asl import AslEngine, Execution
 from mlops.twin.assembly import Assembly, Resource
@@ -136,6 +138,7 @@ class Twin:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> StartReport:
+        self._reset_moto()
         endpoint = self.s3.start()
         for res in self.assembly.resources():
             if not self.assembly.included(res):
@@ -185,6 +188,15 @@ class Twin:
         for machine, state, resource in self.report.unsupported_tasks:
             log.warning("state machine %s, state %s: Task resource %s is not supported", machine, state, resource)
         return self.report
+
+    def _reset_moto(self) -> None:
+        """Start from empty S3 and SageMaker backends (objects are restored from the work dir).
+
+        moto's backends are process-wide: a twin started in a process where another one ran
+        (tests do this) would otherwise see that twin's buckets, packages and endpoints.
+        """
+        s3_backends[self.assembly.account]["aws"].reset()
+        sagemaker_backends[self.assembly.account][self.assembly.region].reset()
 
     def stop(self) -> None:
         for fn in self.functions.values():

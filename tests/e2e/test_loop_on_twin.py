@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pandas as pd
 import pytest
 
 from examples.generate_data import generate, write_csv
+from mlops.loop_demo import runtime_client, wait_until
 from mlops.settings import model_config
 from mlops.twin import control
 
@@ -40,14 +40,7 @@ def loop(cdk_out: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[co
         control.stop(workdir)
 
 
-def _runtime(handle: control.TwinHandle) -> Any:
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=handle.state["runtime_endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id="twin",
-        aws_secret_access_key="twin",
-    )
+_runtime = runtime_client
 
 
 def _features(frame: pd.DataFrame) -> pd.DataFrame:
@@ -74,14 +67,8 @@ def _deployments(handle: control.TwinHandle) -> list[dict[str, Any]]:
     return [e for e in control.load_executions(handle.workdir) if "Deploy" in e["state_machine_arn"]]
 
 
-def _wait(predicate: Any, timeout_s: float, what: str, poll_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+def _wait(predicate: Any, timeout_s: float, what: str) -> Any:
+    return wait_until(predicate, timeout_s, what)
 
 
 def _upload(handle: control.TwinHandle, frame: pd.DataFrame, tmp_path: Path, name: str) -> str:
@@ -195,7 +182,8 @@ def test_worse_candidate_is_rejected_and_the_champion_keeps_serving(loop: contro
     assert _states(training)[-1] == "CandidateRejected"
     packages = _packages(loop)
     assert [p["ModelApprovalStatus"] for p in packages] == ["Approved", "Approved", "Rejected"]
-    assert "accuracy" in packages[-1].get("ApprovalDescription", "")
+    reason = packages[-1].get("ApprovalDescription", "")
+    assert reason.startswith("gate failed") and "roc_auc" in reason, reason
     time.sleep(2)
     assert [e["status"] for e in _deployments(loop)] == ["SUCCEEDED", "SUCCEEDED"]
     assert _serving_version(loop) == "2"

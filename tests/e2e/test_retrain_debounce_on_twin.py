@@ -53,7 +53,7 @@ def test_duplicate_alarm_events_start_one_retrain(cdk_out: Path, tmp_path: Path)
         )
         assert twin.wait_idle(300), "upload → validation → training → deployment did not settle"
         first_trainings = [e for e in twin.engine.list_executions() if "Training" in e.state_machine_arn]
-        assert [e.status for e in first_trainings] == ["SUCCEEDED"]
+        assert [e.status for e in first_trainings] == ["SUCCEEDED"], [e.cause for e in first_trainings]
 
         drift = _alarm_event(twin, "drift")
         deliveries = [drift, drift, _alarm_event(twin, "quality")]  # a redelivery, and the other alarm
