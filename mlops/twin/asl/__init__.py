@@ -1,11 +1,12 @@
 """The local twin's Amazon States Language (Step Functions) engine.
 
 Decision (moto's parser vs. our own): DESIGN asked to evaluate ``moto.stepfunctions.parser``
-first. It is not a usable base here: it is not even installed in the project venv, and its
-Task states are resolved by a factory of per-service classes (lambda, sns, sqs, aws-sdk, ...)
-that call boto clients aimed at moto's own mocked backends/server, so arbitrary Task
-resources cannot be routed to our dispatcher without mocking AWS; its history comes from its
-own event manager in its own types. We therefore run a small purpose-built interpreter:
+first (moto 5.2, ``moto/stepfunctions/parser``, a port of LocalStack's interpreter). It is
+not a usable base here: its Task states are resolved by a factory of per-service classes
+(``state_task_service_factory``: lambda, sns, sqs, events, aws-sdk, ...) that call boto
+clients aimed at moto's own backends, there is no SageMaker ``.sync`` integration, and
+there is no hook to route a Task resource to our dispatcher short of patching that factory
+and mocking AWS around it; its history comes from its own event manager in its own types. We therefore run a small purpose-built interpreter:
 synchronous dispatch through our callable, a scaled clock, and AWS-shaped history.
 
 Modules: ``paths`` (JSONPath, ResultPath), ``intrinsics`` (States.* functions and their

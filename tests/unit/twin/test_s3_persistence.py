@@ -1,0 +1,51 @@
+"""A twin restart keeps what was uploaded: the S3 API's objects are mirrored in the work dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.s3.models import s3_backends
+
+from mlops.twin.s3_service import S3Service
+
+ACCOUNT = "000000000000"
+
+
+def _client(endpoint: str) -> Any:
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+
+
+def _run(workdir: Path, events: list[dict[str, Any]]) -> tuple[S3Service, Any]:
+    s3_backends[ACCOUNT]["aws"].reset()  # a new process: nothing in memory
+    service = S3Service(workdir, events.append, port=0, account=ACCOUNT)
+    endpoint = service.start()
+    service.create_bucket("incoming", versioned=True, eventbridge=True)
+    return service, _client(endpoint)
+
+
+def test_objects_survive_a_restart_without_new_events(tmp_path: Path) -> None:
+    events: list[dict[str, Any]] = []
+    service, s3 = _run(tmp_path, events)
+    try:
+        s3.put_object(Bucket="incoming", Key="incoming/m/data.csv", Body=b"a,b\n1,2\n")
+        s3.put_object(Bucket="incoming", Key="incoming/m/gone.csv", Body=b"x")
+        s3.delete_object(Bucket="incoming", Key="incoming/m/gone.csv")
+        s3.put_object(Bucket="incoming", Key="odd names/ü %2F.csv", Body=b"odd")
+    finally:
+        service.stop()
+    created = [e for e in events if e["detail-type"] == "Object Created"]
+    assert len(created) == 3
+
+    service, s3 = _run(tmp_path, events)
+    try:
+        assert s3.get_object(Bucket="incoming", Key="incoming/m/data.csv")["Body"].read() == b"a,b\n1,2\n"
+        assert s3.get_object(Bucket="incoming", Key="odd names/ü %2F.csv")["Body"].read() == b"odd"
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="incoming")["Contents"]]
+        assert "incoming/m/gone.csv" not in keys
+    finally:
+        service.stop()
+    assert len([e for e in events if e["detail-type"] == "Object Created"]) == 3  # restoring is not uploading
