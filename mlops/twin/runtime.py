@@ -111,7 +111,7 @@ def _task_resources(states: dict[str, Any]) -> list[tuple[str, str]]:
 class Twin:
     def __init__(self, cdk_out: str | Path, workdir: str | Path, *, s3_port: int = 0, time_scale: float = 1.0) -> None:
         self.assembly = Assembly(cdk_out)
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()  # jobs and workers run in other directories
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
         self.s3 = S3Service(self.workdir, self._on_s3_event, port=s3_port, account=self.assembly.account)

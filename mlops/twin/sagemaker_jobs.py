@@ -46,6 +46,9 @@ class JobRunner:
     account: str
     region: str
 
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()  # the job's process runs in the code directory
+
     # -- S3 transfer -------------------------------------------------------------------
     def _download_prefix(self, uri: str, dest: Path) -> int:
         loc = S3Location.parse(uri if "/" in uri[5:] else uri + "/")

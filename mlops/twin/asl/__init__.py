@@ -6,8 +6,9 @@ not a usable base here: its Task states are resolved by a factory of per-service
 (``state_task_service_factory``: lambda, sns, sqs, events, aws-sdk, ...) that call boto
 clients aimed at moto's own backends, there is no SageMaker ``.sync`` integration, and
 there is no hook to route a Task resource to our dispatcher short of patching that factory
-and mocking AWS around it; its history comes from its own event manager in its own types. We therefore run a small purpose-built interpreter:
-synchronous dispatch through our callable, a scaled clock, and AWS-shaped history.
+and mocking AWS around it; its history comes from its own event manager in its own types.
+We therefore run a small purpose-built interpreter: synchronous dispatch through our
+callable, a scaled clock, and AWS-shaped history.
 
 Modules: ``paths`` (JSONPath, ResultPath), ``intrinsics`` (States.* functions and their
 parser), ``payload`` (Parameters/ResultSelector/ItemSelector templates), ``choice``

@@ -91,6 +91,14 @@ def test_training_job_runs_the_script_under_the_sagemaker_contract(runner: JobRu
     }
 
 
+def test_a_relative_work_dir_works(runner: JobRunner, s3: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    # `mlops local up` defaults to the relative ".mlops"; the script runs in its code directory
+    monkeypatch.chdir(tmp_path)
+    relative = JobRunner(s3, Path("relative-sagemaker"), "000000000000", "us-east-1")
+    out = relative.train(_training_params(_code_archive(s3)))
+    assert out["TrainingJobStatus"] == "Completed", out.get("FailureReason")
+
+
 def test_failing_script_is_a_failed_job_with_its_failure_message(runner: JobRunner, s3: Any) -> None:
     with pytest.raises(JobFailed) as info:
         runner.train(_training_params(_code_archive(s3), fail="yes"))
