@@ -14,6 +14,7 @@ Two things moto does not do for us are added here through its notification hook
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import urllib.parse
 import uuid
@@ -94,6 +95,8 @@ class S3Service:
             return marker
 
         backend._set_delete_marker = _set_delete_marker
+        if self.port:
+            _check_port_free(self.port)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         return self.endpoint
@@ -187,3 +190,15 @@ class S3Service:
             "resources": [f"arn:aws:s3:::{bucket.name}"],
             "detail": detail,
         }
+
+
+def _check_port_free(port: int) -> None:
+    """Fail at once, by name, when the S3 API's port is taken (moto's server would only log it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is fine
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise RuntimeError(
+                f"port {port} on 127.0.0.1 is in use (another twin? `mlops local down`, or pass --port)"
+            ) from None
