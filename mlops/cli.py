@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from mlops.twin import control
 app = typer.Typer(help="Serverless MLOps on AWS CDK, with a local twin.", no_args_is_help=True)
 local = typer.Typer(help="The local twin: the synthesized app running on 127.0.0.1.", no_args_is_help=True)
 app.add_typer(local, name="local")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)  # logs and CI: wide enough for tables
 
 MODEL_DEMO = "tumor-classifier"
 Workdir = Annotated[Path, typer.Option(help="Twin work directory (state, objects, executions, logs).")]
@@ -312,7 +313,9 @@ def _print_execution(label: str, execution: dict[str, Any]) -> None:
     ]
     colour = "green" if execution["status"] == "SUCCEEDED" else "red"
     console.print(f"[bold]{label}[/]: [{colour}]{execution['status']}[/] in {_duration(execution)}")
-    console.print("  states: " + " → ".join(states))
+    from mlops.loop_demo import compress_states
+
+    console.print("  states: " + " → ".join(compress_states(states)))
     if execution.get("error"):
         console.print(f"  error: {execution['error']}")
 

@@ -109,6 +109,7 @@ def drive_drift(
     features = feature_frame(drifted, config)
     deployed_before = len([e for e in executions_of(handle.workdir, "Deploy") if e["status"] != "RUNNING"])
     seen: set[str] = set()
+    _new_lines(handle.workdir / "notifications.jsonl", seen)  # only what happens from here on
     sent = 0
     deadline = time.monotonic() + timeout_s
     with console.status("sending drifted traffic to the endpoint...") as status:
@@ -182,6 +183,26 @@ def alarm_table(workdir: Path, model: str) -> Table:
         if change["from"] != "INSUFFICIENT_DATA" or change["to"] != "OK":
             table.add_row(change["time"], change["alarm"], change["from"], change["to"], change["reason"][:90])
     return table
+
+
+def compress_states(states: list[str]) -> list[str]:
+    """State names with repeated cycles folded: ``Wait → Describe → Settled? (9 times)``."""
+    out: list[str] = []
+    i = 0
+    while i < len(states):
+        for size in (3, 2, 1):
+            cycle = states[i : i + size]
+            repeats = 1
+            while len(cycle) == size and states[i + repeats * size : i + (repeats + 1) * size] == cycle:
+                repeats += 1
+            if repeats > 1:
+                out.append(f"{' → '.join(cycle)} ({repeats} times)")
+                i += repeats * size
+                break
+        else:
+            out.append(states[i])
+            i += 1
+    return out
 
 
 def times_table(times: LoopTimes) -> Table:
