@@ -40,6 +40,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mlops.sagemaker_contract import training_env  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "endpoint.md"
 MODEL = "tumor-classifier"
 ENDPOINT = "bench"
@@ -65,15 +67,7 @@ def train_model(root: Path, rows: int, seed: int) -> tuple[Path, list[str]]:
     (ml / "input/data/config").mkdir(parents=True)
     (ml / "input/data/config/model-config.json").write_text(json.dumps(config.model_dump(mode="json")))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
-    env |= {
-        "PYTHONPATH": str(ROOT),
-        "SM_CHANNEL_TRAIN": str(ml / "input/data/train"),
-        "SM_CHANNEL_VALIDATION": str(ml / "input/data/validation"),
-        "SM_CHANNEL_CONFIG": str(ml / "input/data/config"),
-        "SM_MODEL_DIR": str(ml / "model"),
-        "SM_OUTPUT_DATA_DIR": str(ml / "output/data"),
-        "SM_OUTPUT_DIR": str(ml / "output"),
-    }
+    env |= {"PYTHONPATH": str(ROOT), **training_env(ml, ["train", "validation", "config"])}
     done = subprocess.run(
         [sys.executable, str(ROOT / "pipelines/train.py")], env=env, cwd=root, capture_output=True, text=True
     )

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from examples.generate_data import generate, write_csv  # noqa: E402
 from mlops.core.contract import validate_file  # noqa: E402
+from mlops.sagemaker_contract import training_env  # noqa: E402
 from mlops.settings import model_config  # noqa: E402
 from mlops.synth import ensure_synthesized  # noqa: E402
 from mlops.twin import control  # noqa: E402
@@ -180,21 +181,14 @@ def _direct_training(rows: int) -> float:
     import subprocess
 
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
+        ml = Path(tmp) / "opt" / "ml"
         frame = generate(MODEL, "good", rows, seed=9)
         for channel in ("train", "validation"):
-            write_csv(frame, base / channel / "data.csv")
-        (base / "model").mkdir()
-        (base / "config").mkdir()
-        (base / "config" / "model-config.json").write_text(model_config(MODEL).model_dump_json())
-        env = {
-            **os.environ,
-            "SM_CHANNEL_TRAIN": str(base / "train"),
-            "SM_CHANNEL_VALIDATION": str(base / "validation"),
-            "SM_MODEL_DIR": str(base / "model"),
-            "SM_OUTPUT_DATA_DIR": str(base / "output"),
-            "SM_CHANNEL_CONFIG": str(base / "config"),
-        }
+            write_csv(frame, ml / "input" / "data" / channel / "data.csv")
+        (ml / "input" / "data" / "config").mkdir(parents=True)
+        (ml / "input" / "data" / "config" / "model-config.json").write_text(model_config(MODEL).model_dump_json())
+        (ml / "model").mkdir()
+        env = {**os.environ, **training_env(ml, ["train", "validation", "config"])}
         started = time.perf_counter()
         subprocess.run([sys.executable, str(ROOT / "pipelines" / "train.py")], env=env, check=True, capture_output=True)
         return time.perf_counter() - started

@@ -41,7 +41,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     payload = parse(event=event, model=Payload)
     validator = DatasetValidator(boto3.client("s3"), Buckets.from_env(), model_config)
     result = validator.validate(ValidationRequest(**payload.model_dump()))
-    logger.append_keys(model=result["model"], dataset_version=result["dataset_version"])
+    # a duplicate of a validation still running knows no more than that
+    logger.append_keys(model=result.get("model"), dataset_version=result.get("dataset_version"))
     if result["duplicate"]:
         logger.info("duplicate delivery: object already validated", extra={"result_status": result["status"]})
         return result

@@ -65,6 +65,7 @@ class S3Service:
         self.eventbridge_buckets: set[str] = set()
         self._server: ThreadedMotoServer | None = None
         self._restoring = threading.local()
+        self._completing = threading.local()
         self._original_send_event = notifications.send_event
 
     @property
@@ -95,6 +96,18 @@ class S3Service:
             return marker
 
         backend._set_delete_marker = _set_delete_marker
+        # moto stores a completed multipart upload with put_object, which notifies "Put"
+        # before its own "CompleteMultipartUpload": S3 sends only the latter.
+        complete = backend.complete_multipart_upload
+
+        def complete_multipart_upload(*args: Any, **kwargs: Any) -> Any:
+            self._completing.active = True
+            try:
+                return complete(*args, **kwargs)
+            finally:
+                self._completing.active = False
+
+        backend.complete_multipart_upload = complete_multipart_upload
         if self.port:
             _check_port_free(self.port)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -140,6 +153,8 @@ class S3Service:
         if getattr(self._restoring, "active", False):
             return
         name = str(getattr(event_name, "value", event_name))
+        if name == "s3:ObjectCreated:Put" and getattr(self._completing, "active", False):
+            return
         if name.startswith("s3:ObjectCreated:"):
             self._persist(bucket.name, key.name, key.value)
             detail_type = "Object Created"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.s3io import S3Location
+from mlops.sagemaker_contract import training_env
 
 METRIC_LINE = re.compile(r"^\s*([A-Za-z_][\w.:-]*)\s*=\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 OPT_ML = "/opt/ml"
@@ -138,23 +139,7 @@ class JobRunner:
         (ml / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hps))
         user_hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_")}
         env = self._base_env(self._python_shim(job_dir), code_dir)
-        env.update(
-            SM_MODEL_DIR=str(ml / "model"),
-            SM_OUTPUT_DATA_DIR=str(ml / "output" / "data"),
-            SM_OUTPUT_DIR=str(ml / "output"),
-            SM_INPUT_DIR=str(ml / "input"),
-            SM_INPUT_CONFIG_DIR=str(ml / "input" / "config"),
-            SM_CHANNELS=json.dumps(channels),
-            SM_HPS=json.dumps(user_hps),
-            SM_USER_ENTRY_POINT=program,
-            SM_CURRENT_HOST="algo-1",
-            SM_HOSTS=json.dumps(["algo-1"]),
-            SM_NUM_CPUS=str(os.cpu_count() or 1),
-            SM_NUM_GPUS="0",
-            SM_OUTPUT_FAILURE=str(ml / "output" / "failure"),
-        )
-        for channel in channels:
-            env[f"SM_CHANNEL_{channel.upper()}"] = str(ml / "input" / "data" / channel)
+        env.update(training_env(ml, channels, user_hps, program))
         args = [part for k, v in user_hps.items() for part in (f"--{k}", str(v))]
         timeout = float(params.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
         code, output = self._run([sys.executable, program, *args], env, code_dir, timeout, job_dir / "job.log")

@@ -22,6 +22,7 @@ from examples.generate_data import generate
 from mlops.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, load_config
 from mlops.core import features as F
 from mlops.core.metrics import compute_metrics, confusion, is_better, no_worse, sagemaker_metric_definitions
+from mlops.sagemaker_contract import training_env
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = {
@@ -74,15 +75,7 @@ def _write_split(root: Path, model: str, rows: int = 3000, seed: int = 3) -> Non
 
 
 def _train_env(root: Path, **extra: str) -> dict[str, str]:
-    ml = root / "opt" / "ml"
-    env = {
-        "SM_CHANNEL_TRAIN": str(ml / "input/data/train"),
-        "SM_CHANNEL_VALIDATION": str(ml / "input/data/validation"),
-        "SM_CHANNEL_CONFIG": str(ml / "input/data/config"),
-        "SM_MODEL_DIR": str(ml / "model"),
-        "SM_OUTPUT_DATA_DIR": str(ml / "output/data"),
-        "SM_OUTPUT_DIR": str(ml / "output"),
-    }
+    env = training_env(root / "opt" / "ml", ["train", "validation", "config"])
     env.update(extra)
     return _env(**env)
 

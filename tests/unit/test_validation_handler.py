@@ -192,6 +192,11 @@ def test_handler_parses_the_state_machine_payload(buckets: Any, monkeypatch: pyt
     out = handler.handler(event, context)
     assert out["status"] == "passed" and out["model"] == MODEL
     json.dumps(out)  # what the state machine routes on must be JSON
+    # a duplicate delivery while the first validation still runs: answered, not crashed
+    running = _upload(buckets, f"incoming/{MODEL}/running.csv", _csv("good"))
+    DatasetValidator(buckets, BUCKETS, model_config)._claim(running)  # held by a running execution
+    again = handler.handler({**running.__dict__, "execution_id": "exec-other"}, context)
+    assert again == {"status": "in_progress", "duplicate": True}
     with pytest.raises(Exception, match="bucket"):
         handler.handler({"key": "incoming/x/y.csv"}, context)
 

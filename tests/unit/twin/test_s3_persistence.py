@@ -49,3 +49,19 @@ def test_objects_survive_a_restart_without_new_events(tmp_path: Path) -> None:
     finally:
         service.stop()
     assert len([e for e in events if e["detail-type"] == "Object Created"]) == 3  # restoring is not uploading
+
+
+def test_a_multipart_upload_is_one_object_created_event(tmp_path: Path) -> None:
+    from boto3.s3.transfer import TransferConfig
+
+    events: list[dict[str, Any]] = []
+    service, s3 = _run(tmp_path, events)
+    try:
+        big = tmp_path / "big.csv"
+        big.write_bytes(b"x" * (6 * 1024 * 1024))
+        config = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+        s3.upload_file(str(big), "incoming", "incoming/m/big.csv", Config=config)
+    finally:
+        service.stop()
+    created = [e["detail"] for e in events if e["detail-type"] == "Object Created"]
+    assert [(d["object"]["key"], d["reason"]) for d in created] == [("incoming/m/big.csv", "CompleteMultipartUpload")]
