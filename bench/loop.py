@@ -12,7 +12,7 @@ uploads demo datasets through the S3 API, then reads the executions' histories:
    (prepare, training job, evaluation job, gate, register, record). The peer is
    ``pipelines/train.py`` run directly on the same data, the floor for the training job.
 
-    python bench/loop.py [--rows 5000 100000 1000000] [--repeat 3] [--train-rows 5000]
+    python bench/loop.py [--rows 5000 50000 200000] [--repeat 2] [--train-rows 5000]
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def _stages(execution: dict[str, Any], uploaded_at: float) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[5_000, 100_000, 1_000_000])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rows", type=int, nargs="+", default=[5_000, 50_000, 200_000])
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--train-rows", type=int, default=5_000)
     args = parser.parse_args(argv)
 
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                 direct = statistics.median(_direct(path, contract) for _ in range(args.repeat))
                 samples = []
                 for i in range(args.repeat):
+                    # each good upload also trains (and deploys): start every measurement on an idle twin
+                    _settle(workdir)
                     key = f"incoming/{MODEL}/bench-{rows}-{i}-{time.time_ns()}.csv"
                     uploaded_at = time.time()
                     s3.upload_file(str(path), bucket, key)
@@ -91,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
                     samples.append(_stages(execution, uploaded_at))
                 med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
                 rows_out.append((rows, path.stat().st_size, direct, med))
-                control.wait_for_executions(workdir, key, machine="Training", timeout_s=900)  # let it settle
             training_rows = _to_registered(handle, Path(tmp), args.train_rows, args.repeat)
         finally:
             control.stop(workdir)
@@ -156,12 +157,18 @@ def _to_registered(handle: control.TwinHandle, tmp: Path, rows: int, repeat: int
     samples: list[dict[str, float]] = []
     path = write_csv(generate(MODEL, "good", rows, seed=9), tmp / f"train-{rows}.csv")
     for i in range(repeat):
+        _settle(handle.workdir)  # one training per model at a time: let the previous ones finish
         key = f"incoming/{MODEL}/train-{rows}-{i}-{time.time_ns()}.csv"
         uploaded_at = time.time()
         handle.client().upload_file(str(path), handle.bucket("incoming"), key)
         (validation,) = control.wait_for_executions(handle.workdir, key, machine="Validation", timeout_s=600)
         version = validation["output"]["dataset_version"]
-        (training,) = control.wait_for_executions(handle.workdir, version, machine="Training", timeout_s=900)
+        trainings = control.wait_for_executions(handle.workdir, version, machine="Training", timeout_s=900)
+        trained = [t for t in trainings if "TrainModel" in _spans(t)]
+        if len(trained) != 1:
+            found = [(t["name"], t["status"], list(_spans(t))[-1:]) for t in trainings]
+            raise SystemExit(f"expected one training of {version}, found {found}")
+        training = trained[0]
         if training["status"] != "SUCCEEDED":
             raise SystemExit(f"training for {key} ended {training['status']}: {training.get('cause')}")
         spans = _spans(training)
@@ -173,6 +180,14 @@ def _to_registered(handle: control.TwinHandle, tmp: Path, rows: int, repeat: int
         sample["upload → registered (total)"] = _ts(training["stop_date"]) - uploaded_at
         samples.append(sample)
     return [(stage, statistics.median(s[stage] for s in samples)) for stage in samples[0]]
+
+
+def _settle(workdir: Path, timeout_s: float = 900) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(e["status"] == "RUNNING" for e in control.load_executions(workdir)):
+        if time.monotonic() > deadline:
+            raise SystemExit("the twin did not settle")
+        time.sleep(0.5)
 
 
 def _direct_training(rows: int) -> float:

@@ -199,6 +199,8 @@ class Twin:
         sagemaker_backends[self.assembly.account][self.assembly.region].reset()
 
     def stop(self) -> None:
+        if self.jobs is not None:
+            self.jobs.stop_all()
         for fn in self.functions.values():
             fn.close()
         self.capture.flush()

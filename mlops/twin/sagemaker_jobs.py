@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ class JobRunner:
     root: Path  # <workdir>/sagemaker
     account: str
     region: str
+
+    _running: set[subprocess.Popen[bytes]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()  # the job's process runs in the code directory
@@ -97,12 +99,27 @@ class JobRunner:
 
     def _run(self, cmd: list[str], env: dict[str, str], cwd: Path, timeout_s: float, log: Path) -> tuple[int, str]:
         with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+            self._running.add(proc)
             try:
-                proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout_s)
-                code = proc.returncode
-            except subprocess.TimeoutExpired:
+                code = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:  # MaxRuntimeInSeconds: SageMaker stops the job
+                proc.kill()
+                proc.wait()
                 code = -9
+            finally:
+                self._running.discard(proc)
         return code, log.read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        """Stop the jobs still running (the twin is stopping): none outlives it."""
+        for proc in list(self._running):
+            proc.terminate()
+        for proc in list(self._running):
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
     def _base_env(self, shim: Path, code_dir: Path | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")}

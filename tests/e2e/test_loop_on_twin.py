@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from examples.generate_data import generate, write_csv
+from mlops.cli import app
 from mlops.loop_demo import runtime_client, wait_until
 from mlops.settings import model_config
 from mlops.twin import control
@@ -116,6 +118,19 @@ def test_upload_is_validated_trained_registered_and_deployed(loop: control.TwinH
         EndpointName=MODEL, ContentType="application/json", Body=json.dumps({"instances": rows.to_dict("records")})
     )
     assert len(json.loads(as_json["Body"].read())["predictions"]) == 5
+
+    # the same through the CLI: a file with a header row, and one row
+    rows_file = tmp_path / "rows.csv"
+    rows.to_csv(rows_file, index=False)
+    cli = CliRunner()
+    by_file = cli.invoke(app, ["predict", MODEL, "--file", str(rows_file), "--workdir", str(loop.workdir)])
+    assert by_file.exit_code == 0, by_file.output
+    assert by_file.output.count('"label"') == 5
+    one_row = rows.head(1).to_csv(header=False, index=False).strip()
+    by_row = cli.invoke(app, ["predict", MODEL, "--row", one_row, "--workdir", str(loop.workdir)])
+    assert by_row.exit_code == 0 and by_row.output.count('"label"') == 1, by_row.output
+    unknown = cli.invoke(app, ["predict", "no-such-model", "--row", one_row, "--workdir", str(loop.workdir)])
+    assert unknown.exit_code == 1 and "no-such-model" in unknown.output
 
     def captured() -> list[str]:
         listing = loop.client().list_objects_v2(Bucket=loop.bucket("capture"), Prefix=f"datacapture/{MODEL}/")

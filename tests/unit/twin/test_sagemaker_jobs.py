@@ -16,6 +16,9 @@ TRAIN = """
 import json, os, sys
 args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
 rows = open(os.path.join(os.environ["SM_CHANNEL_TRAIN"], "data.csv")).read().splitlines()
+if args.get("--sleep"):
+    import time
+    time.sleep(float(args["--sleep"]))
 if args.get("--fail") == "yes":
     open(os.environ["SM_OUTPUT_FAILURE"], "w").write("bad hyperparameter: fail=yes")
     sys.exit(3)
@@ -97,6 +100,30 @@ def test_a_relative_work_dir_works(runner: JobRunner, s3: Any, tmp_path: Path, m
     relative = JobRunner(s3, Path("relative-sagemaker"), "000000000000", "us-east-1")
     out = relative.train(_training_params(_code_archive(s3)))
     assert out["TrainingJobStatus"] == "Completed", out.get("FailureReason")
+
+
+def test_stopping_the_twin_stops_running_jobs(runner: JobRunner, s3: Any) -> None:
+    import threading
+    import time
+
+    outcome: list[BaseException | dict[str, Any]] = []
+    params = _training_params(_code_archive(s3), sleep="60")
+    thread = threading.Thread(target=lambda: outcome.append(_catch(lambda: runner.train(params))))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not runner._running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runner.stop_all()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and not runner._running
+    assert isinstance(outcome[0], JobFailed)
+
+
+def _catch(call: Any) -> Any:
+    try:
+        return call()
+    except JobFailed as exc:
+        return exc
 
 
 def test_failing_script_is_a_failed_job_with_its_failure_message(runner: JobRunner, s3: Any) -> None:
