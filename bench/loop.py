@@ -172,9 +172,11 @@ def _to_registered(handle: control.TwinHandle, tmp: Path, rows: int, repeat: int
         if training["status"] != "SUCCEEDED":
             raise SystemExit(f"training for {key} ended {training['status']}: {training.get('cause')}")
         spans = _spans(training)
+        # the event leaves with PublishDatasetValidated, before the validation machine's last state
+        published = _spans(validation).get("PublishDatasetValidated", (0.0, _ts(validation["stop_date"])))[1]
         sample = {
             "upload → validation result": _ts(validation["stop_date"]) - uploaded_at,
-            "Dataset Validated event → training starts": _ts(training["start_date"]) - _ts(validation["stop_date"]),
+            "Dataset Validated event → training starts": _ts(training["start_date"]) - published,
         }
         sample.update({label: spans[s][1] - spans[s][0] for s, label in TRAINING_STAGES.items() if s in spans})
         sample["upload → registered (total)"] = _ts(training["stop_date"]) - uploaded_at
