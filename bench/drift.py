@@ -39,6 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import finish  # noqa: E402  (bench/, the script's own directory)
+
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 RESULTS = Path(__file__).resolve().parent / "results" / "drift.md"
 MODEL = "tumor-classifier"
@@ -329,14 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     from importlib.metadata import version
 
     results["_evidently_version"] = version("evidently")
-    report = table(args.rows, results)
-    checks = targets(results)
-    report += "\n\n" + "\n".join(f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in checks)
-    print(report)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(f"# Drift benchmark\n\n`python bench/drift.py --rows {args.rows}`\n\n{report}\n")
-    return 0 if all(ok for _, ok in checks) else 1
+    command = f"python bench/drift.py --rows {args.rows}"
+    out = None if args.no_write else RESULTS
+    return finish(table(args.rows, results), targets(results), title="Drift benchmark", command=command, out=out)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import finish  # noqa: E402  (bench/, the script's own directory)
+
 from mlops.sagemaker_contract import training_env  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "endpoint.md"
@@ -323,16 +325,11 @@ def main(argv: list[str] | None = None) -> int:
             if server.poll() is None:
                 server.kill()
                 server.wait()
-    report = table(results, args.requests, captured)
     breakdown, checks = targets(results)
-    report += "\n\n" + breakdown + "\n\n" + "\n".join(f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in checks)
-    print(report)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(
-            f"# Endpoint benchmark\n\n`python bench/endpoint.py --requests {args.requests}`\n\n{report}\n"
-        )
-    return 0 if all(ok for _, ok in checks) else 1
+    report = table(results, args.requests, captured) + "\n\n" + breakdown
+    command = f"python bench/endpoint.py --requests {args.requests}"
+    out = None if args.no_write else RESULTS
+    return finish(report, checks, title="Endpoint benchmark", command=command, out=out)
 
 
 if __name__ == "__main__":

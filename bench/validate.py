@@ -32,6 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import finish  # noqa: E402  (bench/, the script's own directory)
+
 from mlops.config import Column, DatasetContract  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
@@ -284,14 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     for engine in engines:
         print(f"running {engine} ...", file=sys.stderr, flush=True)
         results[engine] = measure(engine, path)
+    command = f"python bench/validate.py --rows {args.rows}"
+    out = None if args.no_write else RESULTS
     report = table(args.rows, path, results)
-    checks = targets(results)
-    report += "\n\n" + "\n".join(f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in checks)
-    print(report)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(f"# Validation benchmark\n\n`python bench/validate.py --rows {args.rows}`\n\n{report}\n")
-    return 0 if all(ok for _, ok in checks) else 1
+    return finish(report, targets(results), title="Validation benchmark", command=command, out=out)
 
 
 if __name__ == "__main__":
