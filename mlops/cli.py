@@ -19,6 +19,8 @@ from mlops.services.registry import PackageRef, RegistryClient
 from mlops.settings import model_config
 from mlops.synth import SynthError, ensure_synthesized
 from mlops.twin import control
+from mlops.twin.asl import Execution
+from mlops.twin.asl.history import compress_states, entered_states
 
 app = typer.Typer(help="Serverless MLOps on AWS CDK, with a local twin.", no_args_is_help=True)
 local = typer.Typer(help="The local twin: the synthesized app running on 127.0.0.1.", no_args_is_help=True)
@@ -152,8 +154,7 @@ def _duration(execution: dict[str, Any]) -> str:
 
 
 def _failed_state(execution: dict[str, Any]) -> str:
-    entered = [e for e in execution.get("history", []) if e.get("type", "").endswith("StateEntered")]
-    return entered[-1]["stateEnteredEventDetails"]["name"] if entered else ""
+    return Execution.from_dict(execution).failed_state() or ""
 
 
 @app.command()
@@ -247,7 +248,7 @@ def local_demo(
     version = _validation_output(results["good"]).get("dataset_version")
     if not version:
         _fail("the good dataset did not pass validation; see the report above")
-    deployed_before = len([e for e in loop_demo.executions_of(workdir, "Deploy") if e["status"] != "RUNNING"])
+    deployed_before = len([e for e in control.load_executions(workdir, "Deploy") if e["status"] != "RUNNING"])
     console.rule("[bold]6. validated data → training → evaluation → gate → model registry")
     with console.status("training state machine: SageMaker training job, then evaluation job..."):
         (training,) = control.wait_for_executions(workdir, version, machine="Training", timeout_s=timeout)
@@ -306,15 +307,9 @@ def _validation_output(execution: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print_execution(label: str, execution: dict[str, Any]) -> None:
-    states = [
-        e["stateEnteredEventDetails"]["name"]
-        for e in execution.get("history", [])
-        if e.get("type", "").endswith("StateEntered")
-    ]
+    states = entered_states(execution.get("history", []))
     colour = "green" if execution["status"] == "SUCCEEDED" else "red"
     console.print(f"[bold]{label}[/]: [{colour}]{execution['status']}[/] in {_duration(execution)}")
-    from mlops.loop_demo import compress_states
-
     console.print("  states: " + " → ".join(compress_states(states)))
     if execution.get("error"):
         console.print(f"  error: {execution['error']}")
@@ -336,8 +331,6 @@ def predict(
     if file is not None:
         body = file.read_bytes()
         kind = content_type or ("application/json" if file.suffix.lower() == ".json" else "text/csv")
-        if kind == "text/csv" and body.splitlines() and _looks_like_header(body.splitlines()[0]):
-            body = b"\n".join(body.splitlines()[1:]) + b"\n"  # the endpoint takes rows without a header
     else:
         body, kind = (row or "").encode(), content_type or "text/csv"
     if aws:
@@ -357,11 +350,6 @@ def predict(
     variant = answer["ResponseMetadata"]["HTTPHeaders"].get("x-amzn-invoked-production-variant", "?")
     console.print(f"[dim]{endpoint} (variant {variant})[/]")
     console.print_json(answer["Body"].read().decode())
-
-
-def _looks_like_header(line: bytes) -> bool:
-    cells = line.decode("utf-8", errors="replace").split(",")
-    return all(c.strip() and not c.strip().replace(".", "", 1).replace("-", "", 1).isdigit() for c in cells)
 
 
 def _labelled_capture_step(found: dict[str, Any] | None) -> list[tuple[str, str]]:

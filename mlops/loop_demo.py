@@ -48,10 +48,6 @@ class LoopTimes:
         self.marks[name] = time.monotonic()
 
 
-def executions_of(workdir: Path, machine: str) -> list[dict[str, Any]]:
-    return [e for e in control.load_executions(workdir) if machine in e["state_machine_arn"].rsplit(":", 1)[-1]]
-
-
 def wait_until(check: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -72,7 +68,7 @@ def serving_version(handle: control.TwinHandle, endpoint: str) -> str | None:
 
 def wait_for_deployment(handle: control.TwinHandle, done_before: int, timeout_s: float) -> dict[str, Any]:
     def finished() -> list[dict[str, Any]]:
-        ended = [e for e in executions_of(handle.workdir, "Deploy") if e["status"] != "RUNNING"]
+        ended = [e for e in control.load_executions(handle.workdir, "Deploy") if e["status"] != "RUNNING"]
         return ended if len(ended) > done_before else []
 
     return sorted(wait_until(finished, timeout_s, "a deployment"), key=lambda e: e["start_date"])[-1]
@@ -107,7 +103,7 @@ def drive_drift(
     """Send drifted traffic until the drift alarm has retrained and a new version is deployed."""
     runtime = runtime_client(handle)
     features = feature_frame(drifted, config)
-    deployed_before = len([e for e in executions_of(handle.workdir, "Deploy") if e["status"] != "RUNNING"])
+    deployed_before = len([e for e in control.load_executions(handle.workdir, "Deploy") if e["status"] != "RUNNING"])
     seen: set[str] = set()
     _new_lines(handle.workdir / "notifications.jsonl", seen)  # only what happens from here on
     sent = 0
@@ -126,7 +122,7 @@ def drive_drift(
             for change in _alarm_changes(handle.workdir, config.name, seen):
                 console.print(f"  [yellow]alarm[/] {change}")
             status.update(f"sent {sent:,} drifted rows; waiting for drift alarm → retrain → canary deployment")
-            ended = [e for e in executions_of(handle.workdir, "Deploy") if e["status"] != "RUNNING"]
+            ended = [e for e in control.load_executions(handle.workdir, "Deploy") if e["status"] != "RUNNING"]
             if len(ended) > deployed_before:
                 return sorted(ended, key=lambda e: e["start_date"])[-1]
             time.sleep(0.1)
@@ -183,26 +179,6 @@ def alarm_table(workdir: Path, model: str) -> Table:
         if change["from"] != "INSUFFICIENT_DATA" or change["to"] != "OK":
             table.add_row(change["time"], change["alarm"], change["from"], change["to"], change["reason"][:90])
     return table
-
-
-def compress_states(states: list[str]) -> list[str]:
-    """State names with repeated cycles folded: ``Wait → Describe → Settled? (9 times)``."""
-    out: list[str] = []
-    i = 0
-    while i < len(states):
-        for size in (3, 2, 1):
-            cycle = states[i : i + size]
-            repeats = 1
-            while len(cycle) == size and states[i + repeats * size : i + (repeats + 1) * size] == cycle:
-                repeats += 1
-            if repeats > 1:
-                out.append(f"{' → '.join(cycle)} ({repeats} times)")
-                i += repeats * size
-                break
-        else:
-            out.append(states[i])
-            i += 1
-    return out
 
 
 def times_table(times: LoopTimes) -> Table:

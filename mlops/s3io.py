@@ -47,6 +47,15 @@ def download_with_sha256(s3: Any, bucket: str, key: str, version_id: str | None,
     return digest.hexdigest()
 
 
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a local file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def put_json(s3: Any, loc: S3Location, payload: Any, **extra: Any) -> None:
     body = json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
     s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, ContentType="application/json", **extra)

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -39,6 +38,7 @@ from mlops.s3io import (
     put_json,
     put_json_if_absent,
     replace_json_if_unchanged,
+    sha256_file,
 )
 
 SPLITS = ("train", "validation", "test")
@@ -168,14 +168,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class TrainingSteps:
@@ -448,7 +440,7 @@ class TrainingSteps:
                 added = Path(tmp) / "labelled-capture.csv"
                 capture = self._append_labelled_capture(config, local, added)
                 if capture["rows_added"]:
-                    sha = _sha256_file(local)  # what is split is the validated data plus the added rows
+                    sha = sha256_file(local)  # what is split is the validated data plus the added rows
                     key = f"{base.key}/labelled-capture/data.csv"
                     self.s3.upload_file(str(added), base.bucket, key)
                     capture["rows_uri"] = f"s3://{base.bucket}/{key}"

@@ -95,10 +95,10 @@ def stop(workdir: Path, timeout_s: float = 30) -> bool:
     return True
 
 
-def load_executions(workdir: Path) -> list[dict[str, Any]]:
-    """Every recorded execution, newest first."""
+def load_executions(workdir: Path, machine: str = "") -> list[dict[str, Any]]:
+    """Every recorded execution of the state machines whose name contains ``machine``, newest first."""
     found = []
-    for path in (workdir / "executions").glob("*/*.json"):
+    for path in (workdir / "executions").glob(f"*{machine}*/*.json"):
         try:
             found.append(json.loads(path.read_text()))
         except (json.JSONDecodeError, OSError):
@@ -119,12 +119,7 @@ def wait_for_executions(
     mentions ``mentions`` have ended."""
     deadline = time.monotonic() + timeout_s
     while True:
-        matching = [
-            e
-            for e in load_executions(workdir)
-            if machine in str(e.get("state_machine_arn", "")).rsplit(":", 1)[-1]
-            and mentions in json.dumps(e.get("input"))
-        ]
+        matching = [e for e in load_executions(workdir, machine) if mentions in json.dumps(e.get("input"))]
         done = [e for e in matching if e.get("status") != "RUNNING"]
         if len(done) >= count:
             return done

@@ -22,9 +22,10 @@ from typer.testing import CliRunner
 
 from examples.generate_data import generate, write_csv
 from mlops.cli import app
-from mlops.loop_demo import runtime_client, wait_until
+from mlops.loop_demo import feature_frame, runtime_client, serving_version, wait_until
 from mlops.settings import model_config
 from mlops.twin import control
+from mlops.twin.asl.history import entered_states
 
 pytestmark = pytest.mark.e2e
 MODEL = "tumor-classifier"
@@ -42,35 +43,14 @@ def loop(cdk_out: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[co
         control.stop(workdir)
 
 
-_runtime = runtime_client
-
-
-def _features(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop(columns=[CONFIG.dataset.target, "record_id"])
-
-
-def _states(execution: dict[str, Any]) -> list[str]:
-    return [e["stateEnteredEventDetails"]["name"] for e in execution["history"] if e["type"].endswith("StateEntered")]
-
-
 def _packages(handle: control.TwinHandle) -> list[dict[str, Any]]:
     sm = handle.client("sagemaker")
     found = sm.list_model_packages(ModelPackageGroupName=MODEL, SortBy="CreationTime", SortOrder="Ascending")
     return [sm.describe_model_package(ModelPackageName=p["ModelPackageArn"]) for p in found["ModelPackageSummaryList"]]
 
 
-def _serving_version(handle: control.TwinHandle) -> str:
-    sm = handle.client("sagemaker")
-    config = sm.describe_endpoint(EndpointName=MODEL)["EndpointConfigName"]
-    return config.split("-v")[-1].split("-")[0]
-
-
 def _deployments(handle: control.TwinHandle) -> list[dict[str, Any]]:
-    return [e for e in control.load_executions(handle.workdir) if "Deploy" in e["state_machine_arn"]]
-
-
-def _wait(predicate: Any, timeout_s: float, what: str) -> Any:
-    return wait_until(predicate, timeout_s, what)
+    return control.load_executions(handle.workdir, "Deploy")
 
 
 def _upload(handle: control.TwinHandle, frame: pd.DataFrame, tmp_path: Path, name: str) -> str:
@@ -87,7 +67,7 @@ def test_upload_is_validated_trained_registered_and_deployed(loop: control.TwinH
     version = validation["output"]["dataset_version"]
     (training,) = control.wait_for_executions(loop.workdir, version, machine="Training", timeout_s=300)
     assert training["status"] == "SUCCEEDED", training.get("cause")
-    assert _states(training)[-1] == "ModelRegistered"
+    assert entered_states(training["history"])[-1] == "ModelRegistered"
 
     (package,) = _packages(loop)
     assert package["ModelApprovalStatus"] == "Approved"  # auto approval: the gate passed
@@ -100,12 +80,16 @@ def test_upload_is_validated_trained_registered_and_deployed(loop: control.TwinH
     assert lineage["validation_report"].startswith("s3://") and lineage["training_job"]
     assert lineage["code_hash"] and lineage["hyperparameters"] and lineage["gate"]["passed"]
 
-    deploy = _wait(lambda: [e for e in _deployments(loop) if e["status"] != "RUNNING"], 120, "the first deployment")
+    deploy = wait_until(
+        lambda: [e for e in _deployments(loop) if e["status"] != "RUNNING"],
+        120,
+        "the first deployment",
+    )
     assert deploy[0]["status"] == "SUCCEEDED", deploy[0].get("cause")
-    assert _serving_version(loop) == "1"
+    assert serving_version(loop, MODEL) == "1"
 
-    rows = _features(generate(MODEL, "good", 5, seed=11))
-    answer = _runtime(loop).invoke_endpoint(
+    rows = feature_frame(generate(MODEL, "good", 5, seed=11), CONFIG)
+    answer = runtime_client(loop).invoke_endpoint(
         EndpointName=MODEL,
         ContentType="text/csv",
         Accept="application/json",
@@ -114,7 +98,7 @@ def test_upload_is_validated_trained_registered_and_deployed(loop: control.TwinH
     predictions = json.loads(answer["Body"].read())["predictions"]
     assert len(predictions) == 5 and all(set(p["probabilities"]) == {"0", "1"} for p in predictions)
     assert answer["ResponseMetadata"]["HTTPHeaders"]["x-amzn-invoked-production-variant"]
-    as_json = _runtime(loop).invoke_endpoint(
+    as_json = runtime_client(loop).invoke_endpoint(
         EndpointName=MODEL, ContentType="application/json", Body=json.dumps({"instances": rows.to_dict("records")})
     )
     assert len(json.loads(as_json["Body"].read())["predictions"]) == 5
@@ -136,7 +120,7 @@ def test_upload_is_validated_trained_registered_and_deployed(loop: control.TwinH
         listing = loop.client().list_objects_v2(Bucket=loop.bucket("capture"), Prefix=f"datacapture/{MODEL}/")
         return [o["Key"] for o in listing.get("Contents", [])]
 
-    keys = _wait(captured, 30, "data capture files")
+    keys = wait_until(captured, 30, "data capture files")
     line = loop.client().get_object(Bucket=loop.bucket("capture"), Key=keys[0])["Body"].read().splitlines()[0]
     record = json.loads(line)
     assert record["captureData"]["endpointInput"]["mode"] == "INPUT"
@@ -144,8 +128,8 @@ def test_upload_is_validated_trained_registered_and_deployed(loop: control.TwinH
 
 
 def test_drifted_traffic_raises_the_alarm_and_the_retrained_model_is_deployed(loop: control.TwinHandle) -> None:
-    runtime = _runtime(loop)
-    drifted = _features(generate(MODEL, "drifted", 2000, seed=5))
+    runtime = runtime_client(loop)
+    drifted = feature_frame(generate(MODEL, "drifted", 2000, seed=5), CONFIG)
     deployed_before = len([e for e in _deployments(loop) if e["status"] == "SUCCEEDED"])
     deadline = time.monotonic() + 300
     sent = 0
@@ -166,13 +150,13 @@ def test_drifted_traffic_raises_the_alarm_and_the_retrained_model_is_deployed(lo
         for e in control.load_executions(loop.workdir)
         if "Training" in e["state_machine_arn"] and (e["input"] or {}).get("trigger") == "alarm"
     ]
-    trained = [e for e in retrains if "TrainModel" in _states(e)]
+    trained = [e for e in retrains if "TrainModel" in entered_states(e["history"])]
     assert len(trained) == 1, "one drift episode starts one retrain"
-    assert all(_states(e)[-1] == "TrainingSkipped" for e in retrains if e not in trained)
+    assert all(entered_states(e["history"])[-1] == "TrainingSkipped" for e in retrains if e not in trained)
     assert trained[0]["input"]["alarm"] == f"mlops-{MODEL}-drift"
     newest = _packages(loop)[-1]
     assert newest["ModelApprovalStatus"] == "Approved"
-    assert _serving_version(loop) == str(newest["ModelPackageVersion"])
+    assert serving_version(loop, MODEL) == str(newest["ModelPackageVersion"])
     notes = [json.loads(line) for line in (loop.workdir / "notifications.jsonl").read_text().splitlines()]
     assert any("retraining" in n["message"] for n in notes)
     assert any(f"v{newest['ModelPackageVersion']}" in n["message"] and "deployed" in n["message"] for n in notes)
@@ -194,14 +178,14 @@ def test_worse_candidate_is_rejected_and_the_champion_keeps_serving(loop: contro
     assert validation["status"] == "SUCCEEDED"  # the data is valid; the model trained on it is not good
     version = validation["output"]["dataset_version"]
     (training,) = control.wait_for_executions(loop.workdir, version, machine="Training", timeout_s=300)
-    assert _states(training)[-1] == "CandidateRejected"
+    assert entered_states(training["history"])[-1] == "CandidateRejected"
     packages = _packages(loop)
     assert [p["ModelApprovalStatus"] for p in packages] == ["Approved", "Approved", "Rejected"]
     reason = packages[-1].get("ApprovalDescription", "")
     assert reason.startswith("gate failed") and "roc_auc" in reason, reason
     time.sleep(2)
     assert [e["status"] for e in _deployments(loop)] == ["SUCCEEDED", "SUCCEEDED"]
-    assert _serving_version(loop) == "2"
+    assert serving_version(loop, MODEL) == "2"
 
 
 def test_deployment_that_fails_health_checks_rolls_back(loop: control.TwinHandle) -> None:
@@ -217,16 +201,18 @@ def test_deployment_that_fails_health_checks_rolls_back(loop: control.TwinHandle
         ModelApprovalStatus="Approved",
         CustomerMetadataProperties=champion["CustomerMetadataProperties"],
     )
-    rolled_back = _wait(
-        lambda: [e for e in _deployments(loop) if e["status"] == "FAILED"], 120, "the failed deployment"
+    rolled_back = wait_until(
+        lambda: [e for e in _deployments(loop) if e["status"] == "FAILED"],
+        120,
+        "the failed deployment",
     )
     assert rolled_back[0]["error"] == "DeploymentRolledBack", rolled_back[0].get("cause")
     assert "failed to start" in rolled_back[0]["cause"]
-    assert _serving_version(loop) == "2"
+    assert serving_version(loop, MODEL) == "2"
     broken_package = _packages(loop)[-1]
     assert broken_package["ModelApprovalStatus"] == "Rejected"
     assert "rolled_back" in broken_package["ApprovalDescription"]
-    rows = _features(generate(MODEL, "good", 2, seed=12)).to_csv(header=False, index=False)
-    assert _runtime(loop).invoke_endpoint(EndpointName=MODEL, ContentType="text/csv", Body=rows)["Body"].read()
+    rows = feature_frame(generate(MODEL, "good", 2, seed=12), CONFIG).to_csv(header=False, index=False)
+    assert runtime_client(loop).invoke_endpoint(EndpointName=MODEL, ContentType="text/csv", Body=rows)["Body"].read()
     notes = (loop.workdir / "notifications.jsonl").read_text()
     assert "rolled back" in notes

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from examples.generate_data import generate, write_csv
+from mlops.twin.asl.history import entered_states
 from mlops.twin.daemon import outputs
 from mlops.twin.runtime import Twin
 
@@ -37,10 +38,6 @@ def _alarm_event(twin: Twin, kind: str) -> dict[str, Any]:
             "previousState": {"value": "OK", "reason": "", "timestamp": "2026-11-26T11:00:00Z"},
         },
     }
-
-
-def _states(execution: Any) -> list[str]:
-    return [e["stateEnteredEventDetails"]["name"] for e in execution.history if e["type"].endswith("StateEntered")]
 
 
 def test_duplicate_alarm_events_start_one_retrain(cdk_out: Path, tmp_path: Path) -> None:
@@ -70,8 +67,8 @@ def test_duplicate_alarm_events_start_one_retrain(cdk_out: Path, tmp_path: Path)
             if "Training" in e.state_machine_arn and (e.input or {}).get("trigger") == "alarm"
         ]
         assert len(retrains) == len(deliveries)  # every delivery starts an execution, as in AWS
-        trained = [e for e in retrains if "TrainModel" in _states(e)]
-        skipped = [e for e in retrains if _states(e)[-1] == "TrainingSkipped"]
+        trained = [e for e in retrains if "TrainModel" in entered_states(e.history)]
+        skipped = [e for e in retrains if entered_states(e.history)[-1] == "TrainingSkipped"]
         assert len(trained) == 1 and len(skipped) == len(deliveries) - 1
         assert trained[0].status == "SUCCEEDED"
         reasons = [json.dumps(e.output) for e in skipped]

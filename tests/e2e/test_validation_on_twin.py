@@ -14,6 +14,7 @@ import pytest
 from examples.generate_data import generate, write_csv
 from mlops.synth import synthesize
 from mlops.twin import control
+from mlops.twin.asl.history import entered_states
 from mlops.twin.daemon import outputs
 from mlops.twin.runtime import Twin
 
@@ -21,10 +22,6 @@ from .conftest import TIME_SCALE, copy_app
 
 pytestmark = pytest.mark.e2e
 MODEL = "tumor-classifier"
-
-
-def _states(execution: dict[str, Any]) -> list[str]:
-    return [e["stateEnteredEventDetails"]["name"] for e in execution["history"] if e["type"].endswith("StateEntered")]
 
 
 def _keys(handle: control.TwinHandle, role: str) -> list[str]:
@@ -52,7 +49,12 @@ def test_good_and_bad_uploads_with_boto3(twin: control.TwinHandle, tmp_path: Pat
 
     passed = _validation(twin, good_key)
     assert passed["status"] == "SUCCEEDED"
-    assert _states(passed) == ["ValidateDataset", "DatasetPassed?", "PublishDatasetValidated", "ValidationPassed"]
+    assert entered_states(passed["history"]) == [
+        "ValidateDataset",
+        "DatasetPassed?",
+        "PublishDatasetValidated",
+        "ValidationPassed",
+    ]
     assert passed["output"]["status"] == "passed"
     version = passed["output"]["dataset_version"]
     assert f"validated/{MODEL}/{version}/data.csv" in _keys(twin, "validated")
@@ -62,7 +64,7 @@ def test_good_and_bad_uploads_with_boto3(twin: control.TwinHandle, tmp_path: Pat
     assert failed["status"] == "FAILED"
     assert failed["error"] == "DatasetRejected"
     assert "mean_radius" in failed["cause"] and "s3://" in failed["cause"]
-    assert _states(failed) == ["ValidateDataset", "DatasetPassed?", "ValidationFailed"]
+    assert entered_states(failed["history"]) == ["ValidateDataset", "DatasetPassed?", "ValidationFailed"]
     quarantined = _keys(twin, "quarantine")
     assert any(k.endswith("/bad.csv") for k in quarantined) and any(k.endswith("/report.json") for k in quarantined)
     assert bad_key not in _keys(twin, "incoming")  # moved, and the version is kept in the bucket
@@ -106,7 +108,7 @@ def test_duplicate_event_validates_once(cdk_out: Path, tmp_path: Path) -> None:
         validations = [e for e in runs if "Validation" in e.state_machine_arn]
         assert len(validations) == 2
         assert all(e.status == "SUCCEEDED" for e in validations)
-        states = sorted(tuple(_states(e.to_dict())) for e in validations)
+        states = sorted(tuple(entered_states(e.history)) for e in validations)
         assert states[0][-1] == "AlreadyValidated" or states[1][-1] == "AlreadyValidated"
         assert sum(s[-1] == "ValidationPassed" for s in states) == 1
         listing = twin.client("s3").list_objects_v2(Bucket=outputs(twin)["MlopsData.ValidatedBucketName"])
@@ -137,7 +139,7 @@ def test_changing_the_stack_code_changes_what_the_twin_runs(tmp_path: Path) -> N
         key = _upload(handle, good, "audit.csv")
         execution = _validation(handle, key)
         assert execution["status"] == "SUCCEEDED"
-        assert _states(execution) == [
+        assert entered_states(execution["history"]) == [
             "ValidateDataset",
             "AuditTrail",
             "DatasetPassed?",

@@ -36,6 +36,31 @@ def split_resource(resource: str) -> tuple[str, str]:
     return "unknown", resource
 
 
+def entered_states(events: list[dict[str, Any]]) -> list[str]:
+    """The names of the states an execution entered, in order, from its history."""
+    return [e["stateEnteredEventDetails"]["name"] for e in events if e.get("type", "").endswith("StateEntered")]
+
+
+def compress_states(states: list[str]) -> list[str]:
+    """State names with repeated cycles folded: ``Wait → Describe → Settled? (9 times)``."""
+    out: list[str] = []
+    i = 0
+    while i < len(states):
+        for size in (3, 2, 1):
+            cycle = states[i : i + size]
+            repeats = 1
+            while len(cycle) == size and states[i + repeats * size : i + (repeats + 1) * size] == cycle:
+                repeats += 1
+            if repeats > 1:
+                out.append(f"{' → '.join(cycle)} ({repeats} times)")
+                i += repeats * size
+                break
+        else:
+            out.append(states[i])
+            i += 1
+    return out
+
+
 class History:
     """Append-only event list shared by all branches; ids are assigned under a lock."""
 

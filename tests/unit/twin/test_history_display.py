@@ -1,8 +1,8 @@
-"""Helpers of the demo's output."""
+"""How state lists are shown."""
 
 from __future__ import annotations
 
-from mlops.loop_demo import compress_states
+from mlops.twin.asl.history import compress_states
 
 
 def test_repeated_polling_cycles_are_folded() -> None:
