@@ -85,8 +85,15 @@ def train_model(root: Path, rows: int, seed: int) -> tuple[Path, list[str]]:
 # -- the twin's serving stack ----------------------------------------------------------------
 def build_runtime(model_dir: Path, capture_dir: Path) -> Any:
     """EndpointRuntime with one variant and 100% data capture written to ``capture_dir``."""
-    from mlops.twin.cloudwatch import MetricStore
-    from mlops.twin.serving import CaptureConfig, CaptureWriter, Endpoint, EndpointRuntime, LoadedModel, Variant
+    from mlops.twin.cloudwatch.alarms import MetricStore
+    from mlops.twin.sagemaker.serving import (
+        CaptureConfig,
+        CaptureWriter,
+        Endpoint,
+        EndpointRuntime,
+        LoadedModel,
+        Variant,
+    )
 
     def put_object(bucket: str, key: str, body: bytes) -> None:
         path = capture_dir / bucket / key
@@ -102,7 +109,7 @@ def build_runtime(model_dir: Path, capture_dir: Path) -> Any:
 
 def serve(model_dir: Path, capture_dir: Path) -> None:
     """Child process: serve the model until stdin closes, then flush capture and report its count."""
-    from mlops.twin.endpoint_server import EndpointServer
+    from mlops.twin.sagemaker.runtime_api import EndpointServer
 
     runtime = build_runtime(model_dir, capture_dir)
     server = EndpointServer(runtime)

@@ -19,8 +19,8 @@ from mlops.services.registry import PackageRef, RegistryClient
 from mlops.settings import model_config
 from mlops.synth import SynthError, ensure_synthesized
 from mlops.twin import control
-from mlops.twin.asl import Execution
-from mlops.twin.asl.history import compress_states, entered_states
+from mlops.twin.stepfunctions.asl import Execution
+from mlops.twin.stepfunctions.asl.history import compress_states, entered_states
 
 app = typer.Typer(help="Serverless MLOps on AWS CDK, with a local twin.", no_args_is_help=True)
 local = typer.Typer(help="The local twin: the synthesized app running on 127.0.0.1.", no_args_is_help=True)

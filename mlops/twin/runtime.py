@@ -22,20 +22,20 @@ import boto3
 from moto.s3.models import s3_backends
 from moto.sagemaker.models import sagemaker_backends
 
-from mlops.twin.asl import AslEngine, Execution
 from mlops.twin.assembly import Assembly, Resource
+from mlops.twin.awslambda.runtime import FunctionSpec, LambdaRuntime
 from mlops.twin.clock import TwinClock
-from mlops.twin.cloudwatch import Alarm, AlarmEvaluator, MetricStore
-from mlops.twin.deployments import EndpointManager
-from mlops.twin.endpoint_server import EndpointServer
-from mlops.twin.event_bus import EventBus, Rule, Target
-from mlops.twin.lambda_runtime import FunctionSpec, LambdaRuntime
-from mlops.twin.notifications import Notifications
-from mlops.twin.registry import Registry
-from mlops.twin.s3_service import S3Service
-from mlops.twin.sagemaker_jobs import JobRunner
-from mlops.twin.serving import CaptureWriter, EndpointRuntime
-from mlops.twin.tasks import TaskDispatcher, is_supported_task
+from mlops.twin.cloudwatch.alarms import Alarm, AlarmEvaluator, MetricStore
+from mlops.twin.events.bus import EventBus, Rule, Target
+from mlops.twin.s3.service import S3Service
+from mlops.twin.sagemaker.endpoints import EndpointManager
+from mlops.twin.sagemaker.jobs import JobRunner
+from mlops.twin.sagemaker.registry import Registry
+from mlops.twin.sagemaker.runtime_api import EndpointServer
+from mlops.twin.sagemaker.serving import CaptureWriter, EndpointRuntime
+from mlops.twin.sns.topics import Notifications
+from mlops.twin.stepfunctions.asl import AslEngine, Execution
+from mlops.twin.stepfunctions.tasks import TaskDispatcher, is_supported_task
 
 log = logging.getLogger("mlops.twin")
 

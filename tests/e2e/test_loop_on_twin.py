@@ -25,7 +25,7 @@ from mlops.cli import app
 from mlops.loop_demo import feature_frame, runtime_client, serving_version, wait_until
 from mlops.settings import model_config
 from mlops.twin import control
-from mlops.twin.asl.history import entered_states
+from mlops.twin.stepfunctions.asl.history import entered_states
 
 pytestmark = pytest.mark.e2e
 MODEL = "tumor-classifier"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from examples.generate_data import generate, write_csv
-from mlops.twin.asl.history import entered_states
 from mlops.twin.daemon import outputs
 from mlops.twin.runtime import Twin
+from mlops.twin.stepfunctions.asl.history import entered_states
 
 from .conftest import TIME_SCALE
 

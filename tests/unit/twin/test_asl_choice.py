@@ -2,7 +2,7 @@
 
 import pytest
 
-from mlops.twin.asl import StatesError, choice
+from mlops.twin.stepfunctions.asl import StatesError, choice
 
 DATA = {
     "s": "banana",

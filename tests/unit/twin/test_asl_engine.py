@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from mlops.twin.asl import AslEngine, Execution, ExecutionAlreadyExists, TaskFailed
+from mlops.twin.stepfunctions.asl import AslEngine, Execution, ExecutionAlreadyExists, TaskFailed
 
 ARN = "arn:aws:states:eu-west-1:111122223333:stateMachine:Pipeline"
 FN = "arn:aws:lambda:eu-west-1:111122223333:function:fn"

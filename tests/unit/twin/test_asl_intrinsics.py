@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from mlops.twin.asl import StatesError, intrinsics
+from mlops.twin.stepfunctions.asl import StatesError, intrinsics
 
 NUMBERS = list(range(1, 10))
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mlops.twin.asl import StatesError, paths, payload
+from mlops.twin.stepfunctions.asl import StatesError, paths, payload
 
 DATA = {
     "store": {"book": [{"title": "A", "price": 8}, {"title": "B", "price": 12}, {"title": "C", "price": 30}]},

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from mlops.twin.asl import AslEngine, TaskFailed, retry
+from mlops.twin.stepfunctions.asl import AslEngine, TaskFailed, retry
 
 ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:M"
 FN = "arn:aws:lambda:us-east-1:123456789012:function:fn"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mlops.twin.cloudwatch import Alarm, AlarmEvaluator, MetricStore, statistic
+from mlops.twin.cloudwatch.alarms import Alarm, AlarmEvaluator, MetricStore, statistic
 
 PROPS = {
     "Namespace": "Mlops",

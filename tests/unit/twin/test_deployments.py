@@ -15,9 +15,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from mlops.twin.cloudwatch import Alarm, AlarmEvaluator, MetricStore
-from mlops.twin.deployments import EndpointManager
-from mlops.twin.serving import CaptureWriter, EndpointRuntime, InvokeError
+from mlops.twin.cloudwatch.alarms import Alarm, AlarmEvaluator, MetricStore
+from mlops.twin.sagemaker.endpoints import EndpointManager
+from mlops.twin.sagemaker.serving import CaptureWriter, EndpointRuntime, InvokeError
 
 INFERENCE = """
 import json

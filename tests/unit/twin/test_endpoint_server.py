@@ -10,9 +10,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from mlops.twin.cloudwatch import MetricStore
-from mlops.twin.endpoint_server import EndpointServer
-from mlops.twin.serving import CaptureConfig, CaptureWriter, Endpoint, EndpointRuntime, LoadedModel, Variant
+from mlops.twin.cloudwatch.alarms import MetricStore
+from mlops.twin.sagemaker.runtime_api import EndpointServer
+from mlops.twin.sagemaker.serving import CaptureConfig, CaptureWriter, Endpoint, EndpointRuntime, LoadedModel, Variant
 
 INFERENCE = """
 import json

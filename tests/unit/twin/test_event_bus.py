@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mlops.twin.event_bus import EventBus, Rule, ScheduleError, Target, parse_schedule
-from mlops.twin.event_patterns import PatternError
+from mlops.twin.events.bus import EventBus, Rule, ScheduleError, Target, parse_schedule
+from mlops.twin.events.patterns import PatternError
 
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 

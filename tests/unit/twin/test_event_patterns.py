@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mlops.twin.event_patterns import (
+from mlops.twin.events.patterns import (
     PatternError,
     apply_input_path,
     apply_input_transformer,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlops.twin.asl.history import compress_states
+from mlops.twin.stepfunctions.asl.history import compress_states
 
 
 def test_repeated_polling_cycles_are_folded() -> None:

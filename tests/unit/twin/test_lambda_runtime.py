@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.twin.lambda_runtime import FunctionSpec, InvocationResult, LambdaRuntime
+from mlops.twin.awslambda.runtime import FunctionSpec, InvocationResult, LambdaRuntime
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:{name}"
 
@@ -338,7 +338,7 @@ def test_handler_exception(make_runtime: MakeRuntime) -> None:
     assert err["errorMessage"] == "schema mismatch: a.csv"
     assert err["requestId"] == result.request_id
     assert any("in check" in line and "handler.py" in line for line in err["stackTrace"])
-    assert not any("_lambda_worker" in line for line in err["stackTrace"])
+    assert not any("awslambda/worker.py" in line for line in err["stackTrace"])
     assert "[ERROR] ValidationFailed: schema mismatch: a.csv" in result.log_tail
     # The environment survives a handled error, as in AWS.
     again = rt.invoke({"file": "b.csv"})

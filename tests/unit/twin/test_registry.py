@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from mlops.twin.registry import Registry
+from mlops.twin.sagemaker.registry import Registry
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 SPEC = {

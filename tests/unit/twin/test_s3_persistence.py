@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 from moto.s3.models import s3_backends
 
-from mlops.twin.s3_service import S3Service
+from mlops.twin.s3.service import S3Service
 
 ACCOUNT = "000000000000"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mlops.twin.sagemaker_jobs import JobFailed, JobRunner
+from mlops.twin.sagemaker.jobs import JobFailed, JobRunner
 
 TRAIN = """
 import json, os, sys

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from mlops.twin.asl import TaskContext, TaskFailed
-from mlops.twin.sagemaker_jobs import JobFailed
+from mlops.twin.sagemaker.jobs import JobFailed
+from mlops.twin.stepfunctions.asl import TaskContext, TaskFailed
 
 if TYPE_CHECKING:
     from mlops.twin.runtime import Twin

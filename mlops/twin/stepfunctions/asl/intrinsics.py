@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.twin.asl import paths
-from mlops.twin.asl.errors import INTRINSIC_FAILURE, StatesError
+from mlops.twin.stepfunctions.asl import paths
+from mlops.twin.stepfunctions.asl.errors import INTRINSIC_FAILURE, StatesError
 
 PLACEHOLDER = None  # marks an unescaped "{}" inside a string literal
 

@@ -22,10 +22,10 @@ be caught by naming it). Parameters/ResultSelector/ItemSelector path failures ra
 catchable States.ParameterPathFailure, ResultPath failures States.ResultPathMatchFailure.
 """
 
-from mlops.twin.asl.engine import AslEngine
-from mlops.twin.asl.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StatesError, TaskFailed
-from mlops.twin.asl.execution import Execution
-from mlops.twin.asl.interpreter import TaskContext
+from mlops.twin.stepfunctions.asl.engine import AslEngine
+from mlops.twin.stepfunctions.asl.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StatesError, TaskFailed
+from mlops.twin.stepfunctions.asl.execution import Execution
+from mlops.twin.stepfunctions.asl.interpreter import TaskContext
 
 __all__ = [
     "AslEngine",

@@ -1,6 +1,6 @@
 """The twin's Lambda: each function runs in warm worker processes, one per execution environment.
 
-A worker (:mod:`mlops.twin._lambda_worker`) is a separate, isolated Python process (``python -I``) with
+A worker (:mod:`mlops.twin.awslambda.worker`) is a separate, isolated Python process (``python -I``) with
 the function's code directory first on ``sys.path``, then its layers' ``python`` directories, then the
 twin's venv (standing in for the packages the Lambda runtime provides, and for the dependency layer, whose
 Linux wheels are built for Lambda's Python). Its environment is built from scratch: nothing of the host's
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.twin._lambda_worker import MARK
+from mlops.twin.awslambda.worker import MARK
 
-WORKER_SCRIPT = Path(__file__).with_name("_lambda_worker.py")
+WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 # The twin's own project: its ``mlops`` must never stand in for a layer's copy inside a worker.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEPS_LAYER_MARKER = "mlops-deps-layer.txt"

@@ -1,6 +1,6 @@
 """One Lambda execution environment of the twin: a Python process that runs one function's handler.
 
-Started by :mod:`mlops.twin.lambda_runtime` as ``python -I -u -X utf8 <this file>``, by path, so that
+Started by :mod:`mlops.twin.awslambda.runtime` as ``python -I -u -X utf8 <this file>``, by path, so that
 nothing of the twin (not even the ``mlops`` package this file sits in) is imported here: the function's
 ``mlops`` comes from its layer, as in AWS. Only the standard library is used.
 

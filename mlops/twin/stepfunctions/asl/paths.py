@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.twin.asl.errors import RESULT_PATH_MATCH_FAILURE, StatesError
+from mlops.twin.stepfunctions.asl.errors import RESULT_PATH_MATCH_FAILURE, StatesError
 
 
 class PathSyntaxError(ValueError):

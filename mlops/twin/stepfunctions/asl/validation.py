@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.twin.asl import choice, intrinsics, paths, payload
-from mlops.twin.asl.errors import ALL
+from mlops.twin.stepfunctions.asl import choice, intrinsics, paths, payload
+from mlops.twin.stepfunctions.asl.errors import ALL
 
 STATE_TYPES = frozenset({"Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"})
 _TRANSITIONING = frozenset({"Pass", "Task", "Wait", "Parallel", "Map"})

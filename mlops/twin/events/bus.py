@@ -1,6 +1,6 @@
 """An in-process EventBridge event bus for the local twin.
 
-Rules carry their real EventPattern (matched by :mod:`mlops.twin.event_patterns`) or ScheduleExpression
+Rules carry their real EventPattern (matched by :mod:`mlops.twin.events.patterns`) or ScheduleExpression
 (``rate(...)`` / six-field ``cron(...)``, evaluated in UTC); each matching, enabled rule's targets receive the
 event shaped by the target's Input, InputPath or InputTransformer. Delivery is synchronous through a callback;
 callback errors are recorded in :attr:`EventBus.history` and never reach the publisher.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from mlops.twin.event_patterns import apply_input_path, apply_input_transformer, matches, validate_pattern
+from mlops.twin.events.patterns import apply_input_path, apply_input_transformer, matches, validate_pattern
 
 __all__ = ["CronSchedule", "Delivery", "EventBus", "Rule", "ScheduleError", "Target", "parse_schedule"]
 

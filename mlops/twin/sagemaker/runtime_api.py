@@ -12,7 +12,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
-from mlops.twin.serving import EndpointRuntime, InvokeError
+from mlops.twin.sagemaker.serving import EndpointRuntime, InvokeError
 
 MAX_PAYLOAD = 6 * 1024 * 1024  # InvokeEndpoint's payload limit
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlops.twin.asl import choice, paths, payload, retry
-from mlops.twin.asl.errors import (
+from mlops.twin.stepfunctions.asl import choice, paths, payload, retry
+from mlops.twin.stepfunctions.asl.errors import (
     DATA_LIMIT_EXCEEDED,
     EXCEED_TOLERATED_FAILURE_THRESHOLD,
     NO_CHOICE_MATCHED,
@@ -21,7 +21,7 @@ from mlops.twin.asl.errors import (
     TIMEOUT,
     StatesError,
 )
-from mlops.twin.asl.history import History, now_iso, split_resource, to_json
+from mlops.twin.stepfunctions.asl.history import History, now_iso, split_resource, to_json
 
 PAYLOAD_LIMIT = 256 * 1024  # bytes of UTF-8 JSON, the Step Functions quota
 _POLL = 0.05  # real seconds between cancellation checks while waiting

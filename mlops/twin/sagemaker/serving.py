@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlops.twin.cloudwatch import MetricStore
+from mlops.twin.cloudwatch.alarms import MetricStore
 
 NAMESPACE = "AWS/SageMaker"
 

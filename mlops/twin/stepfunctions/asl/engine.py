@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from mlops.twin.asl import validation
-from mlops.twin.asl.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StatesError
-from mlops.twin.asl.execution import Execution, execution_arn
-from mlops.twin.asl.history import History, now_iso, to_json
-from mlops.twin.asl.interpreter import Cancelled, Cursor, Dispatcher, Interpreter, Scope
+from mlops.twin.stepfunctions.asl import validation
+from mlops.twin.stepfunctions.asl.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StatesError
+from mlops.twin.stepfunctions.asl.execution import Execution, execution_arn
+from mlops.twin.stepfunctions.asl.history import History, now_iso, to_json
+from mlops.twin.stepfunctions.asl.interpreter import Cancelled, Cursor, Dispatcher, Interpreter, Scope
 
 
 class _Run:

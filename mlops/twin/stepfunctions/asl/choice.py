@@ -8,8 +8,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from mlops.twin.asl import paths
-from mlops.twin.asl.errors import RUNTIME, StatesError
+from mlops.twin.stepfunctions.asl import paths
+from mlops.twin.stepfunctions.asl.errors import RUNTIME, StatesError
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "Equals": operator.eq,

@@ -31,10 +31,10 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
 from mlops.s3io import S3Location
-from mlops.twin.cloudwatch import AlarmEvaluator
-from mlops.twin.serving import CaptureConfig, Endpoint, EndpointRuntime, LoadedModel, Variant
+from mlops.twin.cloudwatch.alarms import AlarmEvaluator
+from mlops.twin.sagemaker.serving import CaptureConfig, Endpoint, EndpointRuntime, LoadedModel, Variant
 
-log = logging.getLogger("mlops.twin.deployments")
+log = logging.getLogger("mlops.twin.sagemaker.endpoints")
 
 
 class EndpointManager:

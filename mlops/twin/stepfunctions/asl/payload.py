@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlops.twin.asl import intrinsics, paths
-from mlops.twin.asl.errors import PARAMETER_PATH_FAILURE, StatesError
+from mlops.twin.stepfunctions.asl import intrinsics, paths
+from mlops.twin.stepfunctions.asl.errors import PARAMETER_PATH_FAILURE, StatesError
 
 
 def render(template: Any, data: Any, context: Any, *, error: str = PARAMETER_PATH_FAILURE) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from mlops.twin.asl.errors import error_matches
+from mlops.twin.stepfunctions.asl.errors import error_matches
 
 
 def find(entries: list[dict[str, Any]], error: str) -> int | None:
