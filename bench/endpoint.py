@@ -8,7 +8,7 @@ contract (temp dirs shaped like ``/opt/ml``), then measures one CSV row per requ
 2. ``predict_fn``: the handler's ``predict_fn`` on the same parsed row;
 3. ``handler``: ``input_fn`` -> ``predict_fn`` -> ``output_fn`` in-process (``LoadedModel.handle``);
 4. ``runtime.invoke``: ``EndpointRuntime.invoke`` in-process (variant pick, metrics, capture);
-5. ``http.client``: ``POST /endpoints/bench/invocations`` on the twin's ``EndpointServer``
+5. ``http.client``: ``POST /endpoints/bench/invocations`` on the twin's gateway (``RuntimeApi``)
    over keep-alive connections (one per thread);
 6. ``boto3``: ``sagemaker-runtime`` ``invoke_endpoint`` against the same server.
 
@@ -109,10 +109,13 @@ def build_runtime(model_dir: Path, capture_dir: Path) -> Any:
 
 def serve(model_dir: Path, capture_dir: Path) -> None:
     """Child process: serve the model until stdin closes, then flush capture and report its count."""
-    from mlops.twin.sagemaker.runtime_api import EndpointServer
+    from mlops.twin.gateway import Gateway
+    from mlops.twin.iam import Principals
+    from mlops.twin.sagemaker.runtime_api import RuntimeApi
 
     runtime = build_runtime(model_dir, capture_dir)
-    server = EndpointServer(runtime)
+    server = Gateway(Principals("123456789012"))
+    server.mount_wsgi("sagemaker-runtime", RuntimeApi(runtime))
     print(server.start(), flush=True)
     sys.stdin.read()
     server.stop()

@@ -287,7 +287,7 @@ def local_demo(
     console.print(f"endpoint [bold]{model}[/] now serves version {loop_demo.serving_version(handle, model)}")
     console.rule("[bold]where everything is")
     console.print(f"S3 API: {handle.endpoint}  (try: aws --endpoint-url {handle.endpoint} s3 ls)")
-    console.print(f"SageMaker Runtime: {handle.state['runtime_endpoint']}  (try: mlops predict {model} --file ...)")
+    console.print(f"SageMaker Runtime: {handle.endpoint}  (try: mlops predict {model} --file ...)")
     console.print(f"SNS notifications: {workdir / 'notifications.jsonl'}")
     console.print(f"executions: `mlops executions`, files in {workdir / 'executions'}")
     console.print(f"Lambda logs: {workdir / 'logs'}   events: {workdir / 'events.jsonl'}")

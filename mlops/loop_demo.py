@@ -28,7 +28,7 @@ def runtime_client(handle: control.TwinHandle) -> Any:
     """boto3 ``sagemaker-runtime`` against the twin's endpoint server."""
     return boto3.client(
         "sagemaker-runtime",
-        endpoint_url=handle.state["runtime_endpoint"],
+        endpoint_url=handle.endpoint,
         region_name="us-east-1",
         aws_access_key_id="twin",
         aws_secret_access_key="twin",

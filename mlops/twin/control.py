@@ -30,15 +30,15 @@ class TwinHandle:
 
     @property
     def endpoint(self) -> str:
-        return str(self.state["s3_endpoint"])
+        return str(self.state["endpoint"])
 
     def client(self, service: str = "s3") -> Any:
         return boto3.client(
             service,
             endpoint_url=self.endpoint,
             region_name="us-east-1",
-            aws_access_key_id="twin",
-            aws_secret_access_key="twin",
+            aws_access_key_id="operator",
+            aws_secret_access_key="operator",
         )
 
     def bucket(self, role: str) -> str:

@@ -52,12 +52,11 @@ def serve(cdk_out: Path, workdir: Path, port: int, time_scale: float) -> int:
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    twin = Twin(cdk_out, workdir, s3_port=port, time_scale=time_scale)
+    twin = Twin(cdk_out, workdir, port=port, time_scale=time_scale)
     report = twin.start()
     state = {
         "pid": os.getpid(),
-        "s3_endpoint": twin.s3.endpoint,
-        "runtime_endpoint": twin.runtime_endpoint,
+        "endpoint": twin.endpoint,
         "time_scale": time_scale,
         "cdk_out": str(cdk_out.resolve()),
         "started_at": time.time(),

@@ -21,17 +21,20 @@ from typing import Any
 import boto3
 from moto.s3.models import s3_backends
 from moto.sagemaker.models import sagemaker_backends
+from moto.server import create_backend_app
 
 from mlops.twin.assembly import Assembly, Resource
 from mlops.twin.awslambda.runtime import FunctionSpec, LambdaRuntime
 from mlops.twin.clock import TwinClock
 from mlops.twin.cloudwatch.alarms import Alarm, AlarmEvaluator, MetricStore
 from mlops.twin.events.bus import EventBus, Rule, Target
+from mlops.twin.gateway import Gateway
+from mlops.twin.iam import Principals
 from mlops.twin.s3.service import S3Service
 from mlops.twin.sagemaker.endpoints import EndpointManager
 from mlops.twin.sagemaker.jobs import JobRunner
 from mlops.twin.sagemaker.registry import Registry
-from mlops.twin.sagemaker.runtime_api import EndpointServer
+from mlops.twin.sagemaker.runtime_api import RuntimeApi
 from mlops.twin.sagemaker.serving import CaptureWriter, EndpointRuntime
 from mlops.twin.sns.topics import Notifications
 from mlops.twin.stepfunctions.asl import AslEngine, Execution
@@ -109,12 +112,14 @@ def _task_resources(states: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 class Twin:
-    def __init__(self, cdk_out: str | Path, workdir: str | Path, *, s3_port: int = 0, time_scale: float = 1.0) -> None:
+    def __init__(self, cdk_out: str | Path, workdir: str | Path, *, port: int = 0, time_scale: float = 1.0) -> None:
         self.assembly = Assembly(cdk_out)
         self.workdir = Path(workdir).resolve()  # jobs and workers run in other directories
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
-        self.s3 = S3Service(self.workdir, self._on_s3_event, port=s3_port, account=self.assembly.account)
+        self.principals = Principals(self.assembly.account)
+        self.gateway = Gateway(self.principals, port=port)
+        self.s3 = S3Service(self.workdir, self._on_s3_event, account=self.assembly.account)
         self.bus = EventBus(self._deliver, account=self.assembly.account, region=self.assembly.region)
         self.dispatcher = TaskDispatcher(self)
         self.engine = AslEngine(self.dispatcher, time_scale=time_scale)
@@ -123,7 +128,6 @@ class Twin:
         self.alarms = AlarmEvaluator(self.metrics, self.emit, self.assembly.account, self.assembly.region)
         self.capture = CaptureWriter(self._put_capture)
         self.endpoint_runtime = EndpointRuntime(self.metrics, self.capture, clock=self.clock.now)
-        self.endpoint_server = EndpointServer(self.endpoint_runtime)
         self.endpoints: EndpointManager | None = None
         self.notifications = Notifications(self.workdir / "notifications.jsonl")
         self._log_offsets: dict[Path, int] = {}
@@ -139,7 +143,13 @@ class Twin:
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> StartReport:
         self._reset_moto()
-        endpoint = self.s3.start()
+        self.s3.start()
+        self.gateway.mount_wsgi("s3", self.s3.app)
+        # moto keeps the SageMaker control plane's and Application Auto Scaling's records
+        self.gateway.mount_wsgi("sagemaker", create_backend_app("sagemaker"))
+        self.gateway.mount_wsgi("application-autoscaling", create_backend_app("application-autoscaling"))
+        self.gateway.mount_wsgi("sagemaker-runtime", RuntimeApi(self.endpoint_runtime))
+        endpoint = self.gateway.start()
         for res in self.assembly.resources():
             if not self.assembly.included(res):
                 continue
@@ -159,7 +169,6 @@ class Twin:
         self.jobs = JobRunner(
             self.client("s3"), self.workdir / "sagemaker", self.assembly.account, self.assembly.region
         )
-        runtime_url = self.endpoint_server.start()
         self.endpoints = EndpointManager(
             account=self.assembly.account,
             region=self.assembly.region,
@@ -176,7 +185,6 @@ class Twin:
         for res in self.assembly.resources("AWS::SNS::Topic"):
             self.notifications.add_topic(res.arn)
         base_env = self._lambda_base_env(endpoint)
-        base_env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = runtime_url
         for res in self.assembly.resources("AWS::Lambda::Function"):
             self._create_function(res, base_env)
         for res in self.assembly.resources("AWS::StepFunctions::StateMachine"):
@@ -204,18 +212,27 @@ class Twin:
         for fn in self.functions.values():
             fn.close()
         self.capture.flush()
-        self.endpoint_server.stop()
+        self.gateway.stop()
         self.s3.stop()
         self._events_log.close()
 
-    def client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.s3.endpoint,
-            region_name=self.assembly.region,
-            aws_access_key_id="twin",
-            aws_secret_access_key="twin",
-        )
+    @property
+    def endpoint(self) -> str:
+        """The one URL of every AWS API the twin serves."""
+        return self.gateway.url
+
+    def client(self, service: str, role_arn: str | None = None) -> Any:
+        """A boto3 client on the twin, as the operator or as a role of the app."""
+        if role_arn:
+            creds = self.principals.credentials(role_arn)
+            keys = {
+                "aws_access_key_id": creds.access_key_id,
+                "aws_secret_access_key": creds.secret_access_key,
+                "aws_session_token": creds.session_token,
+            }
+        else:
+            keys = {"aws_access_key_id": "operator", "aws_secret_access_key": "operator"}
+        return boto3.client(service, endpoint_url=self.gateway.url, region_name=self.assembly.region, **keys)
 
     def _publish_assets(self) -> None:
         """Upload file assets to their bootstrap bucket, as ``cdk deploy`` publishes them."""
@@ -228,9 +245,6 @@ class Twin:
     def _lambda_base_env(self, endpoint: str) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL": endpoint,  # every AWS SDK call of a handler goes to the twin
-            "AWS_ACCESS_KEY_ID": "twin",
-            "AWS_SECRET_ACCESS_KEY": "twin",
-            "AWS_SESSION_TOKEN": "twin",
             "AWS_REGION": self.assembly.region,
             "AWS_DEFAULT_REGION": self.assembly.region,
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon on the twin
@@ -238,7 +252,7 @@ class Twin:
 
     @property
     def runtime_endpoint(self) -> str:
-        return self.endpoint_server.url
+        return self.gateway.url
 
     def tick(self) -> None:
         """Advance what runs on the clock: schedules, EMF metrics from logs, alarms, capture files."""
@@ -302,7 +316,9 @@ class Twin:
             memory_mb=int(props.get("MemorySize", 128)),
             runtime=str(props.get("Runtime", "")),
         )
-        self.functions[res.physical_id] = LambdaRuntime(spec, base_env=base_env, log_dir=self.workdir / "logs")
+        role = str(props.get("Role", ""))
+        env = {**base_env, **(self.principals.credentials(role).env() if role else {})}
+        self.functions[res.physical_id] = LambdaRuntime(spec, base_env=env, log_dir=self.workdir / "logs")
 
     def _create_state_machine(self, res: Resource) -> None:
         props = self.assembly.resolve(res.properties, res.stack)

@@ -1,4 +1,4 @@
-"""The twin's S3: moto's server on 127.0.0.1, with EventBridge events and persistence.
+"""The twin's S3: moto's S3 app behind the twin's gateway, with EventBridge events and persistence.
 
 Users talk to it exactly as to S3 (boto3 or the AWS CLI with ``--endpoint-url``).
 Two things moto does not do for us are added here through its notification hook
@@ -14,7 +14,6 @@ Two things moto does not do for us are added here through its notification hook
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import urllib.parse
 import uuid
@@ -26,7 +25,7 @@ from typing import Any
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3 import notifications
 from moto.s3.models import s3_backends
-from moto.server import ThreadedMotoServer
+from moto.server import create_backend_app
 
 REASONS = {
     "s3:ObjectCreated:Put": "PutObject",
@@ -46,14 +45,13 @@ def _mirror_path(root: Path, bucket: str, key: str) -> Path:
 
 
 class S3Service:
-    """moto's S3 API served on loopback for one twin."""
+    """moto's S3 API for one twin; the gateway mounts :attr:`app`."""
 
     def __init__(
         self,
         workdir: Path,
         on_event: Callable[[dict[str, Any]], None],
         *,
-        port: int = 0,
         account: str = DEFAULT_ACCOUNT_ID,
         region: str = "us-east-1",
     ) -> None:
@@ -61,9 +59,8 @@ class S3Service:
         self.on_event = on_event
         self.account = account
         self.region = region
-        self.port = port
         self.eventbridge_buckets: set[str] = set()
-        self._server: ThreadedMotoServer | None = None
+        self.app: Any = None
         self._restoring = threading.local()
         self._completing = threading.local()
         self._original_send_event = notifications.send_event
@@ -72,14 +69,7 @@ class S3Service:
     def backend(self) -> Any:
         return s3_backends[self.account]["aws"]
 
-    @property
-    def endpoint(self) -> str:
-        if self._server is None:
-            raise RuntimeError("S3 service not started")
-        host, port = self._server.get_host_and_port()
-        return f"http://{host}:{port}"
-
-    def start(self) -> str:
+    def start(self) -> None:
         # Every request lands in the assembly's account, whatever access key the client uses
         # (moto would otherwise derive an account from the key); the twin owns this process.
         os.environ["MOTO_ACCOUNT_ID"] = self.account
@@ -108,16 +98,9 @@ class S3Service:
                 self._completing.active = False
 
         backend.complete_multipart_upload = complete_multipart_upload
-        if self.port:
-            _check_port_free(self.port)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self._server.start()
-        return self.endpoint
+        self.app = create_backend_app("s3")
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
         notifications.send_event = self._original_send_event
 
     # -- buckets -------------------------------------------------------------------
@@ -205,15 +188,3 @@ class S3Service:
             "resources": [f"arn:aws:s3:::{bucket.name}"],
             "detail": detail,
         }
-
-
-def _check_port_free(port: int) -> None:
-    """Fail at once, by name, when the S3 API's port is taken (moto's server would only log it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is fine
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            raise RuntimeError(
-                f"port {port} on 127.0.0.1 is in use (another twin? `mlops local down`, or pass --port)"
-            ) from None

@@ -11,7 +11,9 @@ import pytest
 from botocore.config import Config
 
 from mlops.twin.cloudwatch.alarms import MetricStore
-from mlops.twin.sagemaker.runtime_api import EndpointServer
+from mlops.twin.gateway import Gateway
+from mlops.twin.iam import Principals
+from mlops.twin.sagemaker.runtime_api import RuntimeApi
 from mlops.twin.sagemaker.serving import CaptureConfig, CaptureWriter, Endpoint, EndpointRuntime, LoadedModel, Variant
 
 INFERENCE = """
@@ -56,7 +58,8 @@ def twin_endpoint(tmp_path: Path) -> Iterator[tuple[object, EndpointRuntime, Met
             capture=CaptureConfig("s3://capture-bkt/datacapture"),
         )
     )
-    server = EndpointServer(runtime)
+    server = Gateway(Principals("123456789012"))
+    server.mount_wsgi("sagemaker-runtime", RuntimeApi(runtime))
     url = server.start()
     client = boto3.client(
         "sagemaker-runtime",

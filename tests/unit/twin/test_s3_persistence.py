@@ -8,6 +8,8 @@ from typing import Any
 import boto3
 from moto.s3.models import s3_backends
 
+from mlops.twin.gateway import Gateway
+from mlops.twin.iam import Principals
 from mlops.twin.s3.service import S3Service
 
 ACCOUNT = "000000000000"
@@ -19,12 +21,24 @@ def _client(endpoint: str) -> Any:
     )
 
 
-def _run(workdir: Path, events: list[dict[str, Any]]) -> tuple[S3Service, Any]:
+class _Running:
+    def __init__(self, service: S3Service, gateway: Gateway) -> None:
+        self.service, self.gateway = service, gateway
+
+    def stop(self) -> None:
+        self.gateway.stop()
+        self.service.stop()
+
+
+def _run(workdir: Path, events: list[dict[str, Any]]) -> tuple[_Running, Any]:
     s3_backends[ACCOUNT]["aws"].reset()  # a new process: nothing in memory
-    service = S3Service(workdir, events.append, port=0, account=ACCOUNT)
-    endpoint = service.start()
+    service = S3Service(workdir, events.append, account=ACCOUNT)
+    service.start()
+    gateway = Gateway(Principals(ACCOUNT))
+    gateway.mount_wsgi("s3", service.app)
+    endpoint = gateway.start()
     service.create_bucket("incoming", versioned=True, eventbridge=True)
-    return service, _client(endpoint)
+    return _Running(service, gateway), _client(endpoint)
 
 
 def test_objects_survive_a_restart_without_new_events(tmp_path: Path) -> None:
