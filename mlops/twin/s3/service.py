@@ -2,7 +2,7 @@
 
 Users talk to it exactly as to S3 (boto3 or the AWS CLI with ``--endpoint-url``).
 Two things moto does not do for us are added here through its notification hook
-(``moto.s3.notifications.send_event``, called by moto for every object change):
+(:func:`mlops.twin.moto_ext.on_s3_change`, called for every object change):
 
 - buckets whose template enables EventBridge notifications emit AWS-shaped
   "Object Created" / "Object Deleted" events onto the twin's event bus;
@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.s3 import notifications
 from moto.s3.models import s3_backends
 from moto.server import create_backend_app
+
+from mlops.twin import moto_ext
 
 REASONS = {
     "s3:ObjectCreated:Put": "PutObject",
@@ -62,8 +63,8 @@ class S3Service:
         self.eventbridge_buckets: set[str] = set()
         self.app: Any = None
         self._restoring = threading.local()
-        self._completing = threading.local()
-        self._original_send_event = notifications.send_event
+        self._completing = moto_ext.MultipartCompletion()
+        self._undo: list[Callable[[], None]] = []
 
     @property
     def backend(self) -> Any:
@@ -73,35 +74,16 @@ class S3Service:
         # Every request lands in the assembly's account, whatever access key the client uses
         # (moto would otherwise derive an account from the key); the twin owns this process.
         os.environ["MOTO_ACCOUNT_ID"] = self.account
-        notifications.send_event = self._send_event  # moto calls it through the module attribute
-        # moto sends no notification when a versioned delete only adds a delete marker.
-        backend = self.backend
-        set_marker = backend._set_delete_marker
-
-        def _set_delete_marker(bucket_name: str, key_name: str) -> Any:
-            marker = set_marker(bucket_name, key_name)
-            self._send_event(
-                self.account, "s3:ObjectRemoved:DeleteMarkerCreated", backend.get_bucket(bucket_name), marker
-            )
-            return marker
-
-        backend._set_delete_marker = _set_delete_marker
-        # moto stores a completed multipart upload with put_object, which notifies "Put"
-        # before its own "CompleteMultipartUpload": S3 sends only the latter.
-        complete = backend.complete_multipart_upload
-
-        def complete_multipart_upload(*args: Any, **kwargs: Any) -> Any:
-            self._completing.active = True
-            try:
-                return complete(*args, **kwargs)
-            finally:
-                self._completing.active = False
-
-        backend.complete_multipart_upload = complete_multipart_upload
+        self._undo = [
+            moto_ext.on_s3_change(self.backend, self._send_event),
+            self._completing.install(self.backend),
+        ]
         self.app = create_backend_app("s3")
 
     def stop(self) -> None:
-        notifications.send_event = self._original_send_event
+        for undo in reversed(self._undo):
+            undo()
+        self._undo = []
 
     # -- buckets -------------------------------------------------------------------
     def create_bucket(self, name: str, *, versioned: bool, eventbridge: bool) -> None:
@@ -131,12 +113,10 @@ class S3Service:
         return count
 
     # -- moto's notification hook -------------------------------------------------
-    def _send_event(self, account_id: str, event_name: str, bucket: Any, key: Any) -> None:
-        self._original_send_event(account_id, event_name, bucket, key)
+    def _send_event(self, account_id: str, name: str, bucket: Any, key: Any) -> None:
         if getattr(self._restoring, "active", False):
             return
-        name = str(getattr(event_name, "value", event_name))
-        if name == "s3:ObjectCreated:Put" and getattr(self._completing, "active", False):
+        if name == "s3:ObjectCreated:Put" and self._completing.active:
             return
         if name.startswith("s3:ObjectCreated:"):
             self._persist(bucket.name, key.name, key.value)

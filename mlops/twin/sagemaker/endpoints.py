@@ -23,14 +23,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
-from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import sagemaker_backends
-from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
 from mlops.s3io import S3Location
+from mlops.twin import moto_ext
 from mlops.twin.cloudwatch.alarms import AlarmEvaluator
 from mlops.twin.sagemaker.serving import CaptureConfig, Endpoint, EndpointRuntime, LoadedModel, Variant
 
@@ -65,32 +63,16 @@ class EndpointManager:
         return sagemaker_backends[self.account][self.region]
 
     def install(self) -> None:
-        backend, manager = self.backend, self
-        create = backend.create_endpoint
+        moto_ext.on_create_endpoint(self.backend, self._serve_new)
+        moto_ext.add_update_endpoint(self.update)
 
-        def create_endpoint(endpoint_name: str, endpoint_config_name: str, tags: Any) -> Any:
-            endpoint = create(endpoint_name, endpoint_config_name, tags)
-            try:
-                manager.runtime.set_endpoint(manager._endpoint(endpoint_name, endpoint_config_name))
-                endpoint.endpoint_status = "InService"
-            except Exception as exc:  # a model that does not load: the endpoint fails to create
-                endpoint.endpoint_status = "Failed"
-                endpoint.failure_reason = f"failed to load the model: {exc}"
-            return endpoint
-
-        def update_endpoint(self: SageMakerResponse) -> ActionResult:
-            try:
-                arn = manager.update(
-                    self._get_param("EndpointName"),
-                    self._get_param("EndpointConfigName"),
-                    self._get_param("DeploymentConfig") or {},
-                )
-            except (KeyError, RuntimeError) as exc:
-                raise ValidationError(message=str(exc).strip("'\"")) from None
-            return ActionResult({"EndpointArn": arn})
-
-        backend.create_endpoint = create_endpoint
-        SageMakerResponse.update_endpoint = update_endpoint  # moto has no UpdateEndpoint action
+    def _serve_new(self, endpoint: Any) -> None:
+        try:
+            self.runtime.set_endpoint(self._endpoint(endpoint.endpoint_name, endpoint.endpoint_config_name))
+            endpoint.endpoint_status = "InService"
+        except Exception as exc:  # a model that does not load: the endpoint fails to create
+            endpoint.endpoint_status = "Failed"
+            endpoint.failure_reason = f"failed to load the model: {exc}"
 
     # -- loading -------------------------------------------------------------------------
     def _fetch(self, uri: str, dest: Path) -> Path:

@@ -1,7 +1,7 @@
 """The SageMaker model registry on the twin: moto's backend plus the events AWS emits.
 
 Handlers and the CLI use the real SageMaker API (boto3 against the twin's endpoint).
-What moto lacks is added by wrapping its backend methods:
+What moto lacks is added through :mod:`mlops.twin.moto_ext`:
 
 - every model package creation and approval-status change emits a
   "SageMaker Model Package State Change" event on the twin's bus, as SageMaker does;
@@ -19,6 +19,8 @@ from typing import Any
 
 from moto.sagemaker.models import sagemaker_backends
 
+from mlops.twin import moto_ext
+
 
 class Registry:
     def __init__(self, account: str, region: str, emit: Callable[[dict[str, Any]], None]) -> None:
@@ -32,40 +34,16 @@ class Registry:
         return sagemaker_backends[self.account][self.region]
 
     def install(self) -> None:
-        if self._installed:
-            return
-        backend = self.backend
-        create, update = backend.create_model_package, backend.update_model_package
-
-        def create_model_package(*args: Any, **kwargs: Any) -> Any:
-            arn = create(*args, **kwargs)
-            self._changed(arn)
-            return arn
-
-        def update_model_package(model_package_arn: str, **kwargs: Any) -> Any:
-            # moto calls this with keyword arguments (its signature grows between releases)
-            package = self._package(model_package_arn)
-            # what the request leaves out stays as it was (moto would set it to None)
-            for field in ("customer_metadata_properties", "model_approval_status", "approval_description"):
-                if kwargs.get(field) is None and package is not None:
-                    kwargs[field] = getattr(package, field)
-            before = package.model_approval_status if package is not None else None
-            arn = update(model_package_arn=model_package_arn, **kwargs)
-            if self._package(arn).model_approval_status != before:
-                self._changed(arn)
-            return arn
-
-        backend.create_model_package = create_model_package
-        backend.update_model_package = update_model_package
-        self._installed = True
+        if not self._installed:
+            moto_ext.on_model_package_change(self.backend, self._changed)
+            self._installed = True
 
     def create_group(self, name: str, description: str = "") -> None:
         if name not in self.backend.model_package_groups:
             self.backend.create_model_package_group(name, description or name, [])
 
     def _package(self, arn_or_name: str) -> Any:
-        name = self.backend.model_package_name_mapping.get(arn_or_name, arn_or_name)
-        return self.backend.model_packages.get(name)
+        return moto_ext.model_package(self.backend, arn_or_name)
 
     def _changed(self, arn: str) -> None:
         package = self._package(arn)
