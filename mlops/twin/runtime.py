@@ -123,7 +123,7 @@ class Twin:
         self.bus = EventBus(self._deliver, account=self.assembly.account, region=self.assembly.region)
         self.dispatcher = TaskDispatcher(self)
         self.engine = AslEngine(self.dispatcher, time_scale=time_scale)
-        self.clock = TwinClock(time_scale)
+        self.clock = TwinClock(time_scale, state_dir=self.workdir)
         self.metrics = MetricStore()
         self.alarms = AlarmEvaluator(self.metrics, self.emit, self.assembly.account, self.assembly.region)
         self.capture = CaptureWriter(self._put_capture)
@@ -207,6 +207,7 @@ class Twin:
         sagemaker_backends[self.assembly.account][self.assembly.region].reset()
 
     def stop(self) -> None:
+        self.clock.checkpoint()
         if self.jobs is not None:
             self.jobs.stop_all()
         for fn in self.functions.values():
@@ -248,6 +249,7 @@ class Twin:
             "AWS_REGION": self.assembly.region,
             "AWS_DEFAULT_REGION": self.assembly.region,
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon on the twin
+            **self.clock.env(),  # handlers see the twin's timeline (cooldowns, locks, timestamps)
         }
 
     @property
@@ -257,6 +259,7 @@ class Twin:
     def tick(self) -> None:
         """Advance what runs on the clock: schedules, EMF metrics from logs, alarms, capture files."""
         now = self.clock.now()
+        self.clock.checkpoint()
         self._ingest_logs(now)
         self.bus.fire_schedules(now)
         self.alarms.evaluate(now)
