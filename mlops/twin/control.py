@@ -85,14 +85,30 @@ def stop(workdir: Path, timeout_s: float = 30) -> bool:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return True
-        time.sleep(0.2)
+        time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     (workdir / STATE_FILE).unlink(missing_ok=True)
     return True
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs; an exited child of ours (a zombie still answers ``kill 0``) is reaped."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # not our child: its parent (or init) reaps it
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def load_executions(workdir: Path, machine: str = "") -> list[dict[str, Any]]:
