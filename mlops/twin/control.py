@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -86,6 +87,7 @@ def stop(workdir: Path, timeout_s: float = 30) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not _alive(pid):
+            (workdir / STATE_FILE).unlink(missing_ok=True)  # the daemon removes it too, unless killed
             return True
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
@@ -108,7 +110,11 @@ def _alive(pid: int) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return True
-    return state != "Z"
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
 
 
 def load_executions(workdir: Path, machine: str = "") -> list[dict[str, Any]]:
