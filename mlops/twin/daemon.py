@@ -8,6 +8,7 @@ state machine execution, with its event history), ``logs/`` and ``events.jsonl``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -37,6 +38,39 @@ def read_state(workdir: Path) -> dict[str, Any] | None:
     return state
 
 
+def reap_orphans(workdir: Path) -> list[int]:
+    """Kill what a twin that died (kill -9) left running: its training jobs and Lambda workers.
+
+    The daemon leads its own process group (``control.start`` starts it in a new session), so
+    its children share the group id = its pid. Only processes of that group whose working
+    directory or command line lies in this work dir or its assembly are touched.
+    """
+    path = workdir / STATE_FILE
+    try:
+        stale = json.loads(path.read_text())
+        group = int(stale["pid"])
+    except (OSError, ValueError, KeyError):
+        return []
+    if read_state(workdir) is not None:
+        return []  # that twin is alive
+    marks = [str(workdir.resolve()), str(stale.get("cdk_out", "")) or str(workdir.resolve())]
+    killed = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[2]) != group:
+                continue
+            cwd = os.readlink(proc / "cwd")
+            cmdline = proc.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if any(m and (cwd.startswith(m) or m in cmdline) for m in marks):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed.append(int(proc.name))
+    path.unlink(missing_ok=True)
+    return killed
+
+
 def outputs(twin: Twin) -> dict[str, Any]:
     """Every stack output, resolved to twin names: ``{"MlopsData.IncomingBucketName": "..."}``."""
     found = {}
@@ -52,6 +86,9 @@ def serve(cdk_out: Path, workdir: Path, port: int, time_scale: float) -> int:
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    orphans = reap_orphans(workdir)
+    if orphans:
+        logging.warning("killed %d processes left running by a twin that died: %s", len(orphans), orphans)
     twin = Twin(cdk_out, workdir, port=port, time_scale=time_scale)
     report = twin.start()
     state = {
