@@ -73,6 +73,7 @@ class Stack:
     template: dict[str, Any]
     resources: dict[str, Resource] = field(default_factory=dict)
     conditions: dict[str, bool] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # stack tags, as `cdk deploy` passes them
 
 
 def _physical_name(stack: str, logical_id: str, rtype: str) -> str:
@@ -131,7 +132,7 @@ class Assembly:
         for name in self._stack_order(manifest.get("artifacts", {})):
             props = manifest["artifacts"][name]["properties"]
             template = json.loads((self.dir / props["templateFile"]).read_text())
-            self.stacks[name] = Stack(name, template)
+            self.stacks[name] = Stack(name, template, tags=dict(props.get("tags", {})))
         self.exports: dict[str, Any] = {}
         for stack in self.stacks.values():
             self._load_stack(stack)

@@ -26,6 +26,7 @@ from moto.server import create_backend_app
 from mlops.twin.assembly import Assembly, Resource
 from mlops.twin.awslambda.runtime import FunctionSpec, LambdaRuntime
 from mlops.twin.clock import TwinClock
+from mlops.twin.cloudformation.api import CloudFormationApi
 from mlops.twin.cloudwatch.alarms import Alarm, AlarmEvaluator, MetricStore
 from mlops.twin.events.bus import EventBus, Rule, Target
 from mlops.twin.gateway import Gateway
@@ -149,6 +150,7 @@ class Twin:
         self.gateway.mount_wsgi("sagemaker", create_backend_app("sagemaker"))
         self.gateway.mount_wsgi("application-autoscaling", create_backend_app("application-autoscaling"))
         self.gateway.mount_wsgi("sagemaker-runtime", RuntimeApi(self.endpoint_runtime))
+        self.gateway.mount_api(CloudFormationApi(self.assembly))
         endpoint = self.gateway.start()
         for res in self.assembly.resources():
             if not self.assembly.included(res):

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import botocore.session
 from botocore.model import OperationModel, ServiceModel
+from moto.core.utils import get_service_model
 
 # SigV4 signing name -> botocore service name (the ones the twin routes).
 SIGNING_NAMES = {
@@ -36,6 +36,7 @@ SIGNING_NAMES = {
     "kms": "kms",
     "iam": "iam",
     "sqs": "sqs",
+    "cloudformation": "cloudformation",
 }
 RUNTIME_PATH = re.compile(r"^/endpoints/[^/]+/(invocations|async-invocations|invocations-response-stream)$")
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/([^/]+)/aws4_request")
@@ -43,7 +44,8 @@ CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/([^/]+)/aws4_reque
 
 @cache
 def service_model(name: str) -> ServiceModel:
-    return botocore.session.get_session().get_service_model(name)
+    """botocore's model of a service, in moto's subclass (what moto's parsers and serializers expect)."""
+    return get_service_model(name)
 
 
 @dataclass(frozen=True)
