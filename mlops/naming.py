@@ -7,6 +7,8 @@ RETRAIN_ALARM_KINDS = ("drift", "quality")
 ROLLBACK_ALARM_KINDS = ("5xx", "latency")
 METRICS_NAMESPACE = "Mlops"
 CAPTURE_PREFIX = "datacapture"
+# The app's stacks by role; the CDK app creates them under these names and the CLI finds them by them.
+STACKS = {"data": "MlopsData", "validation": "MlopsValidation", "training": "MlopsTraining", "serving": "MlopsServing"}
 
 
 def alarm_name(model: str, kind: str) -> str:

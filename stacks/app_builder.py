@@ -17,6 +17,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from mlops.config import ModelConfig
+from mlops.naming import STACKS
 from stacks.bundling import ROOT
 from stacks.data_stack import DataStack
 from stacks.layers import RUNTIME
@@ -57,10 +58,10 @@ def build_app(app: cdk.App, configs: dict[str, ModelConfig], *, nag: bool = True
     env = environment()
     # explicit stack tags (the @aws-cdk/core:explicitStackTags flag); CloudFormation propagates them
     tags = {**TAGS, "models": " ".join(sorted(configs)) or "none"}
-    data = DataStack(app, "MlopsData", env=env, tags=tags, description="MLOps platform: KMS key and data buckets")
+    data = DataStack(app, STACKS["data"], env=env, tags=tags, description="MLOps platform: KMS key and data buckets")
     validation = ValidationStack(
         app,
-        "MlopsValidation",
+        STACKS["validation"],
         env=env,
         tags=tags,
         description="MLOps platform: validation of datasets landing in S3",
@@ -73,7 +74,7 @@ def build_app(app: cdk.App, configs: dict[str, ModelConfig], *, nag: bool = True
     )
     training = TrainingStack(
         app,
-        "MlopsTraining",
+        STACKS["training"],
         env=env,
         tags=tags,
         description="MLOps platform: training, evaluation, gate and model registry",
@@ -88,7 +89,7 @@ def build_app(app: cdk.App, configs: dict[str, ModelConfig], *, nag: bool = True
     )
     serving = ServingStack(
         app,
-        "MlopsServing",
+        STACKS["serving"],
         env=env,
         tags=tags,
         description="MLOps platform: deployment to endpoints, monitoring, alarms and retraining",
