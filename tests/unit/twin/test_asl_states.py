@@ -215,7 +215,7 @@ def test_max_attempts_zero_never_retries():
     assert len(calls) == 1
 
 
-def test_retry_on_task_failed_matches_everything_but_timeout():
+def test_retry_on_states_all_matches_any_task_error():
     calls = []
 
     def fail(p, c):
@@ -224,6 +224,65 @@ def test_retry_on_task_failed_matches_everything_but_timeout():
 
     run(task(Retry=[{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}]), {}, {FN: fail})
     assert len(calls) == 3
+
+
+def test_retry_on_task_failed_is_a_wildcard_for_any_error():
+    # AWS error-handling docs: States.TaskFailed in a retrier matches any error but States.Timeout.
+    calls = []
+
+    def fail(p, c):
+        calls.append(1)
+        raise TaskFailed("Lambda.Unknown", "out of memory")
+
+    ex = run(task(Retry=[{"ErrorEquals": ["States.TaskFailed"], "MaxAttempts": 2}]), {}, {FN: fail})
+    assert len(calls) == 3 and ex.error == "Lambda.Unknown"
+
+
+def test_task_failed_does_not_match_states_timeout():
+    calls = []
+
+    def time_out(p, c):
+        calls.append(1)
+        raise TaskFailed("States.Timeout", "too slow")
+
+    definition = task(
+        Retry=[{"ErrorEquals": ["States.TaskFailed"], "MaxAttempts": 2}],
+        Catch=[{"ErrorEquals": ["States.TaskFailed"], "Next": "H"}],
+    )
+    definition["States"]["H"] = {"Type": "Pass", "End": True}
+    ex = run(definition, {}, {FN: time_out})
+    assert len(calls) == 1 and ex.status == "FAILED" and ex.error == "States.Timeout"
+
+
+def test_catch_on_task_failed_catches_other_errors():
+    def fail(p, c):
+        raise TaskFailed("ValidationError", "bad rows")
+
+    definition = task(Catch=[{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.err", "Next": "H"}])
+    definition["States"]["H"] = {"Type": "Pass", "End": True}
+    ex = run(definition, {"a": 1}, {FN: fail})
+    assert ex.status == "SUCCEEDED" and ex.output == {"a": 1, "err": {"Error": "ValidationError", "Cause": "bad rows"}}
+
+
+@pytest.mark.parametrize(
+    ("names", "error", "matches"),
+    [
+        (["States.TaskFailed"], "Anything", True),
+        (["States.TaskFailed"], "States.Timeout", False),
+        (["States.TaskFailed"], "States.HeartbeatTimeout", False),
+        (["States.TaskFailed"], "States.Runtime", False),
+        (["States.TaskFailed"], "States.DataLimitExceeded", False),
+        (["States.Timeout"], "States.Timeout", True),
+        (["States.ALL"], "States.Timeout", True),
+        (["States.ALL"], "States.DataLimitExceeded", False),
+        (["States.DataLimitExceeded"], "States.DataLimitExceeded", True),
+        (["States.ALL"], "States.Runtime", False),
+    ],
+)
+def test_error_matching_table(names, error, matches):
+    from mlops.twin.stepfunctions.asl.errors import error_matches
+
+    assert error_matches(names, error) is matches
 
 
 def test_catch_resultpath_keeps_input():
