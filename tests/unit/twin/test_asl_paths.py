@@ -90,12 +90,6 @@ def test_payload_missing_path_is_parameter_path_failure():
     assert "'x.$'" in info.value.cause
 
 
-def test_payload_problems_reports_bad_paths_and_functions():
-    found = payload.problems({"a.$": "nope", "b": {"c.$": "States.Nope(1)"}, "d.$": "$.ok"}, "/P")
-    assert len(found) == 2
-    assert found[0].startswith("/P/a.$") and "States.Nope" in found[1]
-
-
 # -- unions (JSONPath "[a,b]"): in Paths, not in Reference Paths -----------------------------
 @pytest.mark.parametrize(
     ("path", "expected"),

@@ -411,7 +411,8 @@ def test_choice_without_default_fails_no_choice_matched():
 
 # -- Parallel -------------------------------------------------------------------------
 def branch(result):
-    return {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": result, "End": True}}}
+    # State names are unique machine-wide, branches included (ASL spec; AWS: DUPLICATE_STATE_NAME).
+    return {"StartAt": f"P{result}", "States": {f"P{result}": {"Type": "Pass", "Result": result, "End": True}}}
 
 
 def test_parallel_results_in_branch_order():
@@ -430,8 +431,8 @@ def test_parallel_branches_run_concurrently():
         barrier.wait()
         return p
 
-    task_branch = {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": FN, "End": True}}}
-    ex = run(one({"Type": "Parallel", "Branches": [task_branch, task_branch]}), "x", {FN: meet})
+    branches = [{"StartAt": t, "States": {t: {"Type": "Task", "Resource": FN, "End": True}}} for t in ("T1", "T2")]
+    ex = run(one({"Type": "Parallel", "Branches": branches}), "x", {FN: meet})
     assert ex.output == ["x", "x"]
 
 
