@@ -307,11 +307,9 @@ def test_catchers_evaluated_in_order():
 
 
 def test_task_timeout():
-    def slow(p, c):
-        time.sleep(1)
-        return "late"
-
-    ex = run(task(TimeoutSeconds=5), {}, {FN: slow}, time_scale=0.01)
+    release = threading.Event()
+    ex = run(task(TimeoutSeconds=1), {}, {FN: lambda p, c: release.wait(3) and "late"}, time_scale=0.01)
+    release.set()
     assert ex.error == "States.Timeout"
     assert "TaskTimedOut" in [e["type"] for e in ex.history]
 
