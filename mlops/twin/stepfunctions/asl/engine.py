@@ -40,6 +40,12 @@ class AslEngine:
         return validation.validate(definition)
 
     def start_execution(self, state_machine_arn: str, definition: dict[str, Any], input: Any, name: str) -> Execution:
+        return self.start(state_machine_arn, definition, input, name)[0]
+
+    def start(
+        self, state_machine_arn: str, definition: dict[str, Any], input: Any, name: str
+    ) -> tuple[Execution, bool]:
+        """StartExecution: (the execution, whether this call started it)."""
         arn = execution_arn(state_machine_arn, name)
         with self._lock:
             existing = self._runs.get(arn)
@@ -47,7 +53,7 @@ class AslEngine:
                 execution = existing.execution
                 # AWS idempotency: same name and same input while running returns the execution.
                 if execution.status == "RUNNING" and to_json(execution.input) == to_json(input):
-                    return execution
+                    return execution, False
                 raise ExecutionAlreadyExists(f"Execution Already Exists: '{arn}'")
             execution = Execution(arn=arn, name=name, state_machine_arn=state_machine_arn, input=input)
             execution.start_date = now_iso()
@@ -69,7 +75,7 @@ class AslEngine:
         threading.Thread(
             target=self._execute, args=(run, interpreter, definition, problems), name=f"asl-{name}", daemon=True
         ).start()
-        return execution
+        return execution, True
 
     def _execute(self, run: _Run, interpreter: Interpreter, definition: dict[str, Any], problems: list[str]) -> None:
         try:
@@ -98,7 +104,9 @@ class AslEngine:
                 run.history.add("ExecutionSucceeded", last, {"output": to_json(output)})
             else:
                 kind = {"FAILED": "ExecutionFailed", "TIMED_OUT": "ExecutionTimedOut", "ABORTED": "ExecutionAborted"}
-                run.history.add(kind[status], last, {"error": error or "", "cause": cause or ""})
+                # As AWS: a stop without a reason has empty details, not empty strings.
+                details = {k: v for k, v in (("error", error), ("cause", cause)) if v is not None}
+                run.history.add(kind[status], last, details)
             execution.output, execution.error, execution.cause = output, error, cause
             execution.stop_date = now_iso()
             execution.status = status
