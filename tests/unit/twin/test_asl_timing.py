@@ -65,15 +65,15 @@ def test_execution_timeout_counts_main_path_waits_at_full_length():
 
 
 def test_execution_timeout_adds_waits_and_work():
-    # 0.3 s of work + a 300 s wait (0.3 real s) = 300.3 AWS seconds > 300: timed out.
+    # 0.3 s of work + a 400 s wait (0.4 real s) passes 300 AWS seconds 0.3 s into the wait.
     definition = {
         "TimeoutSeconds": 300,
         "StartAt": "T",
-        "States": {"T": task(Next="W"), "W": {"Type": "Wait", "Seconds": 300, "End": True}},
+        "States": {"T": task(Next="W"), "W": {"Type": "Wait", "Seconds": 400, "End": True}},
     }
     ex, took = run(definition, work(0.3))
-    assert ex.status == "TIMED_OUT" and took < 0.9
-    ok = {**definition, "TimeoutSeconds": 302}
+    assert ex.status == "TIMED_OUT" and took < 1.0
+    ok = {**definition, "TimeoutSeconds": 405}
     ex, _ = run(ok, work(0.3), name="ok")
     assert ex.status == "SUCCEEDED"
 
@@ -109,11 +109,24 @@ def test_waits_inside_parallel_branches_are_not_credited():
     assert ex.status == "SUCCEEDED"
 
 
-def test_execution_clock_credits_waits():
+def test_execution_clock_counts_a_wait_as_its_length():
     clock = ExecutionClock(0.01)
-    with clock.waiting():
+    with clock.waiting(5):  # 5 twin seconds: 0.05 real
         assert clock.rate() == 100
-        time.sleep(0.05)
-        assert 4 < clock.elapsed() < 8  # ~0.05 s of waiting counts ~5 s
-    time.sleep(0.05)
-    assert clock.rate() == 1 and 5 < clock.elapsed() < 8
+        time.sleep(0.02)
+        assert 1.5 < clock.elapsed() < 4  # ~0.02 s of waiting counts ~2 s
+        time.sleep(0.1)  # overslept: the wait still counts 5 s, not 12
+        assert clock.rate() == 1 and 4.99 < clock.elapsed() < 5.1
+    assert 4.99 < clock.elapsed() < 5.1  # real time outside waits only adds to it
+
+
+def test_deadline_reached_as_the_execution_ends_is_a_time_out():
+    # Work 0.3 s + a 300 s wait ends 0.3 AWS seconds past a 300 s limit: TIMED_OUT even if the
+    # watcher has not woken in the last instant of the wait.
+    definition = {
+        "TimeoutSeconds": 300,
+        "StartAt": "T",
+        "States": {"T": task(Next="W"), "W": {"Type": "Wait", "Seconds": 300, "End": True}},
+    }
+    ex, _ = run(definition, work(0.3))
+    assert ex.status == "TIMED_OUT"

@@ -267,3 +267,52 @@ def test_kill_9_at_any_moment_leaves_a_readable_record(tmp_path):
     assert stored["status"] == "RUNNING" and len(stored["history"]) > 200
     (interrupted,) = service(tmp_path).recover()
     assert interrupted.name == "busy" and record(tmp_path, "busy")["status"] == "FAILED"
+
+
+# -- the Twin on top of the service -------------------------------------------------------------------
+def _twin(tmp_path: Path, definition: dict):
+    from mlops.twin.runtime import Twin
+
+    properties = {
+        "StateMachineName": "Pipeline",
+        "DefinitionString": json.dumps(definition),
+        "RoleArn": "arn:aws:iam::0:role/r",
+    }
+    cdk_out = tmp_path / "cdk.out"
+    cdk_out.mkdir()
+    return Twin(_assembly(cdk_out, properties).dir, tmp_path / "work", time_scale=0.001)
+
+
+def test_twin_refuses_to_start_with_a_definition_aws_refuses(tmp_path):
+    bad = {"StartAt": "P", "States": {"P": {"Type": "Pass", "TimeoutSeconds": 5, "End": True}}}
+    twin = _twin(tmp_path, bad)
+    try:
+        with pytest.raises(StateMachineRejected) as info:
+            twin.start()
+    finally:
+        twin.stop()
+    assert "state machine Pipeline (" in str(info.value)
+    assert "SCHEMA_VALIDATION_FAILED: Field 'TimeoutSeconds' is not supported at /States/P" in str(info.value)
+
+
+def test_twin_delegates_and_reports_interrupted_executions(tmp_path):
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": "ok", "End": True}}}
+    left = tmp_path / "work" / "executions" / "Pipeline" / "left.json"
+    left.parent.mkdir(parents=True)
+    arn = machine_arn("Pipeline")
+    when = "2024-01-01T00:00:00+00:00"
+    started = {"id": 1, "previousEventId": 0, "timestamp": when, "type": "ExecutionStarted"}
+    execution_arn = arn.replace("stateMachine", "execution") + ":left"
+    stored = {"arn": execution_arn, "name": "left", "state_machine_arn": arn, "status": "RUNNING", "input": {}}
+    left.write_text(json.dumps({**stored, "start_date": when, "history": [started]}))
+    twin = _twin(tmp_path, definition)
+    try:
+        twin.start()
+        assert [e.name for e in twin.interrupted_executions] == ["left"]
+        assert twin.state_machine("Pipeline").arn == arn and arn in twin.state_machines
+        execution = twin.start_execution(arn, {"x": 1}, "fresh")
+        assert twin.wait_idle(timeout_s=10, settle_s=0.05) and execution.output == "ok"
+        assert record(tmp_path / "work", "fresh", "Pipeline")["status"] == "SUCCEEDED"
+        assert {e.name for e in twin.engine.list_executions()} == {"left", "fresh"}
+    finally:
+        twin.stop()

@@ -26,6 +26,7 @@ class _Run:
         self.scope = Scope()
         self.lock = threading.Lock()
         self.clock = ExecutionClock(time_scale)
+        self.timeout: float | None = None  # the definition's TimeoutSeconds
 
 
 class AslEngine:
@@ -69,6 +70,7 @@ class AslEngine:
         interpreter = Interpreter(self.dispatcher, self.time_scale, run.history, context, run.scope, run.clock)
         timeout = definition.get("TimeoutSeconds") if isinstance(definition, dict) else None
         if timeout and not problems:
+            run.timeout = float(timeout)
             threading.Thread(
                 target=self._watch, args=(run, float(timeout)), name=f"asl-timeout-{name}", daemon=True
             ).start()
@@ -89,7 +91,11 @@ class AslEngine:
         except Exception as exc:  # an engine bug must not leave the execution RUNNING forever
             self._complete(run, "FAILED", error="States.Runtime", cause=f"{type(exc).__name__}: {exc}")
         else:
-            self._complete(run, "SUCCEEDED", output=output)
+            if run.timeout is not None and run.clock.elapsed() > run.timeout:
+                # Past the deadline when it ended: AWS would have timed it out (the watcher may lag).
+                self._complete(run, "TIMED_OUT", error="States.Timeout", cause="The execution timed out")
+            else:
+                self._complete(run, "SUCCEEDED", output=output)
 
     def _complete(
         self, run: _Run, status: str, *, output: Any = None, error: str | None = None, cause: str | None = None

@@ -134,7 +134,7 @@ class Interpreter:
         """Waits ``twin_seconds`` scaled by time_scale (a Wait state, a retry interval), waking
         early on cancellation; on the main path the wait counts unscaled (see ``timing``)."""
         deadline = time.monotonic() + scaled(twin_seconds, self.time_scale)
-        with self.clock.waiting() if scope is self.root else contextlib.nullcontext():
+        with self.clock.waiting(twin_seconds) if scope is self.root else contextlib.nullcontext():
             while True:
                 scope.check()
                 remaining = deadline - time.monotonic()

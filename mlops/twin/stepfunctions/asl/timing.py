@@ -31,46 +31,55 @@ def scaled(twin_seconds: float, time_scale: float) -> float:
 
 
 class ExecutionClock:
-    """Elapsed time of one execution as AWS would count it (see the module docstring)."""
+    """Elapsed time of one execution as AWS would count it (see the module docstring): real
+    time, except that a main-path wait counts as its own length, however long it really took."""
 
     def __init__(self, time_scale: float) -> None:
         self.time_scale = time_scale
         self.changed = threading.Event()  # set when a main-path wait starts or ends, or the run ends
         self._start = time.monotonic()
-        self._credit = 0.0  # twin seconds of finished main-path waits, beyond the real time they took
+        self._credit = 0.0  # counted minus real seconds of the finished main-path waits
         self._since: float | None = None  # real start of the main-path wait under way
+        self._length = 0.0  # its length in twin seconds
         self._lock = threading.Lock()
 
-    @property
-    def _gain(self) -> float:
-        return 1.0 / self.time_scale - 1.0  # extra twin seconds per real second of waiting
+    def _counted(self, spent: float, length: float) -> float:
+        """Twin seconds of a wait of ``length`` after ``spent`` real seconds (never past its end)."""
+        return min(spent / self.time_scale, length)
 
     def elapsed(self) -> float:
         with self._lock:
             now = time.monotonic()
-            waiting = (now - self._since) * self._gain if self._since is not None else 0.0
-            return now - self._start + self._credit + waiting
+            total = now - self._start + self._credit
+            if self._since is not None:
+                spent = now - self._since
+                total += self._counted(spent, self._length) - spent
+            return total
 
     def rate(self) -> float:
         """Counted seconds per real second right now."""
         with self._lock:
-            return 1.0 / self.time_scale if self._since is not None else 1.0
+            if self._since is not None and (time.monotonic() - self._since) / self.time_scale < self._length:
+                return 1.0 / self.time_scale
+            return 1.0
 
     @contextmanager
-    def waiting(self) -> Iterator[None]:
-        """Around a main-path wait: its length counts unscaled."""
+    def waiting(self, twin_seconds: float) -> Iterator[None]:
+        """Around a main-path wait of ``twin_seconds``: it counts that long, scaled or not."""
         with self._lock:
-            self._since = time.monotonic()
+            self._since, self._length = time.monotonic(), max(0.0, twin_seconds)
         self.changed.set()
         try:
             yield
         finally:
             with self._lock:
                 if self._since is not None:
-                    self._credit += (time.monotonic() - self._since) * self._gain
+                    spent = time.monotonic() - self._since
+                    self._credit += self._counted(spent, self._length) - spent
                 self._since = None
             self.changed.set()
 
     def real_seconds_until(self, limit: float) -> float:
-        """Real seconds until ``elapsed()`` reaches ``limit`` at the current rate (<= 0: reached)."""
+        """Real seconds until ``elapsed()`` reaches ``limit`` at the current rate (<= 0: reached);
+        never more than the truth, so a watcher waking then re-checks in time."""
         return (limit - self.elapsed()) / self.rate()
