@@ -316,3 +316,24 @@ def test_twin_delegates_and_reports_interrupted_executions(tmp_path):
         assert {e.name for e in twin.engine.list_executions()} == {"left", "fresh"}
     finally:
         twin.stop()
+
+
+def test_start_execution_task_reports_api_errors_as_the_integration_names_them(tmp_path):
+    from mlops.twin.stepfunctions.asl import StatesError
+    from mlops.twin.stepfunctions.tasks import TaskDispatcher
+
+    sfn = service(tmp_path)
+    sfn.start_execution(machine_arn("M"), {}, "child").wait(5)
+
+    class Twin:  # what the dispatcher needs of the twin
+        start_execution = staticmethod(sfn.start_execution)
+
+    dispatch = TaskDispatcher(Twin())
+    resource = "arn:aws:states:::states:startExecution"
+    for arn, name, error in [
+        (machine_arn("M"), "child", "StepFunctions.ExecutionAlreadyExistsException"),
+        (machine_arn("Nope"), None, "StepFunctions.StateMachineDoesNotExistException"),
+    ]:
+        with pytest.raises(StatesError) as info:
+            dispatch(resource, {"StateMachineArn": arn, "Name": name, "Input": {"x": 1}}, None)
+        assert info.value.error == error
