@@ -8,13 +8,16 @@ The rule (so that a fast clock can never contradict AWS):
   the twin, so the timeouts that bound them — a Task's ``TimeoutSeconds`` (or
   ``TimeoutSecondsPath``), its ``HeartbeatSeconds`` — are real seconds, never scaled.
   Scaling them would time out at 0.005 any Task running longer than 0.5% of its timeout
-  while the work itself goes on.
+  while the work itself goes on. (HeartbeatSeconds reaches the task unscaled; the twin has
+  no SendTaskHeartbeat, so it does not enforce heartbeats.)
 - **An execution's ``TimeoutSeconds``** counts the way AWS counts it: real time for the
-  work, plus the full (unscaled) length of the waits. The waits of the execution's main
-  path (states outside Parallel branches and Map iterations) are credited exactly; waits
-  inside branches and iterations, which overlap other work, are not credited, so the twin
-  may let such an execution run longer than AWS would, but never ends one that AWS would
-  let finish. The deadline is therefore never shorter in real time than ``TimeoutSeconds``.
+  work, plus each wait at its full (unscaled) length, however long it really took (an
+  overslept poll adds nothing). Work is therefore never counted faster than real time. The
+  waits of the execution's main path (states outside Parallel branches and Map iterations)
+  count exactly; waits inside branches and iterations, which overlap other work, are not
+  counted, so the twin may let such an execution run longer than AWS would, but never ends
+  one that AWS would let finish. An execution that ends past its limit is TIMED_OUT, as the
+  limit would have stopped it first.
 """
 
 from __future__ import annotations
