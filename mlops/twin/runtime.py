@@ -13,7 +13,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,10 @@ from mlops.twin.sagemaker.registry import Registry
 from mlops.twin.sagemaker.runtime_api import RuntimeApi
 from mlops.twin.sagemaker.serving import CaptureWriter, EndpointRuntime
 from mlops.twin.sns.topics import Notifications
-from mlops.twin.stepfunctions.asl import AslEngine, Execution
-from mlops.twin.stepfunctions.tasks import TaskDispatcher, is_supported_task
+from mlops.twin.stepfunctions.api import StepFunctionsApi
+from mlops.twin.stepfunctions.asl import Execution
+from mlops.twin.stepfunctions.service import StateMachine, StepFunctions
+from mlops.twin.stepfunctions.tasks import TaskDispatcher
 
 log = logging.getLogger("mlops.twin")
 
@@ -90,28 +91,6 @@ class StartReport:
         }
 
 
-@dataclass(frozen=True)
-class StateMachine:
-    name: str
-    arn: str
-    definition: dict[str, Any]
-    path: str
-
-
-def _task_resources(states: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every (state name, Resource) of Task states, including inside Parallel and Map."""
-    found = []
-    for name, state in states.items():
-        if state.get("Type") == "Task":
-            found.append((name, state.get("Resource", "")))
-        for branch in state.get("Branches", []):
-            found += _task_resources(branch.get("States", {}))
-        processor = state.get("ItemProcessor") or state.get("Iterator")
-        if processor:
-            found += _task_resources(processor.get("States", {}))
-    return found
-
-
 class Twin:
     def __init__(self, cdk_out: str | Path, workdir: str | Path, *, port: int = 0, time_scale: float = 1.0) -> None:
         self.assembly = Assembly(cdk_out)
@@ -123,7 +102,8 @@ class Twin:
         self.s3 = S3Service(self.workdir, self._on_s3_event, account=self.assembly.account)
         self.bus = EventBus(self._deliver, account=self.assembly.account, region=self.assembly.region)
         self.dispatcher = TaskDispatcher(self)
-        self.engine = AslEngine(self.dispatcher, time_scale=time_scale)
+        self.stepfunctions = StepFunctions(self.workdir, self.dispatcher, time_scale=time_scale, busy=self._busy)
+        self.engine = self.stepfunctions.engine
         self.clock = TwinClock(time_scale, state_dir=self.workdir)
         self.metrics = MetricStore()
         self.alarms = AlarmEvaluator(self.metrics, self.emit, self.assembly.account, self.assembly.region)
@@ -134,7 +114,6 @@ class Twin:
         self._log_offsets: dict[Path, int] = {}
         self.registry = Registry(self.assembly.account, self.assembly.region, self.emit)
         self.jobs: JobRunner | None = None
-        self.state_machines: dict[str, StateMachine] = {}
         self.functions: dict[str, LambdaRuntime] = {}
         self.report = StartReport()
         self._pending = 0
@@ -151,6 +130,7 @@ class Twin:
         self.gateway.mount_wsgi("application-autoscaling", create_backend_app("application-autoscaling"))
         self.gateway.mount_wsgi("sagemaker-runtime", RuntimeApi(self.endpoint_runtime))
         self.gateway.mount_api(CloudFormationApi(self.assembly))
+        self.gateway.mount_api(StepFunctionsApi(self.stepfunctions))
         endpoint = self.gateway.start()
         for res in self.assembly.resources():
             if not self.assembly.included(res):
@@ -191,6 +171,8 @@ class Twin:
             self._create_function(res, base_env)
         for res in self.assembly.resources("AWS::StepFunctions::StateMachine"):
             self._create_state_machine(res)
+        # Executions a previous twin left running end as FAILED; their owners can react to this list.
+        self.interrupted_executions = self.stepfunctions.recover()
         for res in self.assembly.resources("AWS::Events::Rule"):
             self._create_rule(res)
         for problem in self.report.unsupported:
@@ -326,18 +308,9 @@ class Twin:
         self.functions[res.physical_id] = LambdaRuntime(spec, base_env=env, log_dir=self.workdir / "logs")
 
     def _create_state_machine(self, res: Resource) -> None:
-        props = self.assembly.resolve(res.properties, res.stack)
-        definition = props.get("DefinitionString") or json.dumps(props.get("Definition", {}))
-        for key, value in props.get("DefinitionSubstitutions", {}).items():
-            definition = definition.replace("${" + key + "}", str(value))
-        parsed = json.loads(definition)
-        machine = StateMachine(res.physical_id, res.arn, parsed, res.path)
-        for problem in self.engine.validate(parsed):
-            self.report.unsupported_tasks.append((res.physical_id, "(definition)", problem))
-        for state, resource in _task_resources(parsed.get("States", {})):
-            if not is_supported_task(resource):
-                self.report.unsupported_tasks.append((res.physical_id, state, resource))
-        self.state_machines[res.arn] = machine
+        # StateMachineRejected (AWS's InvalidDefinition) stops the start, as it would fail the deploy.
+        machine, unsupported = self.stepfunctions.create_from_assembly(self.assembly, res)
+        self.report.unsupported_tasks += [(machine.name, state, problem) for state, problem in unsupported]
 
     def _create_alarm(self, res: Resource) -> None:
         props = self.assembly.resolve(res.properties, res.stack)
@@ -416,33 +389,13 @@ class Twin:
         with self._busy():
             return self.functions[name].invoke(payload)
 
+    @property
+    def state_machines(self) -> dict[str, StateMachine]:
+        return self.stepfunctions.machines
+
     def start_execution(self, arn: str, payload: Any, name: str | None = None) -> Execution:
-        machine = self.state_machines.get(arn)
-        if machine is None:
-            raise KeyError(f"state machine {arn} is not in the assembly")
-        with self._pending_lock:
-            self._pending += 1
-        execution = self.engine.start_execution(arn, machine.definition, payload, name or str(uuid.uuid4()))
-        self._save(execution)
-        threading.Thread(target=self._finish, args=(execution,), daemon=True).start()
-        return execution
-
-    def _finish(self, execution: Execution) -> None:
-        try:
-            execution.wait()
-            self._save(execution)
-        finally:
-            with self._pending_lock:
-                self._pending -= 1
-                self._pending_lock.notify_all()
-
-    def _save(self, execution: Execution) -> None:
-        machine = execution.state_machine_arn.rsplit(":", 1)[-1]
-        path = self.workdir / "executions" / machine / f"{execution.name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(execution.to_dict(), default=str, indent=1))
-        tmp.replace(path)
+        """StartExecution (KeyError for a machine not in the assembly), kept in the work directory."""
+        return self.stepfunctions.start_execution(arn, payload, name)
 
     class _Busy:
         def __init__(self, twin: Twin) -> None:
@@ -474,7 +427,4 @@ class Twin:
         return False
 
     def state_machine(self, name_or_arn: str) -> StateMachine:
-        for machine in self.state_machines.values():
-            if name_or_arn in (machine.arn, machine.name) or machine.path.startswith(name_or_arn + "/"):
-                return machine
-        raise KeyError(f"no state machine {name_or_arn!r}; known: {[m.name for m in self.state_machines.values()]}")
+        return self.stepfunctions.state_machine(name_or_arn)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from mlops.twin.sagemaker.jobs import JobFailed
-from mlops.twin.stepfunctions.asl import TaskContext, TaskFailed
+from mlops.twin.stepfunctions.asl import ExecutionAlreadyExists, TaskContext, TaskFailed
 
 if TYPE_CHECKING:
     from mlops.twin.runtime import Twin
@@ -185,6 +185,8 @@ class TaskDispatcher:
             return self.twin.start_execution(params["StateMachineArn"], payload, params.get("Name"))
         except KeyError as exc:
             raise TaskFailed("StepFunctions.StateMachineDoesNotExistException", str(exc)) from None
+        except ExecutionAlreadyExists as exc:  # a reused Name, as the integration names the API error
+            raise TaskFailed("StepFunctions.ExecutionAlreadyExistsException", str(exc)) from None
 
     # -- AWS SDK integrations ----------------------------------------------------------
     def _aws_sdk(self, service: str, action: str, params: dict[str, Any]) -> Any:

@@ -166,3 +166,38 @@ def test_base64_roundtrip_unicode():
     encoded = ev("States.Base64Encode($.t)", {"t": text})
     assert encoded == base64.b64encode(text.encode()).decode()
     assert ev("States.Base64Decode($.e)", {"e": encoded}) == text
+
+
+# -- "Step Functions will round it off to the nearest integer" (AWS intrinsic functions page) --
+def test_math_add_rounds_non_integer_arguments():
+    assert ev("States.MathAdd(1.2, 2.7)") == 4
+    assert ev("States.MathAdd($.a, $.b)", {"a": 110.5, "b": -1}) == 110  # half up: 111 - 1
+    assert ev("States.MathAdd(-2.5, 0)") == -2  # half up, as Java's Math.round
+    assert isinstance(ev("States.MathAdd(1.0, 1.0)"), int)
+
+
+def test_math_add_arguments_are_32_bit_integers():
+    with pytest.raises(StatesError):
+        ev("States.MathAdd(2147483648, 1)")
+    assert ev("States.MathAdd(2147483647, -1)") == 2147483646
+
+
+def test_array_range_rounds_every_argument():
+    assert ev("States.ArrayRange(0.6, 4.4, 1.5)") == [1, 3]
+    with pytest.raises(StatesError):
+        ev("States.ArrayRange(1, 5, 0.2)")  # rounds to a zero step
+
+
+def test_array_partition_rounds_the_chunk_size():
+    assert ev("States.ArrayPartition($.a, 1.6)", {"a": [1, 2, 3]}) == [[1, 2], [3]]
+
+
+def test_math_random_rounds_its_bounds():
+    for _ in range(20):
+        assert ev("States.MathRandom(0.6, 2.4)") == 1
+
+
+def test_array_get_item_index_is_not_rounded():
+    # Rounding is documented for the functions above only.
+    with pytest.raises(StatesError):
+        ev("States.ArrayGetItem($.a, 0.6)", {"a": [1, 2]})

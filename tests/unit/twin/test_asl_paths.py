@@ -90,7 +90,49 @@ def test_payload_missing_path_is_parameter_path_failure():
     assert "'x.$'" in info.value.cause
 
 
-def test_payload_problems_reports_bad_paths_and_functions():
-    found = payload.problems({"a.$": "nope", "b": {"c.$": "States.Nope(1)"}, "d.$": "$.ok"}, "/P")
-    assert len(found) == 2
-    assert found[0].startswith("/P/a.$") and "States.Nope" in found[1]
+# -- unions (JSONPath "[a,b]"): in Paths, not in Reference Paths -----------------------------
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("$.store.book[0,2].title", ["A", "C"]),
+        ("$.store.book[0, -1].price", [8, 30]),
+        ("$.store.book[1]['title','price']", ["B", 12]),
+        ("$['a b',\"store\"]", [1, DATA["store"]]),
+        ("$.store.book[0,7].title", ["A"]),
+    ],
+)
+def test_unions(path, expected):
+    assert paths.get(DATA, path) == expected
+
+
+def test_union_is_not_a_reference_path():
+    assert paths.validate("$.a[0,1]") is None
+    assert paths.validate("$.a[0,1]", reference=True)
+    assert paths.validate("$['a,b']", reference=True) is None  # a comma inside a quoted name
+
+
+@pytest.mark.parametrize("bad", ["$.a[0,x]", "$.a[0,", "$.a[,1]"])
+def test_bad_unions(bad):
+    assert paths.validate(bad) is not None
+
+
+def test_union_in_input_path_and_parameters():
+    from mlops.twin.stepfunctions.asl import AslEngine
+
+    seen = []
+    definition = {
+        "StartAt": "T",
+        "States": {
+            "T": {
+                "Type": "Task",
+                "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f",
+                "InputPath": "$.v[0,2]",
+                "Parameters": {"picked.$": "$[0,1]", "len.$": "States.ArrayLength($[0,1])"},
+                "End": True,
+            }
+        },
+    }
+    engine = AslEngine(lambda r, p, c: seen.append(p) or p, time_scale=0.001)
+    ex = engine.run("arn:aws:states:us-east-1:123456789012:stateMachine:M", definition, {"v": [10, 20, 30]}, "u")
+    assert ex.status == "SUCCEEDED", ex.cause
+    assert seen == [{"picked": [10, 30], "len": 2}]

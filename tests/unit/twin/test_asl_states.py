@@ -215,7 +215,7 @@ def test_max_attempts_zero_never_retries():
     assert len(calls) == 1
 
 
-def test_retry_on_task_failed_matches_everything_but_timeout():
+def test_retry_on_states_all_matches_any_task_error():
     calls = []
 
     def fail(p, c):
@@ -224,6 +224,65 @@ def test_retry_on_task_failed_matches_everything_but_timeout():
 
     run(task(Retry=[{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}]), {}, {FN: fail})
     assert len(calls) == 3
+
+
+def test_retry_on_task_failed_is_a_wildcard_for_any_error():
+    # AWS error-handling docs: States.TaskFailed in a retrier matches any error but States.Timeout.
+    calls = []
+
+    def fail(p, c):
+        calls.append(1)
+        raise TaskFailed("Lambda.Unknown", "out of memory")
+
+    ex = run(task(Retry=[{"ErrorEquals": ["States.TaskFailed"], "MaxAttempts": 2}]), {}, {FN: fail})
+    assert len(calls) == 3 and ex.error == "Lambda.Unknown"
+
+
+def test_task_failed_does_not_match_states_timeout():
+    calls = []
+
+    def time_out(p, c):
+        calls.append(1)
+        raise TaskFailed("States.Timeout", "too slow")
+
+    definition = task(
+        Retry=[{"ErrorEquals": ["States.TaskFailed"], "MaxAttempts": 2}],
+        Catch=[{"ErrorEquals": ["States.TaskFailed"], "Next": "H"}],
+    )
+    definition["States"]["H"] = {"Type": "Pass", "End": True}
+    ex = run(definition, {}, {FN: time_out})
+    assert len(calls) == 1 and ex.status == "FAILED" and ex.error == "States.Timeout"
+
+
+def test_catch_on_task_failed_catches_other_errors():
+    def fail(p, c):
+        raise TaskFailed("ValidationError", "bad rows")
+
+    definition = task(Catch=[{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.err", "Next": "H"}])
+    definition["States"]["H"] = {"Type": "Pass", "End": True}
+    ex = run(definition, {"a": 1}, {FN: fail})
+    assert ex.status == "SUCCEEDED" and ex.output == {"a": 1, "err": {"Error": "ValidationError", "Cause": "bad rows"}}
+
+
+@pytest.mark.parametrize(
+    ("names", "error", "matches"),
+    [
+        (["States.TaskFailed"], "Anything", True),
+        (["States.TaskFailed"], "States.Timeout", False),
+        (["States.TaskFailed"], "States.HeartbeatTimeout", False),
+        (["States.TaskFailed"], "States.Runtime", False),
+        (["States.TaskFailed"], "States.DataLimitExceeded", False),
+        (["States.Timeout"], "States.Timeout", True),
+        (["States.ALL"], "States.Timeout", True),
+        (["States.ALL"], "States.DataLimitExceeded", False),
+        (["States.DataLimitExceeded"], "States.DataLimitExceeded", True),
+        (["States.ALL"], "States.Runtime", False),
+    ],
+)
+def test_error_matching_table(names, error, matches):
+    from mlops.twin.stepfunctions.asl.errors import error_matches
+
+    assert error_matches(names, error) is matches
 
 
 def test_catch_resultpath_keeps_input():
@@ -248,11 +307,9 @@ def test_catchers_evaluated_in_order():
 
 
 def test_task_timeout():
-    def slow(p, c):
-        time.sleep(1)
-        return "late"
-
-    ex = run(task(TimeoutSeconds=5), {}, {FN: slow}, time_scale=0.01)
+    release = threading.Event()
+    ex = run(task(TimeoutSeconds=1), {}, {FN: lambda p, c: release.wait(3) and "late"}, time_scale=0.01)
+    release.set()
     assert ex.error == "States.Timeout"
     assert "TaskTimedOut" in [e["type"] for e in ex.history]
 
@@ -352,7 +409,8 @@ def test_choice_without_default_fails_no_choice_matched():
 
 # -- Parallel -------------------------------------------------------------------------
 def branch(result):
-    return {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": result, "End": True}}}
+    # State names are unique machine-wide, branches included (ASL spec; AWS: DUPLICATE_STATE_NAME).
+    return {"StartAt": f"P{result}", "States": {f"P{result}": {"Type": "Pass", "Result": result, "End": True}}}
 
 
 def test_parallel_results_in_branch_order():
@@ -371,8 +429,8 @@ def test_parallel_branches_run_concurrently():
         barrier.wait()
         return p
 
-    task_branch = {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": FN, "End": True}}}
-    ex = run(one({"Type": "Parallel", "Branches": [task_branch, task_branch]}), "x", {FN: meet})
+    branches = [{"StartAt": t, "States": {t: {"Type": "Task", "Resource": FN, "End": True}}} for t in ("T1", "T2")]
+    ex = run(one({"Type": "Parallel", "Branches": branches}), "x", {FN: meet})
     assert ex.output == ["x", "x"]
 
 

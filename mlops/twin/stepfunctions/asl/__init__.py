@@ -13,15 +13,20 @@ callable, a scaled clock, and AWS-shaped history.
 Modules: ``paths`` (JSONPath, ResultPath), ``intrinsics`` (States.* functions and their
 parser), ``payload`` (Parameters/ResultSelector/ItemSelector templates), ``choice``
 (Choice rules), ``retry`` (Retry/Catch), ``history`` (events), ``execution`` (record),
-``interpreter`` (state semantics), ``validation`` (definition checks), ``engine`` (API).
+``interpreter`` (state semantics), ``timing`` (what the time scale applies to),
+``validation`` and ``diagnostics`` (what CreateStateMachine refuses, in its words),
+``engine`` (API).
 
 Error naming: bad InputPath/OutputPath/ItemsPath/Choice Variable paths raise
 States.Runtime, which (per the AWS error-handling docs) neither Retry nor Catch ever
 handles; States.ALL does not match States.Runtime or States.DataLimitExceeded (the latter can
 be caught by naming it). Parameters/ResultSelector/ItemSelector path failures raise the
 catchable States.ParameterPathFailure, ResultPath failures States.ResultPathMatchFailure.
+In ErrorEquals, States.TaskFailed matches every error but States.Timeout (and never one
+States.ALL cannot match).
 """
 
+from mlops.twin.stepfunctions.asl.diagnostics import Diagnostic, InvalidDefinition
 from mlops.twin.stepfunctions.asl.engine import AslEngine
 from mlops.twin.stepfunctions.asl.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StatesError, TaskFailed
 from mlops.twin.stepfunctions.asl.execution import Execution
@@ -29,9 +34,11 @@ from mlops.twin.stepfunctions.asl.interpreter import TaskContext
 
 __all__ = [
     "AslEngine",
+    "Diagnostic",
     "Execution",
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
+    "InvalidDefinition",
     "StatesError",
     "TaskContext",
     "TaskFailed",

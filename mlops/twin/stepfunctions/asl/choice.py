@@ -8,7 +8,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from mlops.twin.stepfunctions.asl import paths
+from mlops.twin.stepfunctions.asl import diagnostics, paths
+from mlops.twin.stepfunctions.asl.diagnostics import Diagnostic
 from mlops.twin.stepfunctions.asl.errors import RUNTIME, StatesError
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
@@ -111,49 +112,60 @@ def _compare(name: str, value: Any, expected: Any) -> bool:
     return left is not None and right is not None and compare(left, right)
 
 
-def problems(rule: Any, where: str, *, top: bool) -> list[str]:
+# Fields a choice rule may carry besides its operator (Assign: variables, top-level rules only).
+_RULE_FIELDS = frozenset({"And", "Or", "Not", "Next", "Variable", "Comment", "Assign"})
+
+
+def problems(rule: Any, where: str, *, top: bool) -> list[Diagnostic]:
+    """Why CreateStateMachine would refuse this choice rule (``where`` = its location)."""
     if not isinstance(rule, dict):
-        return [f"{where}: a choice rule must be an object"]
-    found: list[str] = []
+        return [diagnostics.invalid_value(where.rsplit("/", 1)[-1], "a JSON object", where)]
+    found: list[Diagnostic] = []
     if top and "Next" not in rule:
-        found.append(f"{where}: a top-level choice rule needs Next")
-    if not top and "Next" in rule:
-        found.append(f"{where}: Next is only allowed on top-level choice rules")
+        found.append(diagnostics.required(["Next"], where))
+    for name in rule:
+        if name in COMPARISONS or (name in _RULE_FIELDS and (top or name not in ("Next", "Assign"))):
+            continue
+        if name == "Condition":
+            found.append(diagnostics.jsonata_only(name, where))
+        else:
+            found.append(diagnostics.not_supported(name, where))
     combinators = [k for k in ("And", "Or", "Not") if k in rule]
     operators = [k for k in rule if k in COMPARISONS]
-    unknown = [k for k in rule if k not in COMPARISONS and k not in ("And", "Or", "Not", "Next", "Variable", "Comment")]
-    if unknown:
-        found.append(f"{where}: unknown choice rule fields {unknown}")
     if len(combinators) + len(operators) != 1:
-        found.append(f"{where}: a choice rule needs exactly one operator, found {combinators + operators}")
+        found.append(
+            diagnostics.schema("A choice rule must have exactly one comparison operator, And, Or or Not", where)
+        )
         return found
     if combinators:
         name = combinators[0]
         children = [rule[name]] if name == "Not" else rule[name]
         if name != "Not" and (not isinstance(children, list) or not children):
-            return [*found, f"{where}/{name}: must be a non-empty array"]
+            return [*found, diagnostics.invalid_value(name, "a non-empty array", f"{where}/{name}")]
         for index, child in enumerate(children):
-            found.extend(problems(child, f"{where}/{name}[{index}]", top=False))
+            at = f"{where}/{name}" if name == "Not" else f"{where}/{name}[{index}]"
+            found.extend(problems(child, at, top=False))
         return found
     name = operators[0]
     variable = rule.get("Variable")
-    problem = paths.validate(variable) if isinstance(variable, str) else "Variable is required"
-    if problem:
-        found.append(f"{where}/Variable: {problem}")
-    value = rule[name]
-    if name.endswith("Path"):
-        problem = paths.validate(value) if isinstance(value, str) else "must be a path string"
-        if problem:
-            found.append(f"{where}/{name}: {problem}")
-    elif name in TYPE_TESTS or name == "BooleanEquals":
-        if not isinstance(value, bool):
-            found.append(f"{where}/{name}: must be a boolean")
-    elif name.startswith("Numeric"):
-        if not _is_number(value):
-            found.append(f"{where}/{name}: must be a number")
-    elif name.startswith("Timestamp"):
-        if parse_timestamp(value) is None:
-            found.append(f"{where}/{name}: must be an RFC 3339 timestamp")
-    elif not isinstance(value, str):
-        found.append(f"{where}/{name}: must be a string")
+    if variable is None:
+        found.append(diagnostics.required(["Variable"], where))
+    elif not isinstance(variable, str) or paths.validate(variable):
+        found.append(diagnostics.invalid_path("Variable", f"{where}/Variable"))
+    expected = _expected(name, rule[name])
+    if expected:
+        found.append(diagnostics.invalid_value(name, expected, f"{where}/{name}"))
     return found
+
+
+def _expected(name: str, value: Any) -> str | None:
+    """What the operator's value must be, when it is not that."""
+    if name.endswith("Path"):
+        return "a valid JSONPath" if not isinstance(value, str) or paths.validate(value) else None
+    if name in TYPE_TESTS or name == "BooleanEquals":
+        return None if isinstance(value, bool) else "a boolean"
+    if name.startswith("Numeric"):
+        return None if _is_number(value) else "a number"
+    if name.startswith("Timestamp"):
+        return None if parse_timestamp(value) is not None else "an RFC 3339 timestamp"
+    return None if isinstance(value, str) else "a string"

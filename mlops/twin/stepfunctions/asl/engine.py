@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from mlops.twin.stepfunctions.asl import validation
@@ -10,23 +11,29 @@ from mlops.twin.stepfunctions.asl.errors import ExecutionAlreadyExists, Executio
 from mlops.twin.stepfunctions.asl.execution import Execution, execution_arn
 from mlops.twin.stepfunctions.asl.history import History, now_iso, to_json
 from mlops.twin.stepfunctions.asl.interpreter import Cancelled, Cursor, Dispatcher, Interpreter, Scope
+from mlops.twin.stepfunctions.asl.timing import ExecutionClock
+
+# Called with the execution after each history event (the service persists it from there).
+OnChange = Callable[[Execution], None]
 
 
 class _Run:
     """Live bookkeeping of one execution."""
 
-    def __init__(self, execution: Execution) -> None:
+    def __init__(self, execution: Execution, time_scale: float, on_change: OnChange | None = None) -> None:
         self.execution = execution
-        self.history = History(execution.history)
+        self.history = History(execution.history, (lambda: on_change(execution)) if on_change else None)
         self.scope = Scope()
         self.lock = threading.Lock()
-        self.timer: threading.Timer | None = None
+        self.clock = ExecutionClock(time_scale)
+        self.timeout: float | None = None  # the definition's TimeoutSeconds
 
 
 class AslEngine:
-    def __init__(self, dispatcher: Dispatcher, time_scale: float = 1.0) -> None:
+    def __init__(self, dispatcher: Dispatcher, time_scale: float = 1.0, on_change: OnChange | None = None) -> None:
         self.dispatcher = dispatcher
         self.time_scale = time_scale
+        self.on_change = on_change
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
 
@@ -34,6 +41,12 @@ class AslEngine:
         return validation.validate(definition)
 
     def start_execution(self, state_machine_arn: str, definition: dict[str, Any], input: Any, name: str) -> Execution:
+        return self.start(state_machine_arn, definition, input, name)[0]
+
+    def start(
+        self, state_machine_arn: str, definition: dict[str, Any], input: Any, name: str
+    ) -> tuple[Execution, bool]:
+        """StartExecution: (the execution, whether this call started it)."""
         arn = execution_arn(state_machine_arn, name)
         with self._lock:
             existing = self._runs.get(arn)
@@ -41,11 +54,11 @@ class AslEngine:
                 execution = existing.execution
                 # AWS idempotency: same name and same input while running returns the execution.
                 if execution.status == "RUNNING" and to_json(execution.input) == to_json(input):
-                    return execution
+                    return execution, False
                 raise ExecutionAlreadyExists(f"Execution Already Exists: '{arn}'")
             execution = Execution(arn=arn, name=name, state_machine_arn=state_machine_arn, input=input)
             execution.start_date = now_iso()
-            run = _Run(execution)
+            run = _Run(execution, self.time_scale, self.on_change)
             self._runs[arn] = run
         run.history.add("ExecutionStarted", 0, {"input": to_json(input)})
         problems = validation.validate(definition)
@@ -54,16 +67,17 @@ class AslEngine:
             "Execution": {"Id": arn, "Input": input, "Name": name, "StartTime": execution.start_date},
             "StateMachine": {"Id": state_machine_arn, "Name": machine_name},
         }
-        interpreter = Interpreter(self.dispatcher, self.time_scale, run.history, context, run.scope)
+        interpreter = Interpreter(self.dispatcher, self.time_scale, run.history, context, run.scope, run.clock)
         timeout = definition.get("TimeoutSeconds") if isinstance(definition, dict) else None
         if timeout and not problems:
-            run.timer = threading.Timer(timeout * self.time_scale, self._terminate, (run, "TIMED_OUT"))
-            run.timer.daemon = True
-            run.timer.start()
+            run.timeout = float(timeout)
+            threading.Thread(
+                target=self._watch, args=(run, float(timeout)), name=f"asl-timeout-{name}", daemon=True
+            ).start()
         threading.Thread(
             target=self._execute, args=(run, interpreter, definition, problems), name=f"asl-{name}", daemon=True
         ).start()
-        return execution
+        return execution, True
 
     def _execute(self, run: _Run, interpreter: Interpreter, definition: dict[str, Any], problems: list[str]) -> None:
         try:
@@ -77,7 +91,11 @@ class AslEngine:
         except Exception as exc:  # an engine bug must not leave the execution RUNNING forever
             self._complete(run, "FAILED", error="States.Runtime", cause=f"{type(exc).__name__}: {exc}")
         else:
-            self._complete(run, "SUCCEEDED", output=output)
+            if run.timeout is not None and run.clock.elapsed() > run.timeout:
+                # Past the deadline when it ended: AWS would have timed it out (the watcher may lag).
+                self._complete(run, "TIMED_OUT", error="States.Timeout", cause="The execution timed out")
+            else:
+                self._complete(run, "SUCCEEDED", output=output)
 
     def _complete(
         self, run: _Run, status: str, *, output: Any = None, error: str | None = None, cause: str | None = None
@@ -87,22 +105,31 @@ class AslEngine:
             if execution.status != "RUNNING":
                 return False
             run.scope.cancel()
-            if run.timer is not None:
-                run.timer.cancel()
             last = len(execution.history)
             if status == "SUCCEEDED":
                 run.history.add("ExecutionSucceeded", last, {"output": to_json(output)})
             else:
                 kind = {"FAILED": "ExecutionFailed", "TIMED_OUT": "ExecutionTimedOut", "ABORTED": "ExecutionAborted"}
-                run.history.add(kind[status], last, {"error": error or "", "cause": cause or ""})
+                # As AWS: a stop without a reason has empty details, not empty strings.
+                details = {k: v for k, v in (("error", error), ("cause", cause)) if v is not None}
+                run.history.add(kind[status], last, details)
             execution.output, execution.error, execution.cause = output, error, cause
             execution.stop_date = now_iso()
             execution.status = status
             execution._done.set()
-            return True
+        run.clock.changed.set()  # ends the timeout watch
+        return True
 
-    def _terminate(self, run: _Run, status: str) -> None:
-        self._complete(run, status, error="States.Timeout", cause="The execution timed out")
+    def _watch(self, run: _Run, timeout: float) -> None:
+        """Times the execution out once it has run ``timeout`` seconds as AWS counts them (timing)."""
+        clock = run.clock
+        while not run.execution.wait(0):
+            clock.changed.clear()
+            remaining = clock.real_seconds_until(timeout)
+            if remaining <= 0:
+                self._complete(run, "TIMED_OUT", error="States.Timeout", cause="The execution timed out")
+                return
+            clock.changed.wait(min(remaining, 1.0))
 
     def run(self, state_machine_arn: str, definition: dict[str, Any], input: Any, name: str) -> Execution:
         execution = self.start_execution(state_machine_arn, definition, input, name)
@@ -115,6 +142,13 @@ class AslEngine:
         if run is None:
             raise ExecutionDoesNotExist(execution_arn)
         return run.execution
+
+    def adopt(self, execution: Execution) -> None:
+        """Track an execution recorded by an earlier twin (ended): describable, and its name taken."""
+        if execution.status == "RUNNING":
+            raise ValueError(f"execution {execution.arn} is RUNNING: end it before adopting it")
+        with self._lock:
+            self._runs.setdefault(execution.arn, _Run(execution, self.time_scale))
 
     def list_executions(self, state_machine_arn: str | None = None) -> list[Execution]:
         with self._lock:

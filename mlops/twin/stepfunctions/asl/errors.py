@@ -14,11 +14,18 @@ INTRINSIC_FAILURE = "States.IntrinsicFailure"
 EXCEED_TOLERATED_FAILURE_THRESHOLD = "States.ExceedToleratedFailureThreshold"
 DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
 
+HEARTBEAT_TIMEOUT = "States.HeartbeatTimeout"
+
 # Per the AWS error-handling docs: States.ALL matches neither of these; States.Runtime is
 # never retried or caught (it always fails the execution); States.DataLimitExceeded can only
 # be handled by naming it explicitly.
 NOT_MATCHED_BY_ALL = frozenset({RUNTIME, DATA_LIMIT_EXCEEDED})
 TERMINAL = frozenset({RUNTIME})
+# "States.TaskFailed acts as a wildcard that matches any known error name except for
+# States.Timeout" (AWS error-handling docs). A heartbeat timeout is a States.Timeout too (the
+# docs define States.Timeout as either), so it stays out; and TaskFailed is never wider than
+# States.ALL, so the errors ALL cannot match stay out as well.
+NOT_MATCHED_BY_TASK_FAILED = NOT_MATCHED_BY_ALL | {TIMEOUT, HEARTBEAT_TIMEOUT}
 
 
 class StatesError(Exception):
@@ -47,5 +54,7 @@ def error_matches(names: list[str], error: str) -> bool:
     if error in TERMINAL:
         return False
     if error in names:
+        return True
+    if TASK_FAILED in names and error not in NOT_MATCHED_BY_TASK_FAILED:
         return True
     return ALL in names and error not in NOT_MATCHED_BY_ALL

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,8 +65,9 @@ def compress_states(states: list[str]) -> list[str]:
 class History:
     """Append-only event list shared by all branches; ids are assigned under a lock."""
 
-    def __init__(self, events: list[dict[str, Any]]) -> None:
+    def __init__(self, events: list[dict[str, Any]], on_add: Callable[[], None] | None = None) -> None:
         self.events = events
+        self.on_add = on_add  # told after each event (outside the lock)
         self._lock = threading.Lock()
 
     def add(self, event_type: str, previous: int, details: dict[str, Any] | None = None) -> int:
@@ -80,4 +82,6 @@ class History:
             if details is not None:
                 event[details_key(event_type)] = details
             self.events.append(event)
-            return event_id
+        if self.on_add is not None:
+            self.on_add()
+        return event_id

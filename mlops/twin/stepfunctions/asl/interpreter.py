@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -22,6 +23,7 @@ from mlops.twin.stepfunctions.asl.errors import (
     StatesError,
 )
 from mlops.twin.stepfunctions.asl.history import History, now_iso, split_resource, to_json
+from mlops.twin.stepfunctions.asl.timing import ExecutionClock, scaled
 
 PAYLOAD_LIMIT = 256 * 1024  # bytes of UTF-8 JSON, the Step Functions quota
 _POLL = 0.05  # real seconds between cancellation checks while waiting
@@ -112,12 +114,14 @@ class Interpreter:
         history: History,
         context: dict[str, Any],
         root: Scope,
+        clock: ExecutionClock | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.time_scale = time_scale
         self.history = history
         self.base_context = context  # Execution and StateMachine parts of $$
         self.root = root
+        self.clock = clock or ExecutionClock(time_scale)
         parts = context["Execution"]["Id"].split(":")
         self.region = parts[3] if len(parts) > 3 else ""
 
@@ -127,14 +131,16 @@ class Interpreter:
         return cursor.last
 
     def sleep(self, twin_seconds: float, scope: Scope) -> None:
-        """Waits ``twin_seconds`` scaled by time_scale, waking early on cancellation."""
-        deadline = time.monotonic() + max(0.0, twin_seconds) * self.time_scale
-        while True:
-            scope.check()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            scope.event.wait(min(remaining, _POLL))
+        """Waits ``twin_seconds`` scaled by time_scale (a Wait state, a retry interval), waking
+        early on cancellation; on the main path the wait counts unscaled (see ``timing``)."""
+        deadline = time.monotonic() + scaled(twin_seconds, self.time_scale)
+        with self.clock.waiting(twin_seconds) if scope is self.root else contextlib.nullcontext():
+            while True:
+                scope.check()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                scope.event.wait(min(remaining, _POLL))
 
     def context(self, name: str, entered: str, retry_count: int = 0, **extra: Any) -> dict[str, Any]:
         return {
@@ -311,6 +317,7 @@ class Interpreter:
         # The dispatcher runs in its own daemon thread so a Task timeout, StopExecution or a
         # failing sibling branch can stop *waiting* for it. Python cannot kill the thread: an
         # abandoned call keeps running in the background and its result is discarded.
+        # The timeout bounds real work, so it is real seconds whatever the time scale (timing).
         box: dict[str, Any] = {}
         done = threading.Event()
 
@@ -323,7 +330,7 @@ class Interpreter:
                 done.set()
 
         threading.Thread(target=call, name=f"asl-task-{ctx.state_name}", daemon=True).start()
-        deadline = None if timeout is None else time.monotonic() + timeout * self.time_scale
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not done.is_set():
             scope.check()
             wait = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())

@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import random
 import re
 import uuid
@@ -268,7 +269,18 @@ def _json_to_string(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _rounded(value: Any) -> Any:
+    """A non-integer number rounded to the nearest integer, half up (Java's Math.round), where
+    the AWS page says "Step Functions will round it off to the nearest integer" (ArrayPartition's
+    chunk size, every ArrayRange argument, MathRandom's bounds, MathAdd's operands). Anything
+    else is returned as is, for the caller's type check."""
+    if isinstance(value, float) and math.isfinite(value):
+        return math.floor(value + 0.5)
+    return value
+
+
 def _array_partition(array: Any, size: Any) -> list[list[Any]]:
+    size = _rounded(size)
     if not isinstance(array, list) or not _is_int(size) or size <= 0:
         raise _fail("States.ArrayPartition needs an array and a positive integer chunk size")
     return [array[i : i + size] for i in range(0, len(array), size)]
@@ -285,6 +297,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _array_range(start: Any, end: Any, step: Any) -> list[int]:
+    start, end, step = _rounded(start), _rounded(end), _rounded(step)
     if not all(_is_int(x) for x in (start, end, step)) or step == 0:
         raise _fail("States.ArrayRange needs integer start, end and a non-zero step")
     values = list(range(start, end + (1 if step > 0 else -1), step))
@@ -349,15 +362,22 @@ def _json_merge(left: Any, right: Any, deep: Any) -> dict[str, Any]:
 
 
 def _math_random(start: Any, end: Any, seed: Any = None) -> int:
+    start, end = _rounded(start), _rounded(end)
     if not _is_int(start) or not _is_int(end) or start >= end:
         raise _fail("States.MathRandom needs integers start < end")
     rng = random.Random(seed) if seed is not None else random
     return rng.randrange(start, end)
 
 
-def _math_add(a: Any, b: Any) -> int | float:
-    if not _is_number(a) or not _is_number(b):
+_INT32 = (-(2**31), 2**31 - 1)  # the documented range of MathAdd's arguments
+
+
+def _math_add(a: Any, b: Any) -> int:
+    a, b = _rounded(a), _rounded(b)
+    if not _is_int(a) or not _is_int(b):
         raise _fail("States.MathAdd needs two numbers")
+    if not all(_INT32[0] <= x <= _INT32[1] for x in (a, b)):
+        raise _fail("States.MathAdd arguments must be between -2147483648 and 2147483647")
     return a + b
 
 

@@ -1,6 +1,9 @@
 """JSONPath as ASL uses it: reference paths (``$.a.b[0]``, ``$$.Execution.Id``) with the
-JSONPath extras Step Functions accepts in InputPath/OutputPath/ItemsPath (``[*]``, ``.*``,
-``..name``, slices, simple ``[?(@.x <op> literal)]`` filters), plus ResultPath assignment."""
+JSONPath extras Step Functions accepts in Paths such as InputPath/OutputPath and ``.$``
+fields (``[*]``, ``.*``, ``..name``, slices, unions ``[0,1]`` / ``['a','b']``, simple
+``[?(@.x <op> literal)]`` filters), plus ResultPath assignment. Reference paths (ResultPath,
+ItemsPath, ``*Path`` settings) allow none of the extras: the spec excludes "@", ",", ":"
+and "?" from them."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ class PathNotFound(LookupError):
 
 @dataclass(frozen=True)
 class Token:
-    kind: str  # key | index | wild | slice | filter | deep
+    kind: str  # key | index | wild | slice | filter | deep | union
     value: Any = None
 
 
@@ -70,6 +73,12 @@ def parse(path: str) -> tuple[bool, tuple[Token, ...]]:
 def _parse_bracket(path: str, i: int, tokens: list[Token]) -> int:
     if i >= len(path):
         raise PathSyntaxError(f"unclosed '[' in {path!r}")
+    if path[i] != "?":
+        union = _union(path, i)
+        if union is not None:
+            members, end = union
+            tokens.append(Token("union", members))
+            return end
     quote = path[i]
     if quote in "'\"":
         j, name = i + 1, []
@@ -104,6 +113,39 @@ def _parse_bracket(path: str, i: int, tokens: list[Token]) -> int:
     return match.end()
 
 
+def _union(path: str, i: int) -> tuple[tuple[Token, ...], int] | None:
+    """``[m1,m2,...]`` (quoted names or integer indices) starting after ``[``; None when the
+    bracket holds one member (the single-member forms are parsed by the caller)."""
+    items, start, quote, j = [], i, "", i
+    while j < len(path):
+        char = path[j]
+        if quote:
+            if char == "\\":
+                j += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == ",":
+            items.append(path[start:j])
+            start = j + 1
+        elif char == "]":
+            break
+        j += 1
+    if j >= len(path) or not items:
+        return None
+    items.append(path[start:j])
+    return tuple(_union_member(item.strip(), path) for item in items), j + 1
+
+
+def _union_member(text: str, path: str) -> Token:
+    if re.fullmatch(r"-?\d+", text):
+        return Token("index", int(text))
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return Token("key", re.sub(r"\\(.)", r"\1", text[1:-1]))
+    raise PathSyntaxError(f"bad union member {text!r} in {path!r}")
+
+
 def _filter_literal(text: str, path: str) -> Any:
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] == "'":
@@ -125,7 +167,7 @@ def validate(path: str, *, reference: bool = False) -> str | None:
     except PathSyntaxError as exc:
         return str(exc)
     if reference and not is_definite(path):
-        return f"{path!r} must be a reference path (no wildcards, slices or filters)"
+        return f"{path!r} must be a reference path (no wildcards, slices, unions or filters)"
     return None
 
 
@@ -164,6 +206,8 @@ def _step(value: Any, token: Token) -> list[Any]:
         return value[slice(*token.value)] if isinstance(value, list) else []
     if kind == "deep":
         return _deep(value, token.value)
+    if kind == "union":
+        return [v for member in token.value for v in _step(value, member)]
     sub, op, literal = token.value
     items = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else []
     return [item for item in items if _filter_matches(item, sub, op, literal)]

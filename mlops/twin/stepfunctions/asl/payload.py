@@ -41,23 +41,6 @@ def expression(value: Any, data: Any, context: Any, *, field: str, error: str = 
         ) from exc
 
 
-def problems(template: Any, where: str) -> list[str]:
-    """Syntax problems of every ``.$`` field (for validate())."""
-    found: list[str] = []
-    if isinstance(template, dict):
-        for key, value in template.items():
-            if key.endswith(".$"):
-                problem = expression_problem(value)
-                if problem:
-                    found.append(f"{where}/{key}: {problem}")
-            else:
-                found.extend(problems(value, f"{where}/{key}"))
-    elif isinstance(template, list):
-        for index, item in enumerate(template):
-            found.extend(problems(item, f"{where}[{index}]"))
-    return found
-
-
 def expression_problem(value: Any) -> str | None:
     if not isinstance(value, str):
         return "must be a string path or intrinsic function"
