@@ -9,17 +9,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import boto3
 import typer
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 
+from mlops import executions as ex
+from mlops.platform import Platform, PlatformError
 from mlops.s3io import S3Location
 from mlops.services.registry import PackageRef, RegistryClient
 from mlops.settings import model_config
 from mlops.synth import SynthError, ensure_synthesized
 from mlops.twin import control
-from mlops.twin.stepfunctions.asl import Execution
 from mlops.twin.stepfunctions.asl.history import compress_states, entered_states
 
 app = typer.Typer(help="Serverless MLOps on AWS CDK, with a local twin.", no_args_is_help=True)
@@ -32,6 +33,7 @@ Workdir = Annotated[Path, typer.Option(help="Twin work directory (state, objects
 CdkOut = Annotated[Path, typer.Option(help="Cloud assembly directory.")]
 AwsFlag = Annotated[bool, typer.Option("--aws", help="Use real AWS (your profile) instead of the running twin.")]
 Profile = Annotated[str | None, typer.Option(help="AWS profile, with --aws.")]
+Port = Annotated[int, typer.Option(help="Port of the twin's one URL on 127.0.0.1 (every AWS API).")]
 TimeScale = Annotated[
     float,
     typer.Option(help="Real seconds per twin second for schedules, waits and alarm periods (0.005: an hour in 18 s)."),
@@ -82,18 +84,22 @@ def _start(workdir: Path, cdk_out: Path, port: int, synth: bool, time_scale: flo
 def _print_twin(handle: control.TwinHandle) -> None:
     state, report = handle.state, handle.state["report"]
     console.print(f"[green]✓[/] twin running (pid {state['pid']}), work dir [bold]{handle.workdir}[/]")
+    console.print("every AWS API of the app at one URL (the AWS CLI, boto3 and `mlops` use it):")
+    console.print(f"  [bold]export AWS_ENDPOINT_URL={handle.endpoint}[/]", markup=True)
+    console.print("  [dim]try: aws s3 ls; aws stepfunctions list-state-machines; aws cloudwatch describe-alarms[/]")
+    console.print(f"  [dim]InvokeEndpoint: {handle.endpoint}/endpoints/<model>/invocations (mlops predict)[/]")
     table = Table(title="Local twin", show_header=True, header_style="bold")
     table.add_column("what")
     table.add_column("where")
-    table.add_row("S3 API (boto3 / aws --endpoint-url)", handle.endpoint)
     for name, arn in state["state_machines"].items():
         table.add_row("state machine", f"{name}\n[dim]{arn}[/]")
     for fn in state["functions"]:
         table.add_row("Lambda function", fn)
     for key, value in state["outputs"].items():
-        table.add_row(f"output {key}", str(value))
+        if ".ExportsOutput" not in key:  # CDK's cross-stack exports: plumbing, not for people
+            table.add_row(f"output {key}", str(value))
     console.print(table)
-    for layer in report["substituted_layers"]:
+    for layer in dict.fromkeys(report.get("substituted_layers", [])):  # once each, however many functions use it
         console.print(f"[dim]layer {layer}[/]")
     if report["inert"]:
         kinds = sorted({(t, why) for _, t, why in report["inert"]})
@@ -108,7 +114,9 @@ def _print_twin(handle: control.TwinHandle) -> None:
 def local_up(
     workdir: Workdir = Path(".mlops"),
     cdk_out: CdkOut = Path("cdk.out"),
-    port: Annotated[int, typer.Option(help="S3 API port on 127.0.0.1.")] = control.DEFAULT_PORT,
+    port: Annotated[
+        int, typer.Option(help="Port of the twin's one URL on 127.0.0.1 (every AWS API).")
+    ] = control.DEFAULT_PORT,
     synth: Annotated[bool, typer.Option(help="Synthesize first if the app changed.")] = True,
     time_scale: TimeScale = 1.0,
 ) -> None:
@@ -125,6 +133,20 @@ def local_down(workdir: Workdir = Path(".mlops")) -> None:
         console.print("no twin was running")
 
 
+@local.command("reset")
+def local_reset(workdir: Workdir = Path(".mlops")) -> None:
+    """Forget everything the twin holds: stop it, then remove its state (objects, registry, executions, logs, clock)."""
+    if control.stop(workdir):
+        console.print("twin stopped")
+    removed = control.reset(workdir)
+    if not removed:
+        console.print(f"nothing to remove in {workdir}")
+        return
+    for path, what in removed:
+        console.print(f"removed {path}  [dim]({what})[/]")
+    console.print("[green]✓[/] the next `mlops local up` starts from an empty account")
+
+
 @local.command("status")
 def local_status(workdir: Workdir = Path(".mlops")) -> None:
     """Show whether the twin runs and where."""
@@ -137,11 +159,17 @@ def upload(
     model: Annotated[str, typer.Option(help="Model name: the file lands in incoming/<model>/.")],
     workdir: Workdir = Path(".mlops"),
     key_name: Annotated[str | None, typer.Option(help="Object name (default: the file name).")] = None,
+    aws: AwsFlag = False,
+    profile: Profile = None,
 ) -> None:
-    """Upload a dataset to the incoming bucket of the running twin, as a user would to S3."""
-    handle = _running(workdir)
-    dest = S3Location(handle.bucket("incoming"), f"incoming/{model}/{key_name or file.name}")
-    handle.client().upload_file(str(file), dest.bucket, dest.key)
+    """Upload a dataset to the app's incoming bucket, as a user or a job would to S3."""
+    platform = _platform(workdir, aws, profile)
+    try:
+        dest = S3Location(platform.bucket("incoming"), f"incoming/{model}/{key_name or file.name}")
+        platform.client("s3").upload_file(str(file), dest.bucket, dest.key)
+    except (PlatformError, ClientError, BotoCoreError) as exc:
+        _fail(str(exc))
+        return
     console.print(f"[green]✓[/] uploaded {file} ({file.stat().st_size:,} bytes) to {dest.uri}")
 
 
@@ -153,45 +181,98 @@ def _duration(execution: dict[str, Any]) -> str:
     return f"{(stop - start).total_seconds():.2f} s"
 
 
-def _failed_state(execution: dict[str, Any]) -> str:
-    return Execution.from_dict(execution).failed_state() or ""
+def _platform(workdir: Path, aws: bool, profile: str | None) -> Platform:
+    """The app on AWS (``--aws``) or on the running twin: the same API calls either way."""
+    if aws:
+        return Platform.aws(profile)
+    return Platform.twin(_running(workdir).endpoint)
+
+
+STATUS_COLOURS = {"SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "red", "RUNNING": "yellow"}
 
 
 @app.command()
 def executions(
+    execution: Annotated[
+        str | None, typer.Argument(help="One execution (name, name prefix or ARN): the whole story.")
+    ] = None,
     workdir: Workdir = Path(".mlops"),
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
-    machine: Annotated[str | None, typer.Option(help="Only this state machine (name contains).")] = None,
+    machine: Annotated[str | None, typer.Option(help="Only validation, training or deploy.")] = None,
+    aws: AwsFlag = False,
+    profile: Profile = None,
 ) -> None:
-    """List state machine executions on the twin: status, duration, and where and why failures happened."""
-    found = control.load_executions(workdir)
-    if machine:
-        found = [e for e in found if machine in str(e.get("state_machine_arn"))]
+    """State machine executions: status, duration, and where and why failures happened."""
+    platform = _platform(workdir, aws, profile)
+    try:
+        if execution:
+            _print_detail(ex.detail(platform, ex.find(platform, execution)))
+            return
+        found = ex.list_executions(platform, [machine] if machine else None, limit)
+    except (LookupError, PlatformError, ClientError) as exc:
+        _fail(str(exc))
+        return
     table = Table(show_header=True, header_style="bold")
-    for col in ("started", "state machine", "execution", "status", "duration", "failed state / error"):
+    for col in ("started", "machine", "execution", "status", "seconds", "failed state: error"):
         table.add_column(col)
-    for e in found[:limit]:
-        status = e.get("status", "?")
-        colour = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow"}.get(status, "white")
-        failure = ""
-        if status != "SUCCEEDED" and e.get("error"):
-            failure = f"{_failed_state(e)}: {e['error']}\n[dim]{str(e.get('cause') or '')[:160]}[/]"
+    for e in found:
+        colour = STATUS_COLOURS.get(e.status, "white")
+        failure = f"{e.failed_state}: {e.error}" if e.error else ""
         table.add_row(
-            str(e.get("start_date", ""))[:19],
-            str(e.get("state_machine_arn", "")).rsplit(":", 1)[-1],
-            str(e.get("name", ""))[:12],
-            f"[{colour}]{status}[/]",
-            _duration(e),
+            e.start.strftime("%Y-%m-%d %H:%M:%S"),
+            e.kind,
+            e.name,
+            f"[{colour}]{e.status}[/]",
+            f"{e.seconds:.1f}" if e.seconds is not None else "running",
             failure,
         )
-    console.print(table if found else "no executions recorded yet")
+    console.print(table if found else f"no executions on {platform.label} yet")
+    if any(e.error for e in found):
+        console.print("[dim]the whole cause of one: mlops executions <execution>[/]")
+
+
+def _print_detail(found: ex.ExecutionDetail) -> None:
+    e = found.summary
+    colour = STATUS_COLOURS.get(e.status, "white")
+    took = f"{e.seconds:.1f} s" if e.seconds is not None else "running"
+    console.print(f"[bold]{e.kind}[/] execution [bold]{e.name}[/]: [{colour}]{e.status}[/] ({took})")
+    console.print(f"[dim]{e.arn}[/]")
+    table = Table(title="states", header_style="bold")
+    for col in ("state", "entered", "seconds", "failed attempts"):
+        table.add_column(col)
+    for state in found.states:
+        seconds = f"{state.seconds:.2f}" if state.seconds is not None else "-"
+        failures = f"{state.failures} ({state.failed})" if state.failures else ""
+        table.add_row(state.name, state.entered.strftime("%H:%M:%S.%f")[:-3], seconds, failures)
+    console.print(table)
+    if e.error:
+        console.print(f"[bold red]failed in {e.failed_state or '?'}[/]: {e.error}")
+        console.print(_pretty(e.cause), markup=False)
+    console.print("[bold]input[/]")
+    console.print(_pretty(found.input), markup=False)
+    if found.output is not None:
+        console.print("[bold]output[/]")
+        console.print(_pretty(found.output), markup=False)
+    if found.links:
+        console.print("[bold]objects it names[/] (aws s3 cp <uri> -)")
+        for uri in found.links:
+            console.print(f"  {uri}", markup=False)
+
+
+def _pretty(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, indent=2, default=str)
 
 
 @local.command("demo")
 def local_demo(
     workdir: Workdir = Path(".mlops"),
     cdk_out: CdkOut = Path("cdk.out"),
-    port: Annotated[int, typer.Option(help="S3 API port on 127.0.0.1.")] = control.DEFAULT_PORT,
+    port: Port = control.DEFAULT_PORT,
     rows: Annotated[int, typer.Option(help="Rows per demo dataset.")] = 5000,
     time_scale: TimeScale = 0.005,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each stage.")] = 600,
@@ -316,6 +397,47 @@ def _print_execution(label: str, execution: dict[str, Any]) -> None:
 
 
 @app.command()
+def status(
+    workdir: Workdir = Path(".mlops"),
+    aws: AwsFlag = False,
+    profile: Profile = None,
+) -> None:
+    """What is deployed: each endpoint with the version it serves, and the state of every alarm of the app."""
+    platform = _platform(workdir, aws, profile)
+    try:
+        endpoints = platform.client("sagemaker").list_endpoints(MaxResults=100)["Endpoints"]
+        alarms = platform.client("cloudwatch").describe_alarms(AlarmNamePrefix="mlops-")["MetricAlarms"]
+    except (ClientError, BotoCoreError) as exc:
+        _fail(str(exc))
+        return
+    table = Table(title=f"endpoints on {platform.label}", header_style="bold")
+    for col in ("endpoint", "status", "endpoint config", "last modified"):
+        table.add_column(col)
+    for ep in endpoints:
+        colour = {"InService": "green", "Failed": "red"}.get(ep["EndpointStatus"], "yellow")
+        described = platform.client("sagemaker").describe_endpoint(EndpointName=ep["EndpointName"])
+        table.add_row(
+            ep["EndpointName"],
+            f"[{colour}]{ep['EndpointStatus']}[/]",
+            described.get("EndpointConfigName", ""),
+            str(ep.get("LastModifiedTime", ""))[:19],
+        )
+    console.print(table if endpoints else f"no endpoints on {platform.label}")
+    table = Table(title="alarms", header_style="bold")
+    for col in ("alarm", "state", "since", "reason"):
+        table.add_column(col)
+    for alarm in alarms:
+        colour = {"OK": "green", "ALARM": "red"}.get(alarm["StateValue"], "yellow")
+        table.add_row(
+            alarm["AlarmName"],
+            f"[{colour}]{alarm['StateValue']}[/]",
+            str(alarm.get("StateUpdatedTimestamp", ""))[:19],
+            str(alarm.get("StateReason", ""))[:90],
+        )
+    console.print(table if alarms else "no alarms")
+
+
+@app.command()
 def predict(
     endpoint: Annotated[str, typer.Argument(help="Endpoint name (the model's name).")],
     row: Annotated[str | None, typer.Option(help="One CSV row of feature values, in the contract's order.")] = None,
@@ -333,12 +455,7 @@ def predict(
         kind = content_type or ("application/json" if file.suffix.lower() == ".json" else "text/csv")
     else:
         body, kind = (row or "").encode(), content_type or "text/csv"
-    if aws:
-        client = boto3.Session(profile_name=profile).client("sagemaker-runtime")
-    else:
-        from mlops.loop_demo import runtime_client
-
-        client = runtime_client(_running(workdir))
+    client = _platform(workdir, aws, profile).client("sagemaker-runtime")
     try:
         answer = client.invoke_endpoint(EndpointName=endpoint, ContentType=kind, Accept="application/json", Body=body)
     except client.exceptions.ModelError as exc:
@@ -372,11 +489,8 @@ def _labelled_capture_step(found: dict[str, Any] | None) -> list[tuple[str, str]
 
 
 def _registry(workdir: Path, aws: bool, profile: str | None) -> RegistryClient:
-    if aws:
-        session = boto3.Session(profile_name=profile)
-        return RegistryClient(session.client("sagemaker"), session.client("s3"))
-    handle = _running(workdir)
-    return RegistryClient(handle.client("sagemaker"), handle.client("s3"))
+    platform = _platform(workdir, aws, profile)
+    return RegistryClient(platform.client("sagemaker"), platform.client("s3"))
 
 
 def _ref(text: str) -> PackageRef:

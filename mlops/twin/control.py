@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,6 +116,38 @@ def _alive(pid: int) -> bool:
             os.waitpid(pid, os.WNOHANG)
         return False
     return True
+
+
+# What a twin keeps in its work directory, and what it is (for `mlops local reset`).
+STATE = {
+    "s3": "buckets, objects and their versions",
+    "executions": "state machine executions and their histories",
+    "sagemaker": "training and processing jobs",
+    "endpoints": "models loaded by endpoints",
+    "registry": "model package groups, packages, models, endpoint configs, endpoints",
+    "cloudwatch": "metrics, alarm states and history",
+    "logs": "Lambda and twin logs",
+    "notifications.jsonl": "SNS messages",
+    "events.jsonl": "events on the bus and their deliveries",
+    "clock.json": "the twin's timeline",
+    "demo": "demo datasets",
+}
+
+
+def reset(workdir: Path) -> list[tuple[Path, str]]:
+    """Remove a stopped twin's state; what was removed, with what it held."""
+    if status(workdir) is not None:
+        raise TwinError("the twin is running: stop it first (`mlops local down`)")
+    removed = []
+    for name in sorted(p.name for p in workdir.iterdir()) if workdir.is_dir() else []:
+        path = workdir / name
+        what = STATE.get(name, "other twin state")
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append((path, what))
+    return removed
 
 
 def load_executions(workdir: Path, machine: str = "") -> list[dict[str, Any]]:

@@ -29,7 +29,18 @@ def is_cbor(headers: Any, path: str) -> bool:
 
 
 def protocol_of(op: OperationModel, headers: Any, path: str) -> str:
-    return CBOR if is_cbor(headers, path) else op.service_model.protocol
+    """The protocol the client spoke (services with several answer in the one they were asked in)."""
+    if is_cbor(headers, path):
+        return CBOR
+    model = op.service_model
+    protocols = model.metadata.get("protocols") or [model.protocol]
+    if "json" in protocols and headers.get("X-Amz-Target"):
+        return "json"
+    if "query" in protocols and "x-www-form-urlencoded" in (headers.get("Content-Type") or ""):
+        return "query"
+    if model.protocol == CBOR:
+        return "json" if "json" in protocols else "query"
+    return str(model.protocol)
 
 
 def parse(
