@@ -310,10 +310,15 @@ def _update_package(call: Call) -> list[Request]:
     return [Request("sagemaker:UpdateModelPackage", _package_arn(call, str(call.p("ModelPackageArn", ""))))]
 
 
-@_entry("sagemaker", "ListModelPackages", "sagemaker:ListModelPackages", "on the group named in the request")
+@_entry(
+    "sagemaker",
+    "ListModelPackages",
+    "sagemaker:ListModelPackages",
+    "resource type model-package (optional): the versions of the group named, model-package/<group>/*",
+)
 def _list_packages(call: Call) -> list[Request]:
     group = call.p("ModelPackageGroupName")
-    return [Request("sagemaker:ListModelPackages", call.sm("model-package-group", str(group)) if group else "*")]
+    return [Request("sagemaker:ListModelPackages", call.sm("model-package", f"{group}/*") if group else "*")]
 
 
 @_entry("sagemaker", "CreateModelPackage", "sagemaker:CreateModelPackage sagemaker:AddTags")
@@ -592,7 +597,7 @@ def _log_group_arn(call: Call, group: str, stream: str | None = None) -> str:
     return call.arn("logs", f"log-group:{group}{suffix}")
 
 
-@_entry("logs", "CreateLogStream PutLogEvents", "logs:CreateLogStream logs:PutLogEvents")
+@_entry("logs", "CreateLogStream PutLogEvents GetLogEvents", "logs:CreateLogStream logs:PutLogEvents logs:GetLogEvents")
 def _log_stream(call: Call) -> list[Request]:
     arn = _log_group_arn(call, str(call.p("logGroupName", "")), str(call.p("logStreamName", "")))
     return [Request(f"logs:{call.operation}", arn)]
@@ -600,8 +605,8 @@ def _log_stream(call: Call) -> list[Request]:
 
 @_entry(
     "logs",
-    "CreateLogGroup DescribeLogStreams FilterLogEvents GetLogEvents",
-    "logs:CreateLogGroup logs:DescribeLogStreams logs:FilterLogEvents logs:GetLogEvents",
+    "CreateLogGroup DescribeLogStreams FilterLogEvents",
+    "logs:CreateLogGroup logs:DescribeLogStreams logs:FilterLogEvents",
 )
 def _log_group(call: Call) -> list[Request]:
     return [Request(f"logs:{call.operation}", _log_group_arn(call, str(call.p("logGroupName", ""))))]
@@ -671,7 +676,7 @@ def _sfn_put_events(call: Call) -> list[Request]:
     return _put_events(call)
 
 
-@_entry(INTEGRATION, "sns:publish", "sns:Publish")
+@_entry(INTEGRATION, "sns:publish", "sns:Publish kms:GenerateDataKey kms:Decrypt")
 def _sfn_publish(call: Call) -> list[Request]:
     return _publish(call)
 
