@@ -51,7 +51,9 @@ def _running(workdir: Path) -> control.TwinHandle:
     return handle
 
 
-def _start(workdir: Path, cdk_out: Path, port: int, synth: bool, time_scale: float = 1.0) -> control.TwinHandle:
+def _start(
+    workdir: Path, cdk_out: Path, port: int, synth: bool, time_scale: float = 1.0, iam: bool = True
+) -> control.TwinHandle:
     running = control.status(workdir)
     if running:
         console.print(f"twin already running (pid {running.state['pid']}) at {running.endpoint}")
@@ -72,7 +74,7 @@ def _start(workdir: Path, cdk_out: Path, port: int, synth: bool, time_scale: flo
         )
     with console.status("starting the twin from the assembly..."):
         try:
-            handle = control.start(cdk_out, workdir, port=port, time_scale=time_scale)
+            handle = control.start(cdk_out, workdir, port=port, time_scale=time_scale, iam=iam)
         except control.TwinError as exc:
             _fail(str(exc))
     _print_twin(handle)
@@ -82,6 +84,8 @@ def _start(workdir: Path, cdk_out: Path, port: int, synth: bool, time_scale: flo
 def _print_twin(handle: control.TwinHandle) -> None:
     state, report = handle.state, handle.state["report"]
     console.print(f"[green]✓[/] twin running (pid {state['pid']}), work dir [bold]{handle.workdir}[/]")
+    if state.get("iam") == "off":
+        console.print("[yellow]IAM is not enforced[/] (--iam off): calls AWS would refuse pass here")
     table = Table(title="Local twin", show_header=True, header_style="bold")
     table.add_column("what")
     table.add_column("where")
@@ -111,9 +115,15 @@ def local_up(
     port: Annotated[int, typer.Option(help="S3 API port on 127.0.0.1.")] = control.DEFAULT_PORT,
     synth: Annotated[bool, typer.Option(help="Synthesize first if the app changed.")] = True,
     time_scale: TimeScale = 1.0,
+    iam: Annotated[
+        str,
+        typer.Option(help="on: every call of the app's roles is checked against their policies; off: debugging only."),
+    ] = "on",
 ) -> None:
     """Synthesize if needed, start the twin in the background and print its endpoints."""
-    _start(workdir, cdk_out, port, synth, time_scale)
+    if iam not in ("on", "off"):
+        _fail(f"--iam is on or off, not {iam!r}")
+    _start(workdir, cdk_out, port, synth, time_scale, iam=iam == "on")
 
 
 @local.command("down")
