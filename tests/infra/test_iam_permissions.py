@@ -61,7 +61,7 @@ def test_jobs_list_the_code_asset_key_only(training: dict[str, Any]) -> None:
     listing = [s for s in _granted(training, "SageMakerJobRole", "s3:ListBucket") if "Condition" in s]
     (statement,) = listing
     (prefix,) = statement["Condition"]["StringEquals"]["s3:prefix"]
-    assert prefix.endswith(".tar.gz") and "assets" in json.dumps(statement["Resource"])
+    assert prefix.endswith((".zip", ".tar.gz")) and "assets" in json.dumps(statement["Resource"])
     (read,) = _granted(training, "SageMakerJobRole", "s3:GetObject")[-1:]
     assert prefix in json.dumps(read["Resource"])
 
