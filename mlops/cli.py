@@ -53,7 +53,9 @@ def _running(workdir: Path) -> control.TwinHandle:
     return handle
 
 
-def _start(workdir: Path, cdk_out: Path, port: int, synth: bool, time_scale: float = 1.0) -> control.TwinHandle:
+def _start(
+    workdir: Path, cdk_out: Path, port: int, synth: bool, time_scale: float = 1.0, iam: bool = True
+) -> control.TwinHandle:
     running = control.status(workdir)
     if running:
         console.print(f"twin already running (pid {running.state['pid']}) at {running.endpoint}")
@@ -74,7 +76,7 @@ def _start(workdir: Path, cdk_out: Path, port: int, synth: bool, time_scale: flo
         )
     with console.status("starting the twin from the assembly..."):
         try:
-            handle = control.start(cdk_out, workdir, port=port, time_scale=time_scale)
+            handle = control.start(cdk_out, workdir, port=port, time_scale=time_scale, iam=iam)
         except control.TwinError as exc:
             _fail(str(exc))
     _print_twin(handle)
@@ -88,6 +90,8 @@ def _print_twin(handle: control.TwinHandle) -> None:
     console.print(f"  [bold]export AWS_ENDPOINT_URL={handle.endpoint}[/]", markup=True)
     console.print("  [dim]try: aws s3 ls; aws stepfunctions list-state-machines; aws cloudwatch describe-alarms[/]")
     console.print(f"  [dim]InvokeEndpoint: {handle.endpoint}/endpoints/<model>/invocations (mlops predict)[/]")
+    if state.get("iam") == "off":
+        console.print("[yellow]IAM is not enforced[/] (--iam off): calls AWS would refuse pass here")
     table = Table(title="Local twin", show_header=True, header_style="bold")
     table.add_column("what")
     table.add_column("where")
@@ -119,9 +123,15 @@ def local_up(
     ] = control.DEFAULT_PORT,
     synth: Annotated[bool, typer.Option(help="Synthesize first if the app changed.")] = True,
     time_scale: TimeScale = 1.0,
+    iam: Annotated[
+        str,
+        typer.Option(help="on: every call of the app's roles is checked against their policies; off: debugging only."),
+    ] = "on",
 ) -> None:
     """Synthesize if needed, start the twin in the background and print its endpoints."""
-    _start(workdir, cdk_out, port, synth, time_scale)
+    if iam not in ("on", "off"):
+        _fail(f"--iam is on or off, not {iam!r}")
+    _start(workdir, cdk_out, port, synth, time_scale, iam=iam == "on")
 
 
 @local.command("down")

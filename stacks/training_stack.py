@@ -251,13 +251,23 @@ class TrainingStack(cdk.Stack):
             )
             grant_objects(role, validated_bucket, ["validated/"], READ, sid="ValidatedData")
         grant_objects(fns["finish"].role, artifacts_bucket, ["locks/training/"], DELETE, sid="ReleaseLock")
+        # prepare frees its own lock when it fails after taking it
+        grant_objects(fns["prepare"].role, artifacts_bucket, ["locks/training/"], DELETE, sid="ReleaseOwnLock")
         grant_objects(fns["prepare"].role, capture_bucket, [f"{CAPTURE_PREFIX}/"], READ, sid="CapturedRequests")
         grant_objects(fns["prepare"].role, incoming_bucket, ["ground-truth/"], READ, sid="GroundTruth")
-        # the jobs download the code bundle: that one asset object
+        # the jobs download the code bundle: that one asset object. EvaluateModel reads it as an
+        # S3Prefix input, which SageMaker lists first: ListBucket, for that key only.
         self.sagemaker_role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
                 resources=[self.code.asset.bucket.arn_for_objects(self.code.asset.s3_object_key)],
+            )
+        )
+        self.sagemaker_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.code.asset.bucket.bucket_arn],
+                conditions={"StringEquals": {"s3:prefix": [self.code.asset.s3_object_key]}},
             )
         )
         registry = registry_arns(self, list(configs))
@@ -488,6 +498,8 @@ class TrainingStack(cdk.Stack):
                     "sagemaker:DescribeProcessingJob",
                     "sagemaker:StopProcessingJob",
                     "sagemaker:AddTags",
+                    # the .sync integrations read the job's tags (CDK's own SageMaker task grants it too)
+                    "sagemaker:ListTags",
                 ],
                 resources=jobs,
             )

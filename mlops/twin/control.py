@@ -57,14 +57,16 @@ def status(workdir: Path) -> TwinHandle | None:
     return TwinHandle(workdir, state) if state else None
 
 
-def start(cdk_out: Path, workdir: Path, *, port: int = DEFAULT_PORT, time_scale: float = 1.0) -> TwinHandle:
+def start(
+    cdk_out: Path, workdir: Path, *, port: int = DEFAULT_PORT, time_scale: float = 1.0, iam: bool = True
+) -> TwinHandle:
     running = status(workdir)
     if running:
         return running
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     log = (workdir / "logs" / "daemon.out").open("ab")
     cmd = [sys.executable, "-m", "mlops.twin.daemon", "--cdk-out", str(cdk_out), "--workdir", str(workdir)]
-    cmd += ["--port", str(port), "--time-scale", str(time_scale)]
+    cmd += ["--port", str(port), "--time-scale", str(time_scale), "--iam", "on" if iam else "off"]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -80,7 +80,7 @@ def outputs(twin: Twin) -> dict[str, Any]:
     return found
 
 
-def serve(cdk_out: Path, workdir: Path, port: int, time_scale: float) -> int:
+def serve(cdk_out: Path, workdir: Path, port: int, time_scale: float, iam: bool = True) -> int:
     logging.basicConfig(
         filename=workdir / "logs" / "twin.log",
         level=logging.INFO,
@@ -89,12 +89,13 @@ def serve(cdk_out: Path, workdir: Path, port: int, time_scale: float) -> int:
     orphans = reap_orphans(workdir)
     if orphans:
         logging.warning("killed %d processes left running by a twin that died: %s", len(orphans), orphans)
-    twin = Twin(cdk_out, workdir, port=port, time_scale=time_scale)
+    twin = Twin(cdk_out, workdir, port=port, time_scale=time_scale, iam=iam)
     report = twin.start()
     state = {
         "pid": os.getpid(),
         "endpoint": twin.endpoint,
         "time_scale": time_scale,
+        "iam": "enforced" if iam else "off",
         "cdk_out": str(cdk_out.resolve()),
         "started_at": time.time(),
         "state_machines": {m.name: m.arn for m in twin.state_machines.values()},
@@ -123,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--iam", choices=("on", "off"), default="on", help="off: IAM not enforced (debugging only)")
     args = parser.parse_args(argv)
     (args.workdir / "logs").mkdir(parents=True, exist_ok=True)
-    return serve(args.cdk_out, args.workdir, args.port, args.time_scale)
+    return serve(args.cdk_out, args.workdir, args.port, args.time_scale, iam=args.iam == "on")
 
 
 if __name__ == "__main__":

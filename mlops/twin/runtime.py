@@ -29,7 +29,8 @@ from mlops.twin.cloudformation.api import CloudFormationApi
 from mlops.twin.cloudwatch.alarms import Alarm, AlarmEvaluator, MetricStore
 from mlops.twin.events.bus import EventBus, Rule, Target
 from mlops.twin.gateway import Gateway
-from mlops.twin.iam import Principals
+from mlops.twin.iam import Authorizer, IamAuthorizer, PolicyStore, Principals, Unenforced
+from mlops.twin.iam.lookups import TwinLookups
 from mlops.twin.s3.service import S3Service
 from mlops.twin.sagemaker.endpoints import EndpointManager
 from mlops.twin.sagemaker.jobs import JobRunner
@@ -43,6 +44,7 @@ from mlops.twin.stepfunctions.service import StateMachine, StepFunctions
 from mlops.twin.stepfunctions.tasks import TaskDispatcher
 
 log = logging.getLogger("mlops.twin")
+EVENTS_SERVICE = "events.amazonaws.com"  # the principal EventBridge delivers as
 
 # Resources the twin runs.
 RUNNABLE = {
@@ -57,18 +59,18 @@ RUNNABLE = {
 }
 # Resources that exist in AWS but have no behaviour to reproduce here; listed at start.
 INERT = {
-    "AWS::IAM::Role": "IAM is not enforced on the twin",
-    "AWS::IAM::Policy": "IAM is not enforced on the twin",
-    "AWS::IAM::ManagedPolicy": "IAM is not enforced on the twin",
-    "AWS::KMS::Key": "objects are stored unencrypted on the twin",
-    "AWS::KMS::Alias": "objects are stored unencrypted on the twin",
-    "AWS::S3::BucketPolicy": "bucket policies are not enforced on the twin",
+    "AWS::IAM::Role": "enforced by the twin's IAM, not run",
+    "AWS::IAM::Policy": "enforced by the twin's IAM, not run",
+    "AWS::IAM::ManagedPolicy": "enforced by the twin's IAM, not run",
+    "AWS::KMS::Key": "key policy enforced; objects are stored unencrypted on the twin",
+    "AWS::KMS::Alias": "resolved for key policies; objects are stored unencrypted on the twin",
+    "AWS::S3::BucketPolicy": "enforced by the twin's IAM (aws:SecureTransport is true on the twin)",
     "AWS::Logs::LogGroup": "logs are written under <workdir>/logs",
     "AWS::SQS::Queue": "dead-letter queue: failed deliveries are kept in <workdir>/events.jsonl",
     "AWS::SQS::QueuePolicy": "queue policies are not enforced on the twin",
-    "AWS::Lambda::Permission": "resource policies are not enforced on the twin",
+    "AWS::Lambda::Permission": "enforced for EventBridge deliveries to functions",
     "AWS::CDK::Metadata": "CDK metadata only",
-    "AWS::SNS::TopicPolicy": "topic policies are not enforced on the twin",
+    "AWS::SNS::TopicPolicy": "enforced for EventBridge deliveries to topics",
     "AWS::CloudWatch::Dashboard": "dashboards are not drawn on the twin; `mlops` commands show the numbers",
 }
 
@@ -92,13 +94,20 @@ class StartReport:
 
 
 class Twin:
-    def __init__(self, cdk_out: str | Path, workdir: str | Path, *, port: int = 0, time_scale: float = 1.0) -> None:
+    def __init__(
+        self, cdk_out: str | Path, workdir: str | Path, *, port: int = 0, time_scale: float = 1.0, iam: bool = True
+    ) -> None:
         self.assembly = Assembly(cdk_out)
         self.workdir = Path(workdir).resolve()  # jobs and workers run in other directories
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
         self.principals = Principals(self.assembly.account)
-        self.gateway = Gateway(self.principals, port=port)
+        # IAM is enforced unless asked not to (--iam off, for debugging only)
+        policies = PolicyStore.from_assembly(self.assembly)
+        self.iam: Authorizer = (
+            IamAuthorizer(policies, self.principals.operator, TwinLookups(policies)) if iam else Unenforced()
+        )
+        self.gateway = Gateway(self.principals, port=port, authorizer=self.iam)
         self.s3 = S3Service(self.workdir, self._on_s3_event, account=self.assembly.account)
         self.bus = EventBus(self._deliver, account=self.assembly.account, region=self.assembly.region)
         self.dispatcher = TaskDispatcher(self)
@@ -149,12 +158,17 @@ class Twin:
             props = self.assembly.resolve(res.properties, res.stack)
             self.registry.create_group(res.physical_id, str(props.get("ModelPackageGroupDescription", "")))
         self.jobs = JobRunner(
-            self.client("s3"), self.workdir / "sagemaker", self.assembly.account, self.assembly.region
+            self.client("s3"),
+            self.workdir / "sagemaker",
+            self.assembly.account,
+            self.assembly.region,
+            s3_as=lambda role: self.client("s3", role),  # a job reads and writes S3 as its RoleArn
         )
         self.endpoints = EndpointManager(
             account=self.assembly.account,
             region=self.assembly.region,
             s3=self.client("s3"),
+            s3_as=lambda role: self.client("s3", role),  # model download and capture as ExecutionRoleArn
             runtime=self.endpoint_runtime,
             alarms=self.alarms,
             workdir=self.workdir,
@@ -266,7 +280,10 @@ class Twin:
                     self.metrics.ingest_emf(line, now, override_time=now)
 
     def _put_capture(self, bucket: str, key: str, body: bytes) -> None:
-        self.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+        # SageMaker writes capture files as the endpoint's model execution role
+        roles = self.endpoints.roles if self.endpoints else {}
+        role = next((r for name, r in roles.items() if f"/{name}/" in f"/{key}"), None)
+        self.client("s3", role).put_object(Bucket=bucket, Key=key, Body=body)
 
     # -- resources -----------------------------------------------------------------
     def _create_bucket(self, res: Resource) -> None:
@@ -328,6 +345,7 @@ class Twin:
                 input=t.get("Input"),
                 input_path=t.get("InputPath"),
                 input_transformer=t.get("InputTransformer"),
+                role_arn=t.get("RoleArn"),
             )
             for t in props.get("Targets", [])
         ]
@@ -365,6 +383,7 @@ class Twin:
 
     def _deliver(self, rule: Rule, target: Target, payload: Any) -> None:
         self._record({"kind": "delivery", "rule": rule.name, "target": target.arn})
+        self._authorize_delivery(rule, target)
         if target.arn in self.state_machines:
             self.start_execution(target.arn, payload)
         elif target.arn in self.notifications.topics:
@@ -375,6 +394,19 @@ class Twin:
             threading.Thread(target=self.invoke, args=(name, payload), daemon=True).start()
         else:
             raise RuntimeError(f"rule {rule.name}: target {target.arn} is not supported by the twin")
+
+    def _authorize_delivery(self, rule: Rule, target: Target) -> None:
+        """A rule starts a state machine as its target's role; it publishes to a topic and invokes a
+        function as EventBridge, allowed by the topic's policy or the function's permissions."""
+        source = {"aws:SourceArn": rule.arn}
+        if target.arn in self.state_machines:
+            if not target.role_arn:
+                raise RuntimeError(f"rule {rule.name}: a state machine target needs a RoleArn")
+            self.iam.authorize_as(target.role_arn, "events-target", "states", {"Arn": target.arn})
+        elif target.arn.startswith("arn:aws:sns:"):
+            self.iam.authorize_as(EVENTS_SERVICE, "sns", "Publish", {"TopicArn": target.arn}, source)
+        elif target.arn.startswith("arn:aws:lambda:"):
+            self.iam.authorize_as(EVENTS_SERVICE, "lambda", "Invoke", {"FunctionName": target.arn}, source)
 
     def _record(self, entry: dict[str, Any]) -> None:
         entry = {"time": time.time(), **entry}

@@ -35,6 +35,7 @@ class Target:
     input: str | None = None
     input_path: str | None = None
     input_transformer: dict | None = None  # {"InputPathsMap": {...}, "InputTemplate": "..."}
+    role_arn: str | None = None  # the role EventBridge assumes to call the target (IAM on the twin)
 
 
 @dataclass

@@ -43,6 +43,7 @@ class EndpointManager:
         region: str,
         s3: Any,
         runtime: EndpointRuntime,
+        s3_as: Callable[[str], Any] | None = None,  # an S3 client signed as a role (IAM on the twin)
         alarms: AlarmEvaluator,
         workdir: Path,
         time_scale: float = 1.0,
@@ -57,6 +58,8 @@ class EndpointManager:
         self.time_scale = time_scale
         self.clock = clock
         self.deployments: list[dict[str, Any]] = []  # history, newest last
+        self.s3_as = s3_as
+        self.roles: dict[str, str] = {}  # endpoint name -> the execution role its capture is written as
 
     @property
     def backend(self) -> Any:
@@ -75,14 +78,15 @@ class EndpointManager:
             endpoint.failure_reason = f"failed to load the model: {exc}"
 
     # -- loading -------------------------------------------------------------------------
-    def _fetch(self, uri: str, dest: Path) -> Path:
+    def _fetch(self, uri: str, dest: Path, role: str | None = None) -> Path:
         if dest.exists():
             return dest
         loc = S3Location.parse(uri)
         tmp = dest.with_name(dest.name + ".download")
         tmp.mkdir(parents=True, exist_ok=True)
         archive = tmp / "archive.tar.gz"
-        self.s3.download_file(loc.bucket, loc.key, str(archive))
+        s3 = self.s3_as(role) if role and self.s3_as else self.s3  # SageMaker downloads as the model's role
+        s3.download_file(loc.bucket, loc.key, str(archive))
         with tarfile.open(archive) as tar:
             tar.extractall(tmp / "x", filter="data")
         (tmp / "x").replace(dest)
@@ -95,9 +99,10 @@ class EndpointManager:
         container = model.primary_container or (model.containers[0] if model.containers else {})
         env = container.get("Environment", {})
         base = self.root / model_name
-        model_dir = self._fetch(container["ModelDataUrl"], base / "model")
+        role = model.execution_role_arn
+        model_dir = self._fetch(container["ModelDataUrl"], base / "model", role)
         code_dir = (
-            self._fetch(env["SAGEMAKER_SUBMIT_DIRECTORY"], base / "code")
+            self._fetch(env["SAGEMAKER_SUBMIT_DIRECTORY"], base / "code", role)
             if "SAGEMAKER_SUBMIT_DIRECTORY" in env
             else model_dir / "code"
         )
@@ -127,6 +132,9 @@ class EndpointManager:
                 "Input" in modes,
                 "Output" in modes,
             )
+        role = self.backend._models[config.production_variants[0]["ModelName"]].execution_role_arn
+        if role:
+            self.roles[name] = role
         return Endpoint(name, variants, capture, config_name)
 
     def _package_of(self, model_name: str) -> str | None:

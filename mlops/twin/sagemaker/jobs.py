@@ -20,10 +20,13 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from mlops.s3io import S3Location
 from mlops.sagemaker_contract import training_env
@@ -46,11 +49,21 @@ class JobRunner:
     root: Path  # <workdir>/sagemaker
     account: str
     region: str
+    s3_as: Callable[[str], Any] | None = None  # an S3 client signed as a role: jobs act as their RoleArn
 
     _running: set[subprocess.Popen[bytes]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()  # the job's process runs in the code directory
+
+    def as_role(self, params: dict[str, Any]) -> JobRunner:
+        """This runner with S3 calls made as the job's ``RoleArn`` (what SageMaker does for a job)."""
+        role = params.get("RoleArn")
+        if not role or self.s3_as is None:
+            return self
+        runner = JobRunner(self.s3_as(str(role)), self.root, self.account, self.region)
+        runner._running = self._running  # stop_all still reaches the job's process
+        return runner
 
     # -- S3 transfer -------------------------------------------------------------------
     def _download_prefix(self, uri: str, dest: Path) -> int:
@@ -149,7 +162,7 @@ class JobRunner:
             program = hps.get("sagemaker_program", "train.py").strip('"')
             if "sagemaker_submit_directory" in hps:
                 self._extract_code(hps["sagemaker_submit_directory"].strip('"'), code_dir)
-        except (FileNotFoundError, OSError) as exc:
+        except (FileNotFoundError, OSError, ClientError) as exc:  # ClientError: e.g. AccessDenied for the role
             return self._fail(describe, f"ClientError: {exc}")
         for sub in ("model", "output/data", "input/config"):
             (ml / sub).mkdir(parents=True, exist_ok=True)
@@ -164,9 +177,12 @@ class JobRunner:
         if code != 0:
             return self._fail(describe, _failure_reason(code, ml / "output" / "failure", output, timeout))
         artifacts = f"{params['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output"
-        self._tar_upload(ml / "model", f"{artifacts}/model.tar.gz")
-        if any((ml / "output" / "data").iterdir()):
-            self._tar_upload(ml / "output" / "data", f"{artifacts}/output.tar.gz")
+        try:
+            self._tar_upload(ml / "model", f"{artifacts}/model.tar.gz")
+            if any((ml / "output" / "data").iterdir()):
+                self._tar_upload(ml / "output" / "data", f"{artifacts}/output.tar.gz")
+        except ClientError as exc:
+            return self._fail(describe, f"ClientError: {exc}")
         ended = datetime.now(UTC)
         describe.update(
             TrainingJobStatus="Completed",
@@ -244,7 +260,7 @@ class JobRunner:
             for item in params.get("ProcessingInputs", []):
                 s3_input = item["S3Input"]
                 self._download_prefix(s3_input["S3Uri"], Path(local(s3_input["LocalPath"])))
-        except (FileNotFoundError, OSError) as exc:
+        except (FileNotFoundError, OSError, ClientError) as exc:  # ClientError: e.g. AccessDenied for the role
             return self._fail(describe, f"ClientError: {exc}")
         outputs = params.get("ProcessingOutputConfig", {}).get("Outputs", [])
         for item in outputs:
@@ -260,8 +276,11 @@ class JobRunner:
         if code != 0:
             message = Path(remap) / "output" / "message"  # the processing container's ExitMessage file
             return self._fail(describe, _failure_reason(code, message, output, timeout))
-        for item in outputs:
-            self._upload_dir(Path(local(item["S3Output"]["LocalPath"])), item["S3Output"]["S3Uri"])
+        try:
+            for item in outputs:
+                self._upload_dir(Path(local(item["S3Output"]["LocalPath"])), item["S3Output"]["S3Uri"])
+        except ClientError as exc:
+            return self._fail(describe, f"ClientError: {exc}")
         ended = datetime.now(UTC)
         describe.update(
             ProcessingJobStatus="Completed",

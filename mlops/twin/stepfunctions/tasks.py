@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from mlops.twin.api import ApiError
 from mlops.twin.sagemaker.jobs import JobFailed
 from mlops.twin.stepfunctions.asl import ExecutionAlreadyExists, TaskContext, TaskFailed
 
@@ -84,18 +85,40 @@ class TaskDispatcher:
     def __call__(self, resource: str, parameters: Any, ctx: TaskContext) -> Any:
         handler = self._handlers.get(resource)
         if handler is not None:
+            self._authorize(ctx, resource, parameters or {})
             return handler(parameters or {}, ctx)
         if LAMBDA_ARN_RE.match(resource):
+            self._authorize(ctx, "arn:aws:states:::lambda:invoke", {"FunctionName": resource})
             return self._invoke(resource, parameters, ctx)["Payload"]
         if resource == SNS_PUBLISH:
+            self._authorize(ctx, resource, parameters or {})
             return self.twin.notifications.publish(parameters or {})
+        role = self._role(ctx)  # request-response and SDK integrations call the API as the machine's role
         sagemaker = SAGEMAKER_RE.match(resource)
         if sagemaker and sagemaker["action"] in SAGEMAKER_ACTIONS:
-            return self._call("sagemaker", sagemaker["action"], parameters or {}, "SageMaker")
+            return self._call("sagemaker", sagemaker["action"], parameters or {}, "SageMaker", role)
         sdk = SDK_RE.match(resource)
         if sdk and sdk["service"] in SDK_SERVICES:
-            return self._aws_sdk(sdk["service"], sdk["action"], parameters or {})
+            return self._aws_sdk(sdk["service"], sdk["action"], parameters or {}, role)
         raise TaskFailed("States.Runtime", f"the twin has no integration for Task resource {resource}")
+
+    # -- IAM: integrations act as the state machine's role -------------------------------------
+    def _role(self, ctx: TaskContext) -> str:
+        machine_arn = ctx.execution_arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
+        machine = self.twin.state_machines.get(machine_arn)
+        if machine is None or not machine.role_arn:
+            raise TaskFailed("States.Runtime", f"no role for the state machine of {ctx.execution_arn}")
+        return machine.role_arn
+
+    def _authorize(self, ctx: TaskContext, resource: str, params: dict[str, Any]) -> None:
+        """What the integration needs of the role (the policies AWS documents per integration pattern)."""
+        integration = resource.removeprefix("arn:aws:states:::")
+        try:
+            self.twin.iam.authorize_as(self._role(ctx), "states-integration", integration, params)
+        except ApiError as exc:
+            prefix = {"lambda": "Lambda", "sagemaker": "SageMaker", "sns": "SNS", "events": "EventBridge"}
+            service = integration.split(":", 1)[0]
+            raise TaskFailed(f"{prefix.get(service, 'StepFunctions')}.{exc.code}", exc.message) from None
 
     # -- Lambda ------------------------------------------------------------------------
     def _invoke(self, function: str, payload: Any, ctx: TaskContext) -> dict[str, Any]:
@@ -126,10 +149,10 @@ class TaskDispatcher:
 
     # -- SageMaker -----------------------------------------------------------------------
     def _training_job(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-        return self._job(self.twin.jobs.train, params)
+        return self._job(self.twin.jobs.as_role(params).train, params)
 
     def _processing_job(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-        return self._job(self.twin.jobs.process, params)
+        return self._job(self.twin.jobs.as_role(params).process, params)
 
     @staticmethod
     def _job(run: Callable[[dict[str, Any]], dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
@@ -189,12 +212,12 @@ class TaskDispatcher:
             raise TaskFailed("StepFunctions.ExecutionAlreadyExistsException", str(exc)) from None
 
     # -- AWS SDK integrations ----------------------------------------------------------
-    def _aws_sdk(self, service: str, action: str, params: dict[str, Any]) -> Any:
-        return self._call(service, action, params, {"s3": "S3", "sagemaker": "SageMaker"}.get(service, service))
+    def _aws_sdk(self, service: str, action: str, params: dict[str, Any], role: str) -> Any:
+        return self._call(service, action, params, {"s3": "S3", "sagemaker": "SageMaker"}.get(service, service), role)
 
-    def _call(self, service: str, action: str, params: dict[str, Any], error_prefix: str) -> Any:
-        """One API call against the twin; errors named ``<Service>.<Code>`` as the integrations name them."""
-        method = getattr(self.twin.client(service), _snake(action), None)
+    def _call(self, service: str, action: str, params: dict[str, Any], error_prefix: str, role: str) -> Any:
+        """One API call against the twin as ``role``; errors named ``<Service>.<Code>``, as integrations name them."""
+        method = getattr(self.twin.client(service, role), _snake(action), None)
         if method is None:
             raise TaskFailed("States.Runtime", f"{service} has no action {action}")
         try:
