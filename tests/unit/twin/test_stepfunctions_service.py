@@ -325,15 +325,24 @@ def test_start_execution_task_reports_api_errors_as_the_integration_names_them(t
     sfn = service(tmp_path)
     sfn.start_execution(machine_arn("M"), {}, "child").wait(5)
 
-    class Twin:  # what the dispatcher needs of the twin
+    from types import SimpleNamespace
+
+    from mlops.twin.iam import Unenforced
+
+    parent = machine_arn("Parent")
+
+    class Twin:  # what the dispatcher needs of the twin: start executions, the caller's role, IAM
         start_execution = staticmethod(sfn.start_execution)
+        state_machines = {parent: SimpleNamespace(role_arn="arn:aws:iam::123456789012:role/ParentRole")}
+        iam = Unenforced()
 
     dispatch = TaskDispatcher(Twin())
+    ctx = SimpleNamespace(execution_arn=parent.replace(":stateMachine:", ":execution:") + ":run-1")
     resource = "arn:aws:states:::states:startExecution"
     for arn, name, error in [
         (machine_arn("M"), "child", "StepFunctions.ExecutionAlreadyExistsException"),
         (machine_arn("Nope"), None, "StepFunctions.StateMachineDoesNotExistException"),
     ]:
         with pytest.raises(StatesError) as info:
-            dispatch(resource, {"StateMachineArn": arn, "Name": name, "Input": {"x": 1}}, None)
+            dispatch(resource, {"StateMachineArn": arn, "Name": name, "Input": {"x": 1}}, ctx)
         assert info.value.error == error
