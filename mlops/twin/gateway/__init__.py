@@ -218,7 +218,8 @@ class Gateway:
         model = routing.service_model(service) if service else None
         if model is None or not model.operation_names:
             return _respond(start_response, exc.status, {"Content-Type": "text/plain"}, exc.message.encode())
-        protocol = wire.CBOR if wire.is_cbor(headers, path) else model.protocol
+        op = model.operation_model(model.operation_names[0])
+        protocol = wire.protocol_of(op, headers, path)
         if protocol == "rest-xml":  # S3's error body
             body = (
                 '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -226,7 +227,6 @@ class Gateway:
                 f"<Resource>{_xml_escape(path)}</Resource><RequestId>twin</RequestId></Error>"
             ).encode()
             return _respond(start_response, exc.status, {"Content-Type": "application/xml"}, body)
-        op = model.operation_model(model.operation_names[0])
         _status, out_headers, data = wire.serialize(op, protocol, exc)
         return _respond(start_response, exc.status, out_headers, data)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import botocore.session
 from botocore.model import OperationModel, ServiceModel
+from moto.core.utils import get_service_model
 
 # SigV4 signing name -> botocore service name (the ones the twin routes).
 SIGNING_NAMES = {
@@ -43,7 +43,8 @@ CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/([^/]+)/aws4_reque
 
 @cache
 def service_model(name: str) -> ServiceModel:
-    return botocore.session.get_session().get_service_model(name)
+    # moto's subclass of botocore's model: moto's parsers and serializers (wire.py) need its shapes
+    return get_service_model(name)
 
 
 @dataclass(frozen=True)
