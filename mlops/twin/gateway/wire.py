@@ -84,7 +84,8 @@ def serialize(
     headers.setdefault("x-amzn-RequestId", request_id)
     status = result.status if isinstance(result, ApiError) else _status(op, result, int(out["status_code"]))
     if isinstance(result, ApiError) and protocol in ("json", "rest-json"):
-        headers["x-amzn-ErrorType"] = result.code
+        if not any(k.lower() == "x-amzn-errortype" for k in headers):
+            headers["x-amzn-ErrorType"] = result.code
         if "awsQueryCompatible" in op.service_model.metadata:
             headers["x-amzn-query-error"] = _query_error(result)
     return status, headers, data

@@ -26,7 +26,7 @@ from mlops.twin.gateway.routing import service_model
 from mlops.twin.runtime import Twin
 
 STACK = "MiniApp"
-ECHO = '''
+ECHO = """
 import json
 import os
 
@@ -45,12 +45,12 @@ def handler(event, context):
         "group": context.log_group_name,
         "stream": context.log_stream_name,
     }
-'''
-PLAIN = '''
+"""
+PLAIN = """
 def handler(event, context):
     print("plain got", event)
     return event
-'''
+"""
 
 
 def _template() -> dict[str, Any]:
@@ -133,7 +133,9 @@ def write_assembly(root: Path) -> Path:
     (out / f"{STACK}.template.json").write_text(json.dumps(_template(), indent=1))
     manifest = {
         "version": "36.0.0",
-        "artifacts": {STACK: {"type": "aws:cloudformation:stack", "properties": {"templateFile": f"{STACK}.template.json"}}},
+        "artifacts": {
+            STACK: {"type": "aws:cloudformation:stack", "properties": {"templateFile": f"{STACK}.template.json"}}
+        },
     }
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
