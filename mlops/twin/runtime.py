@@ -147,7 +147,6 @@ class Twin:
         self.endpoint_runtime = EndpointRuntime(self.metrics, self.capture, clock=self.clock.now)
         self.endpoints: EndpointManager | None = None
         self.notifications = Notifications(self.workdir / "notifications.jsonl")
-        self._log_offsets: dict[Path, int] = {}
         self.registry = Registry(self.assembly.account, self.assembly.region, self.emit)
         self.jobs: JobRunner | None = None
         self.state_machines: dict[str, StateMachine] = {}
@@ -283,28 +282,19 @@ class Twin:
         return self.gateway.url
 
     def tick(self) -> None:
-        """Advance what runs on the clock: schedules, EMF metrics from logs, alarms, capture files."""
+        """Advance what runs on the clock: schedules, alarms, capture files."""
         now = self.clock.now()
-        self._ingest_logs(now)
         self.bus.fire_schedules(now)
         self.alarms.evaluate(now)
         self.capture.flush()
 
-    def _ingest_logs(self, now: float) -> None:
-        # Powertools Metrics writes EMF to the function's log, as CloudWatch Logs would ingest it.
-        for path in (self.workdir / "logs").glob("*.log"):
-            start = self._log_offsets.get(path, 0)
-            size = path.stat().st_size
-            if size <= start:
-                continue
-            with path.open("rb") as f:
-                f.seek(start)
-                chunk = f.read(size - start)
-            complete = chunk.rfind(b"\n") + 1
-            self._log_offsets[path] = start + complete
-            for line in chunk[:complete].decode("utf-8", errors="replace").splitlines():
-                if '"_aws"' in line:
-                    self.metrics.ingest_emf(line, now, override_time=now)
+    def _log_line(self, group: str, stream: str, line: str) -> None:
+        """A line a function wrote: into CloudWatch Logs, and its Embedded Metric Format metrics into
+        CloudWatch as the line is ingested (stamped with the twin's clock, which may run fast)."""
+        self.logs.append(group, stream, line)
+        if '"_aws"' in line:
+            now = self.clock.now()
+            self.metrics.ingest_emf(line, now, override_time=now)
 
     def _put_capture(self, bucket: str, key: str, body: bytes) -> None:
         self.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
@@ -348,7 +338,7 @@ class Twin:
         env = {**base_env, **(self.principals.credentials(role).env() if role else {})}
         function = LambdaRuntime(spec, base_env=env, log_dir=self.workdir / "logs")
         function.log_group = str((props.get("LoggingConfig") or {}).get("LogGroup") or function.log_group)
-        function.log_sink = self.logs.append  # CloudWatch Logs: one stream per worker
+        function.log_sink = self._log_line  # CloudWatch Logs: one stream per worker
         self.functions[res.physical_id] = function
 
     def _create_state_machine(self, res: Resource) -> None:

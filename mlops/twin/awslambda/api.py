@@ -1,6 +1,6 @@
 """The Lambda API of the twin: the assembly's functions, invoked in their real runtime.
 
-``ListFunctions`` and ``GetFunction`` describe each ``AWS::Lambda::Function`` from its
+``ListFunctions``, ``GetFunction`` and ``GetFunctionConfiguration`` describe each ``AWS::Lambda::Function`` from its
 template properties and its code asset (``CodeSha256``/``CodeSize`` of the deployment
 package the twin builds from the asset, deterministically; ``Code.Location`` a presigned
 URL of that package in the twin's S3). ``Invoke`` runs the handler: ``RequestResponse``
@@ -93,13 +93,15 @@ class LambdaApi:
         self._lock = threading.Lock()
 
     def operations(self) -> set[str]:
-        return {"ListFunctions", "GetFunction", "Invoke"}
+        return {"ListFunctions", "GetFunction", "GetFunctionConfiguration", "Invoke"}
 
     def handle(self, call: Call) -> dict[str, Any]:
         if call.operation == "ListFunctions":
             return self._list_functions(call.params)
         if call.operation == "GetFunction":
             return self._get_function(call.params)
+        if call.operation == "GetFunctionConfiguration":
+            return self._configuration(self._function(call.params["FunctionName"], call.params.get("Qualifier")))
         if call.operation == "Invoke":
             return self._invoke(call.params)
         raise not_implemented(self.service, call.operation)
