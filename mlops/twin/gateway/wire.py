@@ -82,6 +82,8 @@ def serialize(
     data = body.encode() if isinstance(body, str) else bytes(body or b"")
     headers = {k: str(v) for k, v in out["headers"].items()}
     headers.setdefault("x-amzn-RequestId", request_id)
+    if protocol == "json" and headers.get("Content-Type") in (None, "text"):
+        headers["Content-Type"] = f"application/x-amz-json-{op.service_model.metadata.get('jsonVersion', '1.0')}"
     status = result.status if isinstance(result, ApiError) else _status(op, result, int(out["status_code"]))
     if isinstance(result, ApiError) and protocol in ("json", "rest-json"):
         if not any(k.lower() == "x-amzn-errortype" for k in headers):
@@ -109,10 +111,9 @@ def _error_type(op: OperationModel, code: str) -> str:
     """The shape id of a modeled error with this code (``ResourceNotFound`` -> ``...#ResourceNotFound``)."""
     model = op.service_model
     namespace = f"com.amazonaws.{model.service_name}"
-    for shape in model.error_shapes:
-        if shape.metadata.get("error", {}).get("code", shape.name) == code or shape.name == code:
-            return f"{namespace}#{shape.name}"
-    return f"{namespace}#{code}"
+    names = [s.name for s in model.error_shapes if s.name == code]  # the shape named as the code, if any
+    names += [s.name for s in model.error_shapes if s.metadata.get("error", {}).get("code") == code]
+    return f"{namespace}#{names[0] if names else code}"
 
 
 def _cbor_response(
