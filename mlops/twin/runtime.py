@@ -241,6 +241,7 @@ class Twin:
         self.s3.stop()
         self.metrics.close()
         self.alarms.close()
+        self.logs.close()
         self._events_log.close()
 
     @property

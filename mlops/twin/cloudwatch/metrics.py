@@ -14,7 +14,7 @@ import math
 import os
 import re
 import threading
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +28,8 @@ def metric_key(namespace: str, name: str, dimensions: dict[str, str] | None) -> 
     return namespace, name, tuple(sorted((dimensions or {}).items()))
 
 
-@dataclass(frozen=True, order=True)
-class Sample:
+@dataclass(slots=True)
+class Sample:  # not frozen: frozen dataclasses are slow to create, and a store holds many (never mutated)
     timestamp: float
     total: float  # the sum of the values it stands for
     count: float
@@ -90,11 +90,30 @@ def statistic(values: list[float], stat: str) -> float | None:
     return aggregate([Sample.value(0.0, v) for v in values], stat)
 
 
+class _Series:
+    """The samples of one metric in time order, with their timestamps apart for bisection."""
+
+    __slots__ = ("samples", "times")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.samples: list[Sample] = []
+
+    def add(self, sample: Sample) -> None:
+        if not self.times or sample.timestamp >= self.times[-1]:
+            self.times.append(sample.timestamp)
+            self.samples.append(sample)
+        else:
+            at = bisect_right(self.times, sample.timestamp)
+            self.times.insert(at, sample.timestamp)
+            self.samples.insert(at, sample)
+
+
 class MetricStore:
     """Datapoints per metric, in time order; optionally journaled to ``journal`` (JSON Lines)."""
 
     def __init__(self, journal: Path | None = None) -> None:
-        self._points: dict[MetricKey, list[Sample]] = defaultdict(list)
+        self._points: dict[MetricKey, _Series] = defaultdict(_Series)
         self._lock = threading.Lock()
         self._fd = -1
         if journal is not None:
@@ -112,9 +131,7 @@ class MetricStore:
                 except (ValueError, TypeError):
                     continue  # a line torn by a crash
                 key = (ns, name, tuple((str(k), str(v)) for k, v in dims))
-                self._points[key].append(Sample(ts, total, count, lo, hi, unit, bool(exact)))
-        for points in self._points.values():
-            points.sort()
+                self._points[key].add(Sample(ts, total, count, lo, hi, unit, bool(exact)))
 
     def close(self) -> None:
         with self._lock:
@@ -125,7 +142,7 @@ class MetricStore:
     def add(self, namespace: str, name: str, dimensions: dict[str, str] | None, sample: Sample) -> None:
         key = metric_key(namespace, name, dimensions)
         with self._lock:
-            insort(self._points[key], sample)
+            self._points[key].add(sample)
             if self._fd >= 0:
                 record = [*key[:2], key[2], sample.timestamp, sample.total, sample.count]
                 record += [sample.minimum, sample.maximum, sample.unit, int(sample.exact)]
@@ -147,10 +164,10 @@ class MetricStore:
     def samples(self, key: MetricKey, start: float, end: float, unit: str | None = None) -> list[Sample]:
         """The samples of a metric with ``start <= timestamp < end`` (of one unit, if given)."""
         with self._lock:
-            points = self._points.get(key, [])
-            lo = bisect_left(points, start, key=lambda s: s.timestamp)
-            hi = bisect_left(points, end, key=lambda s: s.timestamp)
-            found = points[lo:hi]
+            series = self._points.get(key)
+            if series is None:
+                return []
+            found = series.samples[bisect_left(series.times, start) : bisect_left(series.times, end)]
         return [s for s in found if unit is None or s.unit == unit]
 
     def values(self, key: MetricKey, start: float, end: float) -> list[float]:
@@ -166,8 +183,8 @@ class MetricStore:
 
     def last_timestamp(self, key: MetricKey) -> float | None:
         with self._lock:
-            points = self._points.get(key)
-            return points[-1].timestamp if points else None
+            series = self._points.get(key)
+            return series.times[-1] if series is not None and series.times else None
 
     def ingest_emf(self, line: str, fallback_time: float, override_time: float | None = None) -> int:
         """Read one log line in Embedded Metric Format; returns how many datapoints it held.

@@ -17,12 +17,13 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from mlops.twin.assembly import Assembly
 
 GROUPS_FILE = "groups.json"
+MAX_OPEN_STREAMS = 128  # stream files kept open for appending (Lambda workers write line by line)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class LogStore:
         self._clock = clock
         self._lock = threading.RLock()
         self._groups: dict[str, _Group] = {}
+        self._open: dict[Path, TextIO] = {}  # in least recently written order
         self._created = self._load_created()
         for group_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
             name = urllib.parse.unquote(group_dir.name)
@@ -123,10 +125,20 @@ class LogStore:
                 folder.mkdir(exist_ok=True)
                 entry = _Stream(folder / f"{_encode(stream)}.jsonl", creation_time=now)
                 self._group(group).streams[stream] = entry
-            with entry.path.open("a", encoding="utf-8") as f:  # whole line per write: a crash tears at most the last
-                f.write(line)
+            handle = self._open.pop(entry.path, None) or entry.path.open("a", encoding="utf-8")
+            self._open[entry.path] = handle
+            handle.write(line)
+            handle.flush()  # into the OS as a whole line: a crash of the twin tears at most the last one
+            if len(self._open) > MAX_OPEN_STREAMS:
+                self._open.pop(next(iter(self._open))).close()
             if entry.events is not None:
                 entry.events.append(LogEvent(ts, now, message, len(entry.events)))
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in self._open.values():
+                handle.close()
+            self._open.clear()
 
     # -- reading --------------------------------------------------------------------------
     def streams(self, group: str) -> dict[str, int]:
