@@ -8,6 +8,7 @@ topic with an email subscription, and an alarm whose action is the topic.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -163,6 +164,23 @@ class ShapeChecked:
         return result
 
 
+@contextlib.contextmanager
+def running(twin: Twin) -> Iterator[Twin]:
+    """A twin started in this process, stopped after; the process environment left as it was
+    (the twin's S3 sets ``MOTO_ACCOUNT_ID``, which later moto-mocked tests in the process would see)."""
+    saved = {k: os.environ.get(k) for k in ("MOTO_ACCOUNT_ID",)}
+    try:
+        twin.start()
+        yield twin
+    finally:
+        twin.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @pytest.fixture(scope="module")
 def mini_twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
     """The mini app on a twin; every result of the mounted APIs checked against its output shape."""
@@ -170,15 +188,12 @@ def mini_twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
     problems: list[str] = []
     mount = Gateway.mount_api
     Gateway.mount_api = lambda self, api: mount(self, ShapeChecked(api, problems))  # type: ignore[method-assign]
-    twin = Twin(write_assembly(root), root / "work", time_scale=0.01)
     try:
-        twin.start()
+        with running(Twin(write_assembly(root), root / "work", time_scale=0.01)) as twin:
+            Gateway.mount_api = mount  # type: ignore[method-assign]
+            yield twin
     finally:
         Gateway.mount_api = mount  # type: ignore[method-assign]
-    try:
-        yield twin
-    finally:
-        twin.stop()
     assert not problems, problems
 
 

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from mlops.twin import control
 from mlops.twin.runtime import Twin
-from tests.unit.twin.mini_app import aws_cli, aws_json, write_assembly
+from tests.unit.twin.mini_app import aws_cli, aws_json, running, write_assembly
 
 ALARM = "mini-errors"
 TOPIC = "arn:aws:sns:us-east-1:000000000000:mini-alerts"
@@ -194,24 +194,16 @@ def assembly(tmp_path: Path) -> Path:
 
 def test_alarm_state_history_and_metrics_survive_a_restart(assembly: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "work"
-    twin = Twin(assembly, workdir)
-    twin.start()
-    try:
+    with running(Twin(assembly, workdir)) as twin:
         twin.client("cloudwatch").set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason="before restart")
         twin.client("cloudwatch").put_metric_data(Namespace="Kept", MetricData=[{"MetricName": "m", "Value": 7.0}])
         before = twin.client("cloudwatch").describe_alarm_history(AlarmName=ALARM)["AlarmHistoryItems"]
-    finally:
-        twin.stop()
-    again = Twin(assembly, workdir)
-    again.start()
-    try:
+    with running(Twin(assembly, workdir)) as again:
         cloudwatch = again.client("cloudwatch")
         alarm = cloudwatch.describe_alarms(AlarmNames=[ALARM])["MetricAlarms"][0]
         assert (alarm["StateValue"], alarm["StateReason"]) == ("ALARM", "before restart")
         assert cloudwatch.describe_alarm_history(AlarmName=ALARM)["AlarmHistoryItems"] == before  # not "created" again
         assert cloudwatch.list_metrics(Namespace="Kept")["Metrics"][0]["MetricName"] == "m"
-    finally:
-        again.stop()
 
 
 @pytest.fixture
