@@ -11,6 +11,7 @@ protocol. Errors are raised as :class:`ApiError` and leave as AWS-shaped errors.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -57,3 +58,21 @@ class ServiceApi(Protocol):
     def handle(self, call: Call) -> dict[str, Any]:
         """Run one operation; the output shape as a dict, or raise :class:`ApiError`."""
         ...
+
+
+def page(items: list[Any], token: str | None, limit: int, *, bad_token: ApiError) -> tuple[list[Any], str | None]:
+    """One page of ``items`` from an opaque ``token`` (the offset), and the token of the next page, if any.
+
+    ``bad_token`` is the service's own error for a token it did not issue.
+    """
+    start = 0
+    if token:
+        try:
+            start = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("twin:"))
+        except (ValueError, UnicodeDecodeError):
+            raise bad_token from None
+        if not 0 <= start <= len(items):
+            raise bad_token
+    end = start + max(1, limit)
+    following = base64.urlsafe_b64encode(f"twin:{end}".encode()).decode() if end < len(items) else None
+    return items[start:end], following

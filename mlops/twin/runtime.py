@@ -23,20 +23,26 @@ from moto.sagemaker.models import sagemaker_backends
 from moto.server import create_backend_app
 
 from mlops.twin.assembly import Assembly, Resource
+from mlops.twin.awslambda.api import LambdaApi
 from mlops.twin.awslambda.runtime import FunctionSpec, LambdaRuntime
 from mlops.twin.clock import TwinClock
 from mlops.twin.cloudformation.api import CloudFormationApi
 from mlops.twin.cloudwatch.alarms import Alarm, AlarmEvaluator, MetricStore
+from mlops.twin.cloudwatch.api import CloudWatchApi
+from mlops.twin.events.api import EventsApi
 from mlops.twin.events.bus import EventBus, Rule, Target
 from mlops.twin.gateway import Gateway
 from mlops.twin.iam import Authorizer, IamAuthorizer, PolicyStore, Principals, Unenforced
 from mlops.twin.iam.lookups import TwinLookups
+from mlops.twin.logs.api import LogsApi
+from mlops.twin.logs.store import LogStore
 from mlops.twin.s3.service import S3Service
 from mlops.twin.sagemaker.endpoints import EndpointManager
 from mlops.twin.sagemaker.jobs import JobRunner
 from mlops.twin.sagemaker.registry import Registry
 from mlops.twin.sagemaker.runtime_api import RuntimeApi
 from mlops.twin.sagemaker.serving import CaptureWriter, EndpointRuntime
+from mlops.twin.sns.api import SnsApi
 from mlops.twin.sns.topics import Notifications
 from mlops.twin.stepfunctions.api import StepFunctionsApi
 from mlops.twin.stepfunctions.asl import Execution
@@ -56,6 +62,8 @@ RUNNABLE = {
     "AWS::SageMaker::ModelPackageGroup",
     "AWS::CloudWatch::Alarm",
     "AWS::SNS::Topic",
+    "AWS::SNS::Subscription",
+    "AWS::Logs::LogGroup",
 }
 # Resources that exist in AWS but have no behaviour to reproduce here; listed at start.
 INERT = {
@@ -65,7 +73,6 @@ INERT = {
     "AWS::KMS::Key": "key policy enforced; objects are stored unencrypted on the twin",
     "AWS::KMS::Alias": "resolved for key policies; objects are stored unencrypted on the twin",
     "AWS::S3::BucketPolicy": "enforced by the twin's IAM (aws:SecureTransport is true on the twin)",
-    "AWS::Logs::LogGroup": "logs are written under <workdir>/logs",
     "AWS::SQS::Queue": "dead-letter queue: failed deliveries are kept in <workdir>/events.jsonl",
     "AWS::SQS::QueuePolicy": "queue policies are not enforced on the twin",
     "AWS::Lambda::Permission": "enforced for EventBridge deliveries to functions",
@@ -114,13 +121,22 @@ class Twin:
         self.stepfunctions = StepFunctions(self.workdir, self.dispatcher, time_scale=time_scale, busy=self._busy)
         self.engine = self.stepfunctions.engine
         self.clock = TwinClock(time_scale, state_dir=self.workdir)
-        self.metrics = MetricStore()
-        self.alarms = AlarmEvaluator(self.metrics, self.emit, self.assembly.account, self.assembly.region)
+        # CloudWatch and its Logs: durable in the work dir (metrics, alarm history, log events)
+        self.metrics = MetricStore(self.workdir / "cloudwatch" / "metrics.jsonl")
+        self.alarms = AlarmEvaluator(
+            self.metrics,
+            self.emit,
+            self.assembly.account,
+            self.assembly.region,
+            journal=self.workdir / "cloudwatch" / "alarm-history.jsonl",
+            clock=self.clock.now,
+            act=self._alarm_action,
+        )
+        self.logs = LogStore(self.workdir / "logs" / "groups")
         self.capture = CaptureWriter(self._put_capture)
         self.endpoint_runtime = EndpointRuntime(self.metrics, self.capture, clock=self.clock.now)
         self.endpoints: EndpointManager | None = None
         self.notifications = Notifications(self.workdir / "notifications.jsonl")
-        self._log_offsets: dict[Path, int] = {}
         self.registry = Registry(self.assembly.account, self.assembly.region, self.emit)
         self.jobs: JobRunner | None = None
         self.functions: dict[str, LambdaRuntime] = {}
@@ -140,6 +156,10 @@ class Twin:
         self.gateway.mount_wsgi("sagemaker-runtime", RuntimeApi(self.endpoint_runtime))
         self.gateway.mount_api(CloudFormationApi(self.assembly))
         self.gateway.mount_api(StepFunctionsApi(self.stepfunctions))
+        self.gateway.mount_api(CloudWatchApi(self.metrics, self.alarms, clock=self.clock.now))
+        self.gateway.mount_api(LogsApi(self.logs, account=self.assembly.account, region=self.assembly.region))
+        self.gateway.mount_api(EventsApi(self.bus, self.emit))
+        self.gateway.mount_api(SnsApi(self.notifications, account=self.assembly.account))
         endpoint = self.gateway.start()
         for res in self.assembly.resources():
             if not self.assembly.included(res):
@@ -178,11 +198,16 @@ class Twin:
         self.endpoints.install()
         for res in self.assembly.resources("AWS::CloudWatch::Alarm"):
             self._create_alarm(res)
-        for res in self.assembly.resources("AWS::SNS::Topic"):
-            self.notifications.add_topic(res.arn)
+        self.notifications.install(self.assembly)
+        self.logs.install(self.assembly)
         base_env = self._lambda_base_env(endpoint)
         for res in self.assembly.resources("AWS::Lambda::Function"):
             self._create_function(res, base_env)
+        self.gateway.mount_api(
+            LambdaApi(
+                self.assembly, self.functions, self.invoke, s3=self.client("s3"), time_scale=self.clock.time_scale
+            )
+        )
         for res in self.assembly.resources("AWS::StepFunctions::StateMachine"):
             self._create_state_machine(res)
         # Executions a previous twin left running end as FAILED; their owners can react to this list.
@@ -213,6 +238,9 @@ class Twin:
         self.capture.flush()
         self.gateway.stop()
         self.s3.stop()
+        self.metrics.close()
+        self.alarms.close()
+        self.logs.close()
         self._events_log.close()
 
     @property
@@ -255,29 +283,20 @@ class Twin:
         return self.gateway.url
 
     def tick(self) -> None:
-        """Advance what runs on the clock: schedules, EMF metrics from logs, alarms, capture files."""
+        """Advance what runs on the clock: schedules, alarms, capture files."""
         now = self.clock.now()
         self.clock.checkpoint()
-        self._ingest_logs(now)
         self.bus.fire_schedules(now)
         self.alarms.evaluate(now)
         self.capture.flush()
 
-    def _ingest_logs(self, now: float) -> None:
-        # Powertools Metrics writes EMF to the function's log, as CloudWatch Logs would ingest it.
-        for path in (self.workdir / "logs").glob("*.log"):
-            start = self._log_offsets.get(path, 0)
-            size = path.stat().st_size
-            if size <= start:
-                continue
-            with path.open("rb") as f:
-                f.seek(start)
-                chunk = f.read(size - start)
-            complete = chunk.rfind(b"\n") + 1
-            self._log_offsets[path] = start + complete
-            for line in chunk[:complete].decode("utf-8", errors="replace").splitlines():
-                if '"_aws"' in line:
-                    self.metrics.ingest_emf(line, now, override_time=now)
+    def _log_line(self, group: str, stream: str, line: str) -> None:
+        """A line a function wrote: into CloudWatch Logs, and its Embedded Metric Format metrics into
+        CloudWatch as the line is ingested (stamped with the twin's clock, which may run fast)."""
+        self.logs.append(group, stream, line)
+        if '"_aws"' in line:
+            now = self.clock.now()
+            self.metrics.ingest_emf(line, now, override_time=now)
 
     def _put_capture(self, bucket: str, key: str, body: bytes) -> None:
         # SageMaker writes capture files as the endpoint's model execution role
@@ -322,7 +341,10 @@ class Twin:
         )
         role = str(props.get("Role", ""))
         env = {**base_env, **(self.principals.credentials(role).env() if role else {})}
-        self.functions[res.physical_id] = LambdaRuntime(spec, base_env=env, log_dir=self.workdir / "logs")
+        function = LambdaRuntime(spec, base_env=env, log_dir=self.workdir / "logs")
+        function.log_group = str((props.get("LoggingConfig") or {}).get("LogGroup") or function.log_group)
+        function.log_sink = self._log_line  # CloudWatch Logs: one stream per worker
+        self.functions[res.physical_id] = function
 
     def _create_state_machine(self, res: Resource) -> None:
         # StateMachineRejected (AWS's InvalidDefinition) stops the start, as it would fail the deploy.
@@ -338,28 +360,13 @@ class Twin:
 
     def _create_rule(self, res: Resource) -> None:
         props = self.assembly.resolve(res.properties, res.stack)
-        targets = [
-            Target(
-                id=t.get("Id", ""),
-                arn=t["Arn"],
-                input=t.get("Input"),
-                input_path=t.get("InputPath"),
-                input_transformer=t.get("InputTransformer"),
-                role_arn=t.get("RoleArn"),
-            )
-            for t in props.get("Targets", [])
-        ]
-        bus = props.get("EventBusName", "default")
-        rule = Rule(
-            name=res.physical_id,
-            arn=res.arn,
-            bus_name=bus.rsplit("/", 1)[-1] if isinstance(bus, str) else "default",
-            event_pattern=props.get("EventPattern"),
-            schedule_expression=props.get("ScheduleExpression"),
-            state=props.get("State", "ENABLED"),
-            targets=targets,
-        )
-        self.bus.put_rule(rule)
+        self.bus.put_rule(Rule.from_properties(res.physical_id, res.arn, props))
+
+    def _alarm_action(self, action: str, alarm: Alarm, message: dict[str, Any]) -> None:
+        if action not in self.notifications.topics:
+            raise RuntimeError(f"the twin runs alarm actions on its SNS topics only, not {action}")
+        subject = f'{alarm.state}: "{alarm.name}" in {self.assembly.region}'[:100]
+        self.notifications.publish({"TopicArn": action, "Subject": subject, "Message": json.dumps(message)})
 
     # -- events ----------------------------------------------------------------------
     def _on_s3_event(self, event: dict[str, Any]) -> None:
@@ -376,10 +383,10 @@ class Twin:
 
         threading.Thread(target=deliver, daemon=True).start()
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: dict[str, Any], bus_name: str = "default") -> None:
         self._record({"kind": "event", "event": event})
         with self._busy():
-            self.bus.emit(event)
+            self.bus.emit(event, bus_name)
 
     def _deliver(self, rule: Rule, target: Target, payload: Any) -> None:
         self._record({"kind": "delivery", "rule": rule.name, "target": target.arn})

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,14 @@ class InvocationResult:
     max_memory_used_mb: int
     request_id: str
     cold_start: bool
+
+
+class _Capture(list[str]):
+    """The log lines of one invocation, with the log stream (the worker's) they go to."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__()
+        self.stream = stream
 
 
 class _WorkerGone(Exception):
@@ -122,7 +131,7 @@ class _Worker:
             self._cond.notify_all()
 
     def _emit(self, line: str) -> None:
-        self.rt.write_log(line, self._capture)
+        self.rt.write_log(line, self._capture, self.log_stream)
 
     def wait_mark(self, token: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -222,6 +231,8 @@ class LambdaRuntime:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.log_dir / f"{spec.name}.log"
         self.log_group = f"/aws/lambda/{spec.name}"
+        # CloudWatch Logs: called with (log group, log stream, line) for every line written.
+        self.log_sink: Callable[[str, str, str], None] | None = None
         self._log_lock = threading.Lock()
         self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._cond = threading.Condition()
@@ -284,13 +295,15 @@ class LambdaRuntime:
         return env
 
     # -- logs --------------------------------------------------------------------------
-    def write_log(self, line: str, capture: list[str] | None = None) -> None:
+    def write_log(self, line: str, capture: list[str] | None = None, stream: str | None = None) -> None:
         data = (line + "\n").encode("utf-8", errors="replace")
         with self._log_lock:
             if capture is not None:
                 capture.append(line)
             if self._log_fd >= 0:
                 os.write(self._log_fd, data)  # O_APPEND, one write per whole line
+            if self.log_sink is not None:
+                self.log_sink(self.log_group, stream or getattr(capture, "stream", ""), line)
 
     # -- pool --------------------------------------------------------------------------
     def _acquire(self) -> _Worker:
@@ -339,7 +352,7 @@ class LambdaRuntime:
 
     def _run(self, worker: _Worker, rid: str, event: Any) -> InvocationResult:
         spec = self.spec
-        capture: list[str] = []
+        capture = _Capture(worker.log_stream)
         worker._capture = capture
         cold = not worker.initialized
         init_ms: float | None = None

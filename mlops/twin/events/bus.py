@@ -36,6 +36,21 @@ class Target:
     input_path: str | None = None
     input_transformer: dict | None = None  # {"InputPathsMap": {...}, "InputTemplate": "..."}
     role_arn: str | None = None  # the role EventBridge assumes to call the target (IAM on the twin)
+    # Described by ListTargetsByRule as the template gives them (role, dead-letter queue, retries, ...).
+    properties: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_properties(cls, props: dict) -> Target:
+        """A target from its ``AWS::Events::Rule`` ``Targets`` entry (intrinsics resolved)."""
+        return cls(
+            id=props.get("Id", ""),
+            arn=props["Arn"],
+            input=props.get("Input"),
+            input_path=props.get("InputPath"),
+            input_transformer=props.get("InputTransformer"),
+            role_arn=props.get("RoleArn"),
+            properties=dict(props),
+        )
 
 
 @dataclass
@@ -47,6 +62,24 @@ class Rule:
     schedule_expression: str | None = None
     state: str = "ENABLED"  # or "DISABLED"
     targets: list[Target] = field(default_factory=list)
+    description: str | None = None
+    role_arn: str | None = None
+
+    @classmethod
+    def from_properties(cls, name: str, arn: str, props: dict) -> Rule:
+        """A rule from its ``AWS::Events::Rule`` properties (intrinsics resolved)."""
+        bus = props.get("EventBusName", DEFAULT_BUS)
+        return cls(
+            name=name,
+            arn=arn,
+            bus_name=bus.rsplit("/", 1)[-1] if isinstance(bus, str) else DEFAULT_BUS,
+            event_pattern=props.get("EventPattern"),
+            schedule_expression=props.get("ScheduleExpression"),
+            state=props.get("State", "ENABLED"),
+            targets=[Target.from_properties(t) for t in props.get("Targets", [])],
+            description=props.get("Description"),
+            role_arn=props.get("RoleArn"),
+        )
 
 
 @dataclass
@@ -358,11 +391,13 @@ class EventBus:
             return state.next_due if state else None
 
     # -- events -----------------------------------------------------------------------------------------------
-    def put_events(self, entries: list[dict]) -> list[dict]:
-        """PutEvents: build the envelope of each entry and route it. Returns one result per entry, in order."""
+    def put_events(self, entries: list[dict], route: Callable[[dict, str], None] | None = None) -> list[dict]:
+        """PutEvents: build the envelope of each entry and route it (through ``route(event, bus)`` if given,
+        else straight onto the bus). Returns one result per entry, in order."""
         if not 1 <= len(entries) <= MAX_PUT_EVENTS_ENTRIES:
             raise ValueError(f"PutEvents takes 1 to {MAX_PUT_EVENTS_ENTRIES} entries, got {len(entries)}")
         results: list[dict] = []
+        accepted: list[tuple[dict, str]] = []
         for entry in entries:
             try:
                 bus, event = self._envelope(entry)
@@ -370,7 +405,9 @@ class EventBus:
                 results.append({"ErrorCode": err.code, "ErrorMessage": err.message})
                 continue
             results.append({"EventId": event["id"]})
-            self._route(event, bus)
+            accepted.append((event, bus))
+        for event, bus in accepted:
+            (route or self.emit)(event, bus)
         return results
 
     def emit(self, event: dict, bus_name: str = DEFAULT_BUS) -> None:

@@ -29,17 +29,16 @@ def is_cbor(headers: Any, path: str) -> bool:
 
 
 def protocol_of(op: OperationModel, headers: Any, path: str) -> str:
-    """The protocol the client spoke (services with several answer in the one they were asked in)."""
+    """The protocol the request speaks, among those the service offers (CloudWatch: CBOR, json, query)."""
     if is_cbor(headers, path):
         return CBOR
     model = op.service_model
-    protocols = model.metadata.get("protocols") or [model.protocol]
-    if "json" in protocols and headers.get("X-Amz-Target"):
+    offered = model.metadata.get("protocols") or [model.protocol]
+    content_type = headers.get("Content-Type") or ""
+    if "json" in offered and headers.get("X-Amz-Target") and "json" in content_type:
         return "json"
-    if "query" in protocols and "x-www-form-urlencoded" in (headers.get("Content-Type") or ""):
+    if "query" in offered and ("x-www-form-urlencoded" in content_type or model.protocol == CBOR):
         return "query"
-    if model.protocol == CBOR:
-        return "json" if "json" in protocols else "query"
     return str(model.protocol)
 
 
@@ -86,10 +85,38 @@ def serialize(
     data = body.encode() if isinstance(body, str) else bytes(body or b"")
     headers = {k: str(v) for k, v in out["headers"].items()}
     headers.setdefault("x-amzn-RequestId", request_id)
-    status = result.status if isinstance(result, ApiError) else int(out["status_code"])
+    if protocol == "json" and headers.get("Content-Type") in (None, "text"):
+        headers["Content-Type"] = f"application/x-amz-json-{op.service_model.metadata.get('jsonVersion', '1.0')}"
+    status = result.status if isinstance(result, ApiError) else _status(op, result, int(out["status_code"]))
     if isinstance(result, ApiError) and protocol in ("json", "rest-json"):
-        headers["x-amzn-ErrorType"] = result.code
+        if not any(k.lower() == "x-amzn-errortype" for k in headers):
+            headers["x-amzn-ErrorType"] = result.code
+        if "awsQueryCompatible" in op.service_model.metadata:
+            headers["x-amzn-query-error"] = _query_error(result)
     return status, headers, data
+
+
+def _status(op: OperationModel, result: dict[str, Any], default: int) -> int:
+    """The status code an output member carries (Lambda Invoke's 202 and 204), else the operation's."""
+    shape = op.output_shape
+    for name, member in shape.members.items() if shape is not None else []:
+        if member.serialization.get("location") == "statusCode" and result.get(name) is not None:
+            return int(result[name])
+    return default
+
+
+def _query_error(error: ApiError) -> str:
+    """``x-amzn-query-error``: the error code of the service's query protocol, and who is at fault."""
+    return f"{error.code};{'Sender' if error.sender_fault else 'Receiver'}"
+
+
+def _error_type(op: OperationModel, code: str) -> str:
+    """The shape id of a modeled error with this code (``ResourceNotFound`` -> ``...#ResourceNotFound``)."""
+    model = op.service_model
+    namespace = f"com.amazonaws.{model.service_name}"
+    names = [s.name for s in model.error_shapes if s.name == code]  # the shape named as the code, if any
+    names += [s.name for s in model.error_shapes if s.metadata.get("error", {}).get("code") == code]
+    return f"{namespace}#{names[0] if names else code}"
 
 
 def _cbor_response(
@@ -97,8 +124,9 @@ def _cbor_response(
 ) -> tuple[int, dict[str, str], bytes]:
     headers = {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor", "x-amzn-RequestId": request_id}
     if isinstance(result, ApiError):
-        namespace = op.service_model.metadata.get("targetPrefix", op.service_model.service_name)
-        body = {"__type": f"{namespace}#{result.code}", "message": result.message}
+        body = {"__type": _error_type(op, result.code), "message": result.message}
+        if "awsQueryCompatible" in op.service_model.metadata:
+            headers["x-amzn-query-error"] = _query_error(result)
         return result.status, headers, cbor2.dumps(body)
     shaped = _to_cbor(op.output_shape, result) if op.output_shape is not None else {}
     return 200, headers, cbor2.dumps(shaped, datetime_as_timestamp=True, timezone=UTC)

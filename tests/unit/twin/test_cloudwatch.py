@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from mlops.twin.cloudwatch.alarms import Alarm, AlarmEvaluator, MetricStore, statistic
+from mlops.twin.cloudwatch.metrics import Sample, aggregate
 
 PROPS = {
     "Namespace": "Mlops",
@@ -111,3 +113,57 @@ def test_unsupported_alarm_shapes_are_named() -> None:
         Alarm.from_properties("x", "arn", {**PROPS, "Metrics": []})
     with pytest.raises(ValueError, match="LessThanLowerOrGreaterThanUpperThreshold is not supported"):
         Alarm.from_properties("x", "arn", {**PROPS, "ComparisonOperator": "LessThanLowerOrGreaterThanUpperThreshold"})
+
+
+def test_set_state_holds_until_the_next_evaluation_interval() -> None:
+    _, evaluator, events = _setup(TreatMissingData="notBreaching", EvaluationPeriods=1, DatapointsToAlarm=1)
+    clock = [60.0]
+    evaluator.clock = lambda: clock[0]
+    evaluator.evaluate(60)
+    assert evaluator.alarms["drift"].state == "OK"
+    clock[0] = 75.0
+    evaluator.set_state("drift", "ALARM", "testing")
+    evaluator.evaluate(90)  # same minute: not evaluated again
+    assert evaluator.alarms["drift"].state == "ALARM"
+    evaluator.evaluate(120)  # the next evaluation finds no breach
+    assert evaluator.alarms["drift"].state == "OK"
+    assert [e["detail"]["state"]["value"] for e in events] == ["OK", "ALARM", "OK"]
+
+
+def test_the_journal_restores_state_and_history(tmp_path: Path) -> None:
+    journal = tmp_path / "alarm-history.jsonl"
+    store = MetricStore(tmp_path / "metrics.jsonl")
+    first = AlarmEvaluator(store, lambda e: None, "000000000000", "us-east-1", journal=journal, clock=lambda: 10.0)
+    first.add(Alarm.from_properties("drift", "arn:drift", PROPS))
+    for minute in (0, 1):
+        store.put("Mlops", "DriftShare", 0.9, dimensions={"model": "m1"}, timestamp=minute * 60 + 5)
+    first.evaluate(3 * 60)
+    assert first.alarms["drift"].state == "ALARM"
+    first.close()
+    store.close()
+    with journal.open("a") as f:
+        f.write('{"alarm": "drift", "time": 1')  # a line torn by kill -9
+    again = AlarmEvaluator(
+        MetricStore(tmp_path / "metrics.jsonl"), lambda e: None, "000000000000", "us-east-1", journal=journal
+    )
+    again.add(Alarm.from_properties("drift", "arn:drift", PROPS))
+    alarm = again.alarms["drift"]
+    assert alarm.state == "ALARM" and alarm.state_updated == 3 * 60
+    assert [i.kind for i in again.history("drift")] == ["ConfigurationUpdate", "StateUpdate"]
+    assert again.store.values(("Mlops", "DriftShare", (("model", "m1"),)), 0, 120) == [0.9, 0.9]
+    changed = Alarm.from_properties("drift", "arn:drift", {**PROPS, "Threshold": 0.5})
+    again.add(changed)  # a new template: the configuration update is in the history, the state is kept
+    assert [i.summary for i in again.history("drift")][-1] == 'Alarm "drift" updated' and changed.state == "ALARM"
+
+
+def test_statistic_sets_and_weighted_percentiles() -> None:
+    store = MetricStore()
+    key = ("N", "m", ())
+    store.add("N", "m", None, Sample.value(1, 10.0, count=3))
+    store.add("N", "m", None, Sample.value(2, 20.0, count=1))
+    samples = store.samples(key, 0, 60)
+    assert aggregate(samples, "SampleCount") == 4 and aggregate(samples, "Average") == 12.5
+    assert aggregate(samples, "p75") == 10.0 and aggregate(samples, "p100") == 20.0
+    store.add("N", "m", None, Sample.statistic_set(3, total=9, count=3, minimum=1, maximum=5))
+    assert aggregate(store.samples(key, 0, 60), "p50") is None  # no percentiles over distinct-valued sets
+    assert aggregate(store.samples(key, 0, 60), "Minimum") == 1
