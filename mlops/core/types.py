@@ -8,7 +8,7 @@ import it without polars or pydantic.
 
 The rules, per cell (text from CSV/JSON, or a typed value from Parquet/JSON):
 
-- **missing**: ``None``, a float NaN, or text equal to one of the contract's
+- **missing**: ``None``, a NaN, or text equal to one of the contract's
   ``na_values`` (exact match; default ``[""]``). In ``int``, ``float`` and ``bool``
   columns surrounding spaces are ignored, so a blank cell is missing too, and so is
   ``NaN``/``nan`` (any case) in ``int`` and ``float`` columns: it is how pandas,
@@ -57,9 +57,9 @@ _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|in
 
 # How each type is named in messages and in the config reference.
 DESCRIPTIONS = {
-    ColumnType.INT: "integers (181; also 181.0 or 1e3 when the value is exactly integral)",
+    ColumnType.INT: "integers",
     ColumnType.FLOAT: "finite numbers",
-    ColumnType.BOOL: "booleans (true/false, t/f, yes/no, y/n, 1/0, any case)",
+    ColumnType.BOOL: "booleans (true/false, yes/no, 1/0)",
     ColumnType.STRING: "text",
 }
 
@@ -149,6 +149,8 @@ def parse_value(column_type: ColumnType, value: Any, na_values: Iterable[str] = 
             return number == 1
         raise TypeMismatch(column_type, value)
     number = _number(column_type, value)
+    if isinstance(number, float) and math.isnan(number):
+        return None  # "-nan" and typed NaN: a missing number, as "nan" is
     if column_type is ColumnType.INT:
         out = number if isinstance(number, int) else _integral(column_type, number, value)
         if not INT64_MIN <= out <= INT64_MAX:
