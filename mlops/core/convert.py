@@ -90,7 +90,7 @@ def _finite(values: pl.Series, name: str, rewritten: bool = False) -> Converted:
 
 def _int_from_float(values: pl.Series, name: str) -> Converted:
     nan = values.is_nan().fill_null(False)
-    exact = (values.round(0) == values) & (values.abs() <= MAX_EXACT_FLOAT_INT)
+    exact = (values.round(0) == values) & (values.abs() < MAX_EXACT_FLOAT_INT)
     exact = exact.fill_null(False) & ~nan
     typed = _select(pl.when(exact).then(values.cast(pl.Int64, strict=False)), name)
     wrong = values.is_not_null() & ~nan & ~exact

@@ -14,7 +14,7 @@ The rules, per cell (text from CSV/JSON, or a typed value from Parquet/JSON):
   ``NaN``/``nan`` (any case) in ``int`` and ``float`` columns: it is how pandas,
   numpy and polars write a missing number.
 - **int**: an integer (``181``, ``-3``, ``+7``), or a number with an integral value
-  that a float holds exactly (``181.0``, ``1e3``: what pandas writes for an int column
+  below 2**53 (``181.0``, ``1e3``: what pandas writes for an int column
   after NaN upcasting); ``181.5``, ``inf``, booleans and values beyond ±2**53 (for
   floats) or the 64-bit range are not ints.
 - **float**: a finite number (``1.5``, ``-2e-3``, ``7``); ``inf`` is not.
@@ -50,7 +50,7 @@ DEFAULT_NA_VALUES: tuple[str, ...] = ("",)
 NAN_TEXT = "nan"  # compared case-insensitively: NaN, nan, NAN
 TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
-MAX_EXACT_FLOAT_INT = 2**53  # beyond it a float no longer holds every integer
+MAX_EXACT_FLOAT_INT = 2**53  # from it on, a float no longer holds every integer
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|infinity|nan)$", re.IGNORECASE)
@@ -92,7 +92,7 @@ def is_missing(column_type: ColumnType, value: Any, na_values: Iterable[str] = D
 
 
 def _integral(column_type: ColumnType, number: float, raw: Any) -> int:
-    if not math.isfinite(number) or not number.is_integer() or abs(number) > MAX_EXACT_FLOAT_INT:
+    if not math.isfinite(number) or not number.is_integer() or abs(number) >= MAX_EXACT_FLOAT_INT:
         raise TypeMismatch(column_type, raw)
     return int(number)
 
