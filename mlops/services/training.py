@@ -203,6 +203,7 @@ class TrainingSteps:
             "sha256": manifest.get("source", {}).get("sha256"),
             "source_uri": manifest.get("source", {}).get("uri"),
             "source_version_id": manifest.get("source", {}).get("version_id"),
+            "source_parts": manifest.get("source", {}).get("parts"),
         }
 
     def champion(self, model: str) -> dict[str, Any] | None:
@@ -429,7 +430,8 @@ class TrainingSteps:
             summary["validated_sha256"] = validated_sha
             summary["labelled_capture"] = capture
         if not dataset.get("sha256"):
-            dataset["sha256"] = validated_sha  # validated data is a byte-for-byte copy of the upload
+            dataset["sha256"] = validated_sha  # no source hash recorded: the validated copy's
+        dataset["validated_sha256"] = validated_sha  # canonical CSV: the upload's bytes, or its rewrite
         put_json(
             self.s3, S3Location(base.bucket, f"{base.key}/config/model-config.json"), config.model_dump(mode="json")
         )
@@ -498,6 +500,11 @@ class TrainingSteps:
             "data_uri": dataset.get("source_uri") or dataset.get("validated_uri"),
             "data_version_id": dataset.get("source_version_id"),
             "data_sha256": dataset.get("sha256"),
+            # multi-part datasets: every part's key, version id, ETag, size and SHA-256 (data_sha256 covers them all)
+            "data_parts": dataset.get("source_parts"),
+            "data_format": dataset.get("format"),
+            "rows_dropped": dataset.get("rows_dropped"),
+            "validated_sha256": dataset.get("validated_sha256"),
             "dataset_version": dataset.get("dataset_version"),
             "validated_uri": dataset.get("validated_uri"),
             "profile_uri": dataset.get("profile_uri"),
