@@ -178,7 +178,7 @@ class _Engine:
         self.unique_values: dict[str, list[pl.Series]] = {c.name: [] for c in contract.columns if c.unique}
         self.hashed: set[str] = set()
         self.blocks: list[Block] = []  # without their data: maps global row numbers to lines
-        self.profile: ProfileBuilder | None = ProfileBuilder(contract)
+        self.profile: ProfileBuilder | None = ProfileBuilder(contract, background=True)
         self.allowed = {c.name: allowed_values(c.type, c.allowed) for c in contract.columns if c.allowed is not None}
         # per part
         self.header: list[str] = []
@@ -200,7 +200,7 @@ class _Engine:
         self.rules = self._rule_exprs()
         needed = {c.name for c in self.contract.features} | {self.contract.target}
         if not needed <= set(self.specs):
-            self.profile = None
+            self._drop_profile()
             self._stop_writing()
 
     def _schema(self, typed: bool) -> dict[str, Any]:
@@ -248,7 +248,7 @@ class _Engine:
             )
         )
         if self.tallies:  # the data already failed: no profile, no copy; skip the work
-            self.profile = None
+            self._drop_profile()
             self._stop_writing()
             return
         kept = typed if keep is None else typed.filter(keep)
@@ -256,6 +256,11 @@ class _Engine:
             self.profile.update(kept)
         if self.writer is not None:
             self.writer.add(block, kept, canonical)
+
+    def _drop_profile(self) -> None:
+        if self.profile is not None:
+            self.profile.close()
+            self.profile = None
 
     def _stop_writing(self) -> None:
         if self.writer is not None:
@@ -738,6 +743,7 @@ def validate_dataset(
     violations += [v for v in [_row_count(kept, contract)] if v]
     passed = not violations
     profile = engine.profile.result() if engine.profile is not None and passed else None
+    engine._drop_profile()
     canonical_copy = None
     if engine.writer is not None:
         if passed:
