@@ -120,7 +120,7 @@ class DatasetContract(_Strict):
     """Field delimiter of CSV uploads (other formats are detected by content and ignore it)."""
     encoding: Literal["utf-8"] = "utf-8"
     """Text encoding of CSV and JSON Lines uploads (a UTF-8 byte order mark is accepted)."""
-    na_values: list[str] = Field(default_factory=lambda: list(DEFAULT_NA_VALUES))
+    na_values: list[str] = Field(default=list(DEFAULT_NA_VALUES))
     """Texts that mean "missing" in any column, matched exactly (R exports: `["", "NA"]`).
     In int, float and bool columns a blank cell is missing as well, and so is `NaN`/`nan` in int and
     float columns."""

@@ -100,6 +100,7 @@ def _write_csv(tmp_path: Path, frame: pd.DataFrame) -> Path:
         (gzip.compress(b"PAR1" + b"\x00" * 50), "gzip-compressed Parquet (Parquet compresses internally)"),
         (b"\x00\x01\x02\x03binary", "binary data (NUL bytes)"),
     ],
+    ids=["zip", "json-array", "bzip2", "gzip-parquet", "binary"],  # gzip headers hold a time: no byte ids
 )
 def test_unsupported_formats_are_named_with_the_accepted_list(tmp_path: Path, body: bytes, detected: str) -> None:
     path = tmp_path / "data.csv"
