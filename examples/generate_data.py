@@ -143,8 +143,17 @@ def write_as(frame: pd.DataFrame, path: str | Path, fmt: str = "csv") -> Path:
         pl.from_pandas(frame).write_parquet(path)
     elif fmt == "jsonl":
         path.write_text(frame.to_json(orient="records", lines=True), encoding="utf-8")
-    elif fmt == "r-csv":  # write.csv(df, row.names = FALSE): quoted text, NA for missing values
-        frame.to_csv(path, index=False, lineterminator="\n", na_rep="NA", quoting=2)
+    elif fmt == "r-csv":  # write.csv(df, row.names = FALSE): quoted names and text, NA (unquoted) when missing
+        text = [not pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+
+        def cell(value: object, quoted: bool) -> str:
+            if pd.isna(value):  # type: ignore[call-overload]
+                return "NA"
+            return '"' + str(value).replace('"', '""') + '"' if quoted else str(value)
+
+        lines = [",".join(f'"{c}"' for c in frame.columns)]
+        lines += [",".join(cell(v, q) for v, q in zip(row, text, strict=True)) for row in frame.itertuples(index=False)]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     else:
         body = frame.to_csv(index=False, lineterminator="\n").encode()
         if fmt == "csv.gz":

@@ -421,10 +421,11 @@ class _Engine:
         error_any: pl.Series | None = None
         wrong: dict[str, pl.Series] = {}
         rewritten = False
+        clean = self._already_typed(frame)
         for name in self.header:
             spec = self.specs.get(name)
             series = frame.get_column(name)
-            if spec is None:
+            if spec is None or name in clean:
                 columns.append(series)
                 continue
             done: Converted = convert(spec.type, series, self.na)
@@ -439,6 +440,16 @@ class _Engine:
                     wrong[name] = done.wrong
             columns.append(done.values)
         return pl.DataFrame(columns), error_any, wrong, rewritten
+
+    def _already_typed(self, frame: pl.DataFrame) -> set[str]:
+        """Columns a typed parse already left in their final form: Int64 ints, and Float64 floats without
+        NaN or infinities, checked for every such column in one multi-threaded query (the common case)."""
+        ints = [n for n, s in self.specs.items() if s.type is ColumnType.INT and frame.schema.get(n) == pl.Int64]
+        floats = [n for n, s in self.specs.items() if s.type is ColumnType.FLOAT and frame.schema.get(n) == pl.Float64]
+        if not floats:
+            return set(ints)
+        counts = frame.select([(~pl.col(n).is_finite()).sum().alias(n) for n in floats]).row(0, named=True)
+        return set(ints) | {n for n, count in counts.items() if not count}
 
     def _keep(self, typed: pl.DataFrame, wrong: dict[str, pl.Series]) -> pl.Series | None:
         """Rows to keep when rows with a missing target are dropped; None when every row is kept."""
