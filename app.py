@@ -5,12 +5,15 @@ import sys
 from pathlib import Path
 
 from mlops.config import ConfigError, load_configs
-from stacks.app_builder import build_app, new_app
 
 try:
     configs = load_configs(Path(__file__).resolve().parent / "configs")
 except ConfigError as exc:  # one line per problem, naming the file and the field; no traceback
     sys.exit("\n".join(exc.lines()))
+
+# aws_cdk starts its Node runtime on import: only once the configs are known to be valid
+from stacks.app_builder import build_app, new_app
+
 app = new_app()
 build_app(app, configs)
 app.synth()

@@ -123,3 +123,27 @@ def test_file_errors(tmp_path: Path) -> None:
         load_config(renamed)
     with pytest.raises(ConfigError, match="no model configs"):
         load_configs(tmp_path / "empty-dir-that-has-none")
+
+
+def test_synth_prints_config_errors_without_a_traceback(tmp_path: Path) -> None:
+    """`cdk synth` runs app.py: a broken config is one line per problem, naming the field, exit 1."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(ROOT / "app.py", tmp_path / "app.py")
+    (tmp_path / "configs").mkdir()
+    data = copy.deepcopy(DEMO)
+    data["dataset"]["columns"][1]["nullable"] = "sometimes"
+    (tmp_path / "configs" / "tumor-classifier.yaml").write_text(yaml.safe_dump(data))
+    from mlops.synth import jsii_env
+
+    env = {**os.environ, **jsii_env(), "PYTHONPATH": str(ROOT)}  # as mlops.synth runs it: no Node banner
+    done = subprocess.run([sys.executable, "app.py"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"{tmp_path / 'configs' / 'tumor-classifier.yaml'}: dataset.columns[1].nullable: "
+        "Input should be a valid boolean, unable to interpret input"
+    ]
