@@ -117,4 +117,5 @@ def test_unsupported_format_and_missing_marker_get_precise_reports(twin: control
     cause = incomplete[0]["cause"]
     assert f"{prefix} has 2 part file(s) (part-00000.snappy.parquet, part-00001.snappy.parquet)" in cause
     assert "but no _SUCCESS marker or _manifest.json after 30 min" in cause and "left in place" in cause
-    assert entered_states(incomplete[0]["history"])[-3:] == ["WaitForCommitMarker", "CheckCommit", "CommitArrived?"]
+    states = ["WaitForCommitMarker", "CheckCommit", "CommitArrived?", "DatasetIncomplete"]
+    assert entered_states(incomplete[0]["history"])[-4:] == states
