@@ -14,7 +14,6 @@ import pytest
 
 from examples.generate_data import generate, write_as, write_parts
 from mlops.twin import control
-from mlops.twin.asl.history import entered_states
 
 from .conftest import TIME_SCALE
 
@@ -30,6 +29,11 @@ def twin(cdk_out: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[co
         yield handle
     finally:
         control.stop(workdir)
+
+
+def entered_states(history: list[dict[str, Any]]) -> list[str]:
+    """State names in the order an execution entered them (from its history events)."""
+    return [e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")]
 
 
 def _upload(handle: control.TwinHandle, path: Path, key: str) -> str:
