@@ -19,6 +19,7 @@ from mlops.settings import model_config
 from .test_validation_handler import BUCKETS, MODEL, _json, buckets  # noqa: F401  (fixture)
 
 PREFIX = f"incoming/{MODEL}/daily-2026-12-01/"
+TIMEOUT = model_config(MODEL).dataset.commit_timeout_minutes
 
 
 def _put(s3: Any, key: str, body: bytes) -> ValidationRequest:
@@ -50,7 +51,7 @@ def test_parts_wait_and_the_marker_validates_them_once(buckets: Any) -> None:  #
     frame = generate(MODEL, "good", 900, seed=5)
     parts = _parts(buckets, frame)
     first = validator.validate(parts[0])
-    assert first["status"] == "waiting" and first["watch"] is True and first["wait_seconds"] == 3600
+    assert first["status"] == "waiting" and first["watch"] is True and first["wait_seconds"] == TIMEOUT * 60
     assert first["dataset_prefix"] == PREFIX
     second = validator.validate(parts[1])
     assert second["status"] == "waiting" and second["watch"] is False  # one watch per folder
@@ -89,7 +90,7 @@ def test_a_folder_without_its_marker_is_reported_after_the_wait(buckets: Any) ->
     assert out["status"] == "incomplete"
     assert f"dataset s3://{BUCKETS.incoming}/{PREFIX} has 3 part file(s)" in out["summary"]
     assert "part-00000.snappy.parquet, part-00001.snappy.parquet, part-00002.snappy.parquet" in out["summary"]
-    assert "but no _SUCCESS marker or _manifest.json after 60 min" in out["summary"]
+    assert f"but no _SUCCESS marker or _manifest.json after {TIMEOUT} min" in out["summary"]
     report = _json(buckets, out["report_uri"])
     assert report["violations"][0]["rule"] == "commit_marker"
     listed = buckets.list_objects_v2(Bucket=BUCKETS.incoming, Prefix=PREFIX)["Contents"]
