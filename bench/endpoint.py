@@ -1,11 +1,12 @@
-"""Twin endpoint latency and throughput against raw ``model.predict``, in the same run.
+"""Twin endpoint latency and throughput against the handler's ``predict_fn``, in the same run.
 
 Trains the tumor-classifier demo model with ``pipelines/train.py`` under SageMaker's
 contract (temp dirs shaped like ``/opt/ml``), then measures one CSV row per request:
 
 1. ``model.predict``: the fitted pipeline's ``predict`` on a 1-row DataFrame already
-   prepared by the handler's ``input_fn`` (the floor: the model and nothing else);
-2. ``predict_fn``: the handler's ``predict_fn`` on the same parsed row;
+   prepared by the handler's ``input_fn`` (for reference);
+2. ``predict_fn``: the handler's ``predict_fn`` on the same parsed row: what the endpoint
+   calls, so the baseline the overhead is measured against;
 3. ``handler``: ``input_fn`` -> ``predict_fn`` -> ``output_fn`` in-process (``LoadedModel.handle``);
 4. ``runtime.invoke``: ``EndpointRuntime.invoke`` in-process (variant pick, metrics, capture);
 5. ``http.client``: ``POST /endpoints/bench/invocations`` on the twin's gateway (``RuntimeApi``)
@@ -272,19 +273,22 @@ def table(results: dict[str, dict[int, dict[str, float]]], requests: int, captur
 
 def targets(results: dict[str, dict[int, dict[str, float]]]) -> tuple[str, list[tuple[str, bool]]]:
     p50 = {name: r[1]["p50"] for name, r in results.items()}
-    raw = p50["model.predict (raw)"]
-    http_oh = p50["HTTP, http.client keep-alive"] - raw
-    boto_oh = p50["HTTP, boto3 invoke_endpoint"] - raw
+    # The baseline is what the endpoint itself calls: predict_fn (classifiers predict once, from the
+    # probabilities), not pipeline.predict, which does more work and would hide part of the overhead.
+    base = p50["predict_fn"]
+    http_oh = p50["HTTP, http.client keep-alive"] - base
+    boto_oh = p50["HTTP, boto3 invoke_endpoint"] - base
     names = list(p50)
     steps = [f"{names[i]} {p50[names[i]] - p50[names[i - 1]]:+.3f} ms" for i in range(1, len(names))]
     breakdown = (
-        f"Overhead at c=1, p50: endpoint via http.client {p50['HTTP, http.client keep-alive']:.3f} ms - raw predict "
-        f"{raw:.3f} ms = **{http_oh:.3f} ms**; via boto3 {boto_oh:.3f} ms (boto3's own client cost "
-        f"{boto_oh - http_oh:.3f} ms). Step by step (each row's p50 minus the row above): " + "; ".join(steps) + "."
+        f"Overhead at c=1, p50: endpoint via http.client {p50['HTTP, http.client keep-alive']:.3f} ms - predict_fn "
+        f"{base:.3f} ms = **{http_oh:.3f} ms**; via boto3 {boto_oh:.3f} ms (boto3's own client cost "
+        f"{boto_oh - http_oh:.3f} ms). Raw pipeline.predict is shown for reference only. Step by step (each "
+        "row's p50 minus the row above): " + "; ".join(steps) + "."
     )
     checks = [
         (
-            f"endpoint overhead over raw predict at p50, single row, c=1: {http_oh:.3f} ms < {TARGET_MS} ms",
+            f"endpoint overhead over predict_fn at p50, single row, c=1: {http_oh:.3f} ms < {TARGET_MS} ms",
             http_oh < TARGET_MS,
         )
     ]

@@ -18,6 +18,8 @@ uploads demo datasets through the S3 API, then reads the executions' histories:
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -108,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {med['machine']:.3f} | {med['total']:.3f} |"
         )
     table = "\n".join(lines)
+    command = "python bench/loop.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    machine = f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    print(f"`{command.strip()}` on {machine}")
     print(f"median of {args.repeat} runs per size; twin on 127.0.0.1, peer = contract engine called directly")
     print(table)
     direct_train = statistics.median(_direct_training(args.train_rows) for _ in range(args.repeat))
@@ -124,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     out = ROOT / "bench" / "results" / "loop.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(
+        f"`{command.strip()}`\n\n{machine}; datasets: {MODEL} demo data ({', '.join(f'{r:,}' for r in args.rows)} "
+        f"rows for validation, {args.train_rows:,} for training). No memory target here.\n\n"
         f"# upload → validation result on the twin\n\n{table}\n\n"
-        f"# upload → registered model package ({args.train_rows:,} rows of {MODEL})\n\n{train_table}\n"
+        f"# upload → registered model package ({args.train_rows:,} rows of {MODEL})\n\n{train_table}\n\n"
+        "The peer train.py runs on prepare's split of the same rows (same fractions and seed), as the job does.\n"
     )
     return 0
 
@@ -193,15 +201,18 @@ def _settle(workdir: Path, timeout_s: float = 900) -> None:
 
 
 def _direct_training(rows: int) -> float:
-    """pipelines/train.py on the same data, in a fresh process, as the floor of the training job."""
-    import os
+    """pipelines/train.py in a fresh process on the same channels the twin's job gets: the same data,
+    split by prepare's own ``split_file`` with the config's fractions and seed (train ~70%, validation
+    ~15%), so the peer fits and scores exactly the rows the training job does."""
     import subprocess
+
+    from mlops.services.training import split_file
 
     with tempfile.TemporaryDirectory() as tmp:
         ml = Path(tmp) / "opt" / "ml"
-        frame = generate(MODEL, "good", rows, seed=9)
-        for channel in ("train", "validation"):
-            write_csv(frame, ml / "input" / "data" / channel / "data.csv")
+        source = write_csv(generate(MODEL, "good", rows, seed=9), Path(tmp) / "data.csv")
+        split = model_config(MODEL).training.split
+        split_file(source, ml / "input" / "data", split.validation, split.test, split.seed)
         (ml / "input" / "data" / "config").mkdir(parents=True)
         (ml / "input" / "data" / "config" / "model-config.json").write_text(model_config(MODEL).model_dump_json())
         (ml / "model").mkdir()

@@ -9,7 +9,7 @@ from pathlib import Path
 def finish(report: str, checks: Sequence[tuple[str, bool]], *, title: str, command: str, out: Path | None) -> int:
     """Print ``report`` with PASS/FAIL per target, write it to ``out`` (unless None); exit status."""
     report += "\n\n" + "\n".join(f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in checks)
-    print(report)
+    print(f"`{command}`\n\n{report}")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(f"# {title}\n\n`{command}`\n\n{report}\n")

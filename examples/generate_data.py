@@ -10,7 +10,12 @@ bytes. Variants:
   non-numeric text in numeric columns, duplicated rows).
 - ``drifted``: valid data whose feature distributions have shifted (for drift demos).
 
-Usage: python examples/generate_data.py tumor-classifier good 5000 out.csv
+Formats (``--format``): ``csv`` (default), ``csv.gz``, ``csv.zst``, ``parquet``, ``jsonl``, and
+``r-csv`` (as R's ``write.csv`` writes: quoted text, ``NA`` for missing values, a row-name
+column dropped). ``--parts N`` writes a folder of N Parquet part files and a ``_SUCCESS``
+marker, the way Spark writes a dataset.
+
+Usage: python examples/generate_data.py tumor-classifier good 5000 out.csv [--format parquet] [--parts 3]
 """
 
 from __future__ import annotations
@@ -123,6 +128,57 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+FORMATS = ("csv", "csv.gz", "csv.zst", "parquet", "jsonl", "r-csv")
+
+
+def write_as(frame: pd.DataFrame, path: str | Path, fmt: str = "csv") -> Path:
+    """The frame in one of ``FORMATS`` (the name of the file does not matter to the platform)."""
+    import gzip
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        import polars as pl
+
+        pl.from_pandas(frame).write_parquet(path)
+    elif fmt == "jsonl":
+        path.write_text(frame.to_json(orient="records", lines=True), encoding="utf-8")
+    elif fmt == "r-csv":  # write.csv(df, row.names = FALSE): quoted names and text, NA (unquoted) when missing
+        text = [not pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+
+        def cell(value: object, quoted: bool) -> str:
+            if pd.isna(value):  # type: ignore[call-overload]
+                return "NA"
+            return '"' + str(value).replace('"', '""') + '"' if quoted else str(value)
+
+        lines = [",".join(f'"{c}"' for c in frame.columns)]
+        lines += [",".join(cell(v, q) for v, q in zip(row, text, strict=True)) for row in frame.itertuples(index=False)]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        body = frame.to_csv(index=False, lineterminator="\n").encode()
+        if fmt == "csv.gz":
+            body = gzip.compress(body)
+        elif fmt == "csv.zst":
+            from mlops.core.formats import _zstd_module
+
+            body = _zstd_module().compress(body)
+        elif fmt != "csv":
+            raise ValueError(f"unknown format {fmt!r}; one of {FORMATS}")
+        path.write_bytes(body)
+    return path
+
+
+def write_parts(frame: pd.DataFrame, folder: str | Path, parts: int) -> list[Path]:
+    """A Spark-style dataset folder: ``part-0000N.parquet`` files, then the ``_SUCCESS`` marker."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, chunk in enumerate(np.array_split(np.arange(len(frame)), parts)):
+        out.append(write_as(frame.iloc[chunk], folder / f"part-{i:05d}.snappy.parquet", "parquet"))
+    (folder / "_SUCCESS").write_bytes(b"")
+    return [*out, folder / "_SUCCESS"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=sorted(GENERATORS))
@@ -130,8 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("rows", type=int)
     parser.add_argument("out")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=FORMATS, default="csv")
+    parser.add_argument("--parts", type=int, default=0, help="write a folder of N Parquet parts + _SUCCESS")
     args = parser.parse_args(argv)
-    path = write_csv(generate(args.model, args.variant, args.rows, args.seed), args.out)
+    frame = generate(args.model, args.variant, args.rows, args.seed)
+    if args.parts:
+        written = write_parts(frame, args.out, args.parts)
+        print(f"wrote {len(written) - 1} parts and _SUCCESS to {args.out}/")
+        return 0
+    path = write_as(frame, args.out, args.format)
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0
 

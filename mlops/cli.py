@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlops import executions as ex
+from mlops.config import ConfigError, ModelConfig
 from mlops.platform import Platform, PlatformError
 from mlops.s3io import S3Location
 from mlops.services.registry import PackageRef, RegistryClient
@@ -43,6 +44,15 @@ TimeScale = Annotated[
 def _fail(message: str) -> None:
     console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(1)
+
+
+def _config(model: str) -> ModelConfig:
+    """The model's config; a config error is printed one line per problem (file and field), no traceback."""
+    try:
+        return model_config(model)
+    except ConfigError as exc:
+        _fail("invalid model config\n" + "\n".join(exc.lines()))
+        raise  # unreachable: _fail exits
 
 
 def _running(workdir: Path) -> control.TwinHandle:
@@ -358,16 +368,16 @@ def local_demo(
     times.mark("deployed")
 
     console.rule("[bold]8. an application calls the endpoint (boto3 sagemaker-runtime InvokeEndpoint)")
-    loop_demo.show_predictions(console, handle, model_config(model), generate(model, "good", 5, seed=42))
+    loop_demo.show_predictions(console, handle, _config(model), generate(model, "good", 5, seed=42))
     console.print(f"[dim]try: mlops predict {model} --file <csv>[/]")
 
     console.rule("[bold]9. the world changes: drifted traffic → drift monitor → alarm → retrain → canary")
     console.print(
-        f"the monitor runs every {model_config(model).monitoring.schedule_minutes} twin minutes "
+        f"the monitor runs every {_config(model).monitoring.schedule_minutes} twin minutes "
         f"(the twin's clock runs {1 / time_scale:.0f}x fast); its metrics feed the drift alarm"
     )
     drifted = generate(model, "drifted", 3000, seed=7)
-    redeploy = loop_demo.drive_drift(console, handle, model_config(model), drifted, timeout)
+    redeploy = loop_demo.drive_drift(console, handle, _config(model), drifted, timeout)
     _print_execution("canary deployment", redeploy)
     times.mark("retrained and redeployed")
 

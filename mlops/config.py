@@ -6,7 +6,8 @@ SageMaker scripts and the local twin all read the same objects.
 
 Invalid configs are rejected with one line per problem, each naming the file and
 the field path (``dataset.columns[2].min``), so a user can fix them without
-reading this module.
+reading this module. Every field carries a description: ``docs/config-reference.md``
+is generated from this schema (``python -m mlops.config_reference``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mlops.core.types import DEFAULT_NA_VALUES, ColumnType, TypeMismatch, allowed_values
+
+__all__ = ["ColumnType", "ConfigError", "DatasetContract", "ModelConfig", "load_config", "load_configs"]
+
 MODEL_NAME_RE = r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$"
 
 
@@ -32,9 +37,26 @@ class ConfigError(ValueError):
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"invalid model config {source}:\n{lines}")
 
+    def lines(self) -> list[str]:
+        """One line per problem, each naming the file and the field: what a command prints, no traceback."""
+        return [f"{self.source}: {p}" for p in self.problems]
+
+
+class FieldProblems(ValueError):
+    """Raised by a model validator: problems located at paths below the model (``("columns", 2, "min")``)."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(msg for _, msg in problems))
+
+
+def _raise(problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+    if problems:
+        raise FieldProblems(problems)
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ProblemType(StrEnum):
@@ -47,61 +69,104 @@ class ProblemType(StrEnum):
         return self is not ProblemType.REGRESSION
 
 
-class ColumnType(StrEnum):
-    INT = "int"
-    FLOAT = "float"
-    STRING = "string"
-    BOOL = "bool"
-
-
 class Column(_Strict):
+    """One column of the dataset: its type and the rules every value must follow."""
+
     name: Annotated[str, Field(min_length=1, max_length=128)]
+    """Column name, as in the CSV header, the Parquet schema or the JSON Lines keys."""
     type: ColumnType
+    """Value type; see "Column types" below for what each accepts."""
     nullable: bool = False
+    """Whether missing values (see `na_values`) are allowed."""
     min: float | None = None
+    """Smallest allowed value (int and float columns)."""
     max: float | None = None
+    """Largest allowed value (int and float columns)."""
     allowed: list[str | int | bool] | None = None
+    """The only values allowed (int, string and bool columns); int columns with `allowed` are categorical features."""
     unique: bool = False
-    feature: bool = True  # False for ids and other columns the model must not see
+    """No two rows may hold the same value (missing values excepted)."""
+    feature: bool = True
+    """Whether the model sees the column; `false` for ids and other columns the model must not use."""
 
     @model_validator(mode="after")
     def _check_rules(self) -> Column:
-        numeric = self.type in (ColumnType.INT, ColumnType.FLOAT)
-        if (self.min is not None or self.max is not None) and not numeric:
-            raise ValueError(f"min/max apply to int and float columns, not {self.type.value}")
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        numeric = self.type.is_numeric
+        for bound in ("min", "max"):
+            if getattr(self, bound) is not None and not numeric:
+                problems.append(((bound,), f"min/max apply to int and float columns, not {self.type.value}"))
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min:g}) is greater than max ({self.max:g})")
+            problems.append((("min",), f"min ({self.min:g}) is greater than max ({self.max:g})"))
         if self.allowed is not None:
             if self.type is ColumnType.FLOAT:
-                raise ValueError("allowed values apply to int, string and bool columns, not float")
-            if not self.allowed:
-                raise ValueError("allowed must list at least one value")
+                problems.append((("allowed",), "allowed values apply to int, string and bool columns, not float"))
+            elif not self.allowed:
+                problems.append((("allowed",), "allowed must list at least one value"))
+            else:
+                for i, value in enumerate(self.allowed):
+                    try:
+                        allowed_values(self.type, [value])
+                    except TypeMismatch:
+                        problems.append((("allowed", i), f"{value!r} is not a value of type {self.type.value}"))
+        _raise(problems)
         return self
 
 
 class DatasetContract(_Strict):
-    format: Literal["csv"] = "csv"
+    """What a dataset must be: its columns and the rules for its rows and files."""
+
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    """Field delimiter of CSV uploads (other formats are detected by content and ignore it)."""
     encoding: Literal["utf-8"] = "utf-8"
+    """Text encoding of CSV and JSON Lines uploads (a UTF-8 byte order mark is accepted)."""
+    na_values: list[str] = Field(default=list(DEFAULT_NA_VALUES))
+    """Texts that mean "missing" in any column, matched exactly (R exports: `["", "NA"]`).
+    In int, float and bool columns a blank cell is missing as well, and so is `NaN`/`nan` in int and
+    float columns."""
     target: str
+    """The column the model predicts."""
+    missing_target: Literal["fail", "drop"] = "fail"
+    """Rows whose target is missing: `fail` rejects the dataset (a null violation), `drop` leaves those
+    rows out of the validated data and the profile and counts them in the report (`rows_dropped`)."""
     columns: Annotated[list[Column], Field(min_length=2)]
+    """Every column of the dataset, in any order; uploads must have exactly these columns."""
     min_rows: Annotated[int, Field(ge=1)] = 1
+    """Fewest data rows (after dropped rows) a dataset may have."""
     max_rows: Annotated[int, Field(ge=1)] | None = None
+    """Most data rows a dataset may have (no limit when unset)."""
     max_bytes: Annotated[int, Field(ge=1)] = 5 * 1024**3
+    """Largest upload in bytes (all parts together for a multi-part dataset), checked before reading."""
     allow_duplicate_rows: bool = False
+    """Whether two rows may be identical in every column."""
+    commit_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+    """How long part files of a multi-part dataset wait for their `_SUCCESS` marker or `_manifest.json`
+    before the dataset is reported incomplete."""
 
     @model_validator(mode="after")
     def _check_columns(self) -> DatasetContract:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         names = [c.name for c in self.columns]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate column names: {', '.join(dupes)}")
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.append((("columns", i, "name"), f"duplicate column names: {name}"))
         if self.target not in names:
-            raise ValueError(f"target {self.target!r} is not one of the columns ({', '.join(names)})")
+            problems.append((("target",), f"target {self.target!r} is not one of the columns ({', '.join(names)})"))
+        else:
+            index = names.index(self.target)
+            if self.columns[index].nullable:
+                problems.append(
+                    (
+                        ("columns", index, "nullable"),
+                        f"the target {self.target!r} must not be nullable; to drop rows whose target is "
+                        "missing, set dataset.missing_target: drop",
+                    )
+                )
         if self.max_rows is not None and self.max_rows < self.min_rows:
-            raise ValueError(f"max_rows ({self.max_rows}) is less than min_rows ({self.min_rows})")
-        if not self.features:
-            raise ValueError("no feature columns: every column other than the target has feature: false")
+            problems.append((("max_rows",), f"max_rows ({self.max_rows}) is less than min_rows ({self.min_rows})"))
+        if self.target in names and not self.features:
+            problems.append((("columns",), "no feature columns: every column other than the target has feature: false"))
+        _raise(problems)
         return self
 
     @property
@@ -115,6 +180,9 @@ class DatasetContract(_Strict):
     @property
     def features(self) -> list[Column]:
         return [c for c in self.columns if c.feature and c.name != self.target]
+
+    def column_index(self, name: str) -> int:
+        return self.column_names.index(name)
 
 
 class Algorithm(StrEnum):
@@ -130,20 +198,35 @@ REGRESSORS = {Algorithm.RANDOM_FOREST, Algorithm.GRADIENT_BOOSTING, Algorithm.LI
 
 
 class Split(_Strict):
+    """How the validated data is split (seeded, per row) before training."""
+
     validation: Annotated[float, Field(gt=0, lt=0.5)] = 0.15
+    """Share of rows in the validation split (training metrics)."""
     test: Annotated[float, Field(gt=0, lt=0.5)] = 0.15
+    """Share of rows in the test split (evaluation and the gate, candidate and champion alike)."""
     seed: int = 42
+    """Seed of the split and of the estimator's `random_state`."""
 
 
 class Training(_Strict):
+    """The SageMaker training job."""
+
     algorithm: Algorithm
+    """Estimator; it must fit the problem type (see "Algorithms")."""
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Estimator parameters (scikit-learn names); unknown names fail the training job."""
     instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
+    """SageMaker training instance type."""
     instance_count: Annotated[int, Field(ge=1, le=20)] = 1
+    """Number of training instances."""
     volume_size_gb: Annotated[int, Field(ge=1, le=512)] = 30
+    """EBS volume per training instance, in GB."""
     max_runtime_seconds: Annotated[int, Field(ge=60, le=432000)] = 3600
+    """Stopping condition of the training job."""
     use_spot: bool = False
+    """Managed spot training (waits up to twice `max_runtime_seconds`)."""
     split: Split = Field(default_factory=Split)
+    """Train/validation/test split."""
 
 
 CLASSIFICATION_METRICS = {"accuracy", "f1", "roc_auc", "log_loss", "precision", "recall"}
@@ -152,8 +235,12 @@ LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
 
 
 class Threshold(_Strict):
+    """Bounds a metric must meet for the candidate to pass the gate."""
+
     min: float | None = None
+    """The metric must be at least this."""
     max: float | None = None
+    """The metric must be at most this."""
 
     @model_validator(mode="after")
     def _one_bound(self) -> Threshold:
@@ -163,9 +250,14 @@ class Threshold(_Strict):
 
 
 class Gate(_Strict):
+    """When a trained candidate may be registered as approved."""
+
     primary_metric: str
+    """Metric the candidate is compared with the champion on (see "Metrics" for the names)."""
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
+    """Metric name → bounds the candidate must meet."""
     champion_tolerance: Annotated[float, Field(ge=0)] = 0.0
+    """How much worse than the champion (on the primary metric, same test rows) the candidate may be."""
 
 
 class Approval(StrEnum):
@@ -174,83 +266,144 @@ class Approval(StrEnum):
 
 
 class Serverless(_Strict):
+    """Serverless endpoint settings (`endpoint.kind: serverless`)."""
+
     memory_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = 2048
+    """Memory of each serverless worker."""
     max_concurrency: Annotated[int, Field(ge=1, le=200)] = 5
+    """Most concurrent invocations."""
 
 
 class Autoscaling(_Strict):
+    """Instance endpoint autoscaling on invocations per instance."""
+
     min_instances: Annotated[int, Field(ge=1)] = 1
+    """Fewest instances."""
     max_instances: Annotated[int, Field(ge=1)] = 2
+    """Most instances."""
     target_invocations_per_instance: Annotated[int, Field(ge=1)] = 100
+    """Target tracking value (invocations per instance per minute)."""
 
 
 class Canary(_Strict):
+    """Blue/green canary traffic shifting of endpoint updates."""
+
     percent: Annotated[int, Field(ge=1, le=99)] = 10
+    """Share of traffic the new variant takes first."""
     wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    """How long the canary runs (watched by the 5XX and latency alarms) before all traffic moves."""
 
 
 class Endpoint(_Strict):
+    """The SageMaker endpoint the approved model is deployed to."""
+
     kind: Literal["instance", "serverless"] = "instance"
+    """Instance-backed or serverless endpoint (serverless endpoints have no data capture on AWS)."""
     instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
+    """Instance type (instance endpoints)."""
     initial_instance_count: Annotated[int, Field(ge=1)] = 1
+    """Instances at creation (instance endpoints)."""
     serverless: Serverless = Field(default_factory=Serverless)
+    """Serverless settings."""
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    """Autoscaling (instance endpoints)."""
     data_capture_percent: Annotated[int, Field(ge=0, le=100)] = 100
+    """Share of requests captured for drift monitoring."""
     canary: Canary = Field(default_factory=Canary)
+    """Canary deployment of updates."""
 
 
 class Alarms(_Strict):
+    """CloudWatch alarm thresholds."""
+
     drift_psi: Annotated[float, Field(gt=0)] = 0.2
+    """PSI from which a feature counts as drifted."""
     drifted_feature_share: Annotated[float, Field(gt=0, le=1)] = 0.3
+    """Share of drifted features that sets off the drift alarm."""
     quality_metric_threshold: float | None = None
+    """Bound of the primary metric on labelled captured requests (quality alarm; none when unset)."""
     error_5xx_rate: Annotated[float, Field(gt=0, le=1)] = 0.05
+    """Share of 5XX responses that sets off the 5XX alarm."""
     latency_p99_ms: Annotated[float, Field(gt=0)] = 500
+    """p99 model latency that sets off the latency alarm."""
     evaluation_periods: Annotated[int, Field(ge=1)] = 3
+    """Periods each alarm evaluates."""
     datapoints_to_alarm: Annotated[int, Field(ge=1)] = 2
+    """Breaching datapoints among them that set an alarm off."""
 
 
 class Monitoring(_Strict):
+    """Drift and quality monitoring, and retraining."""
+
     schedule_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+    """How often the monitor compares captured data with the training profile."""
     retrain_cooldown_minutes: Annotated[int, Field(ge=0)] = 360
+    """Minimum time between alarm-triggered retrains."""
     retrain_with_labelled_capture: bool = True
+    """Whether a retrain adds captured requests that have ground-truth labels to the data."""
     alarms: Alarms = Field(default_factory=Alarms)
+    """Alarm thresholds."""
 
 
 class ModelConfig(_Strict):
+    """A model: its dataset contract, training, gate, approval, endpoint and monitoring."""
+
     name: Annotated[str, Field(pattern=MODEL_NAME_RE)]
+    """Model name; must equal the file name (`configs/<name>.yaml`) and names its S3 prefixes and endpoint."""
     description: str = ""
+    """Free text."""
     problem_type: ProblemType
+    """What the model predicts (see "Problem types")."""
     dataset: DatasetContract
+    """The dataset contract."""
     training: Training
+    """Training job settings."""
     gate: Gate
+    """Approval gate."""
     approval: Approval = Approval.AUTO
+    """`auto`: a candidate that passes the gate is approved (and deployed); `manual`: it waits for a person."""
     endpoint: Endpoint = Field(default_factory=Endpoint)
+    """Endpoint settings."""
     monitoring: Monitoring = Field(default_factory=Monitoring)
+    """Monitoring settings."""
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ModelConfig:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         allowed = REGRESSORS if self.problem_type is ProblemType.REGRESSION else CLASSIFIERS
         if self.training.algorithm not in allowed:
-            raise ValueError(
-                f"training.algorithm {self.training.algorithm.value!r} does not fit problem_type "
-                f"{self.problem_type.value!r}; use one of {sorted(a.value for a in allowed)}"
+            problems.append(
+                (
+                    ("training", "algorithm"),
+                    f"{self.training.algorithm.value!r} does not fit problem_type {self.problem_type.value!r}; "
+                    f"use one of {sorted(a.value for a in allowed)}",
+                )
             )
         metrics = self.metric_names
-        for name in [self.gate.primary_metric, *self.gate.thresholds]:
+        if self.gate.primary_metric not in metrics:
+            problems.append((("gate", "primary_metric"), self._metric_problem(self.gate.primary_metric)))
+        for name in self.gate.thresholds:
             if name not in metrics:
-                raise ValueError(
-                    f"gate metric {name!r} is not reported for {self.problem_type.value}; use one of {sorted(metrics)}"
-                )
+                problems.append((("gate", "thresholds", name), self._metric_problem(name)))
         target = self.dataset.target_column
+        where = ("dataset", "columns", self.dataset.column_index(target.name), "type")
         if self.problem_type.is_classification and target.type is ColumnType.FLOAT:
-            raise ValueError(f"target {target.name!r} is float but problem_type is {self.problem_type.value}")
-        if self.problem_type is ProblemType.REGRESSION and target.type not in (ColumnType.INT, ColumnType.FLOAT):
-            raise ValueError(f"target {target.name!r} must be int or float for regression")
-        if target.nullable:
-            raise ValueError(f"target {target.name!r} must not be nullable")
+            problems.append((where, f"target {target.name!r} is float but problem_type is {self.problem_type.value}"))
+        if self.problem_type is ProblemType.REGRESSION and not target.type.is_numeric:
+            problems.append((where, f"target {target.name!r} must be int or float for regression"))
         if self.problem_type is ProblemType.BINARY and target.allowed is not None and len(target.allowed) != 2:
-            raise ValueError(f"binary target {target.name!r} must allow exactly two values, got {target.allowed}")
+            problems.append(
+                (
+                    ("dataset", "columns", self.dataset.column_index(target.name), "allowed"),
+                    f"binary target {target.name!r} must allow exactly two values, got {target.allowed}",
+                )
+            )
+        _raise(problems)
         return self
+
+    def _metric_problem(self, name: str) -> str:
+        kind = self.problem_type.value
+        return f"gate metric {name!r} is not reported for {kind}; use one of {sorted(self.metric_names)}"
 
     @property
     def metric_names(self) -> set[str]:
@@ -272,6 +425,19 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+def _problems(exc: ValidationError) -> list[str]:
+    """One line per problem, each at the field it is about."""
+    problems = []
+    for err in exc.errors():
+        found = (err.get("ctx") or {}).get("error")
+        if isinstance(found, FieldProblems):
+            problems += [f"{_format_loc((*err['loc'], *path))}: {msg}" for path, msg in found.problems]
+            continue
+        msg = re.sub(r"^Value error, ", "", err["msg"])
+        problems.append(f"{_format_loc(err['loc'])}: {msg}")
+    return list(dict.fromkeys(problems))
+
+
 def parse_config(data: Any, source: str = "<config>") -> ModelConfig:
     """Validate an already-parsed mapping; raise ConfigError listing every problem."""
     if not isinstance(data, dict):
@@ -279,11 +445,7 @@ def parse_config(data: Any, source: str = "<config>") -> ModelConfig:
     try:
         return ModelConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            msg = re.sub(r"^Value error, ", "", err["msg"])
-            problems.append(f"{_format_loc(err['loc'])}: {msg}")
-        raise ConfigError(source, list(dict.fromkeys(problems))) from None
+        raise ConfigError(source, _problems(exc)) from None
 
 
 def load_config(path: str | Path) -> ModelConfig:

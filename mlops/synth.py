@@ -20,6 +20,21 @@ class SynthError(RuntimeError):
     pass
 
 
+def jsii_env() -> dict[str, str]:
+    """Variables that silence jsii's Node version banners. The end-of-life one only takes effect when it
+    lists this Node's major version (jsii compares it with a comma-separated list), not with ``1``."""
+    env = {"JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
+    try:
+        version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return env
+    major = version.strip().lstrip("v").split(".")[0]
+    if major.isdigit():
+        listed = [v for v in os.environ.get("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "").split(",") if v]
+        env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = ",".join(dict.fromkeys([*listed, major]))
+    return env
+
+
 def _newest_source(root: Path) -> float:
     newest = 0.0
     for name in SOURCES:
@@ -39,7 +54,7 @@ def is_stale(root: Path, out: Path) -> bool:
 def synthesize(root: Path, out: Path) -> float:
     """Run the app into ``out``; returns seconds taken. Raises SynthError with the app's output."""
     started = time.monotonic()
-    env = {**os.environ, "CDK_OUTDIR": str(out.resolve()), "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
+    env = {**os.environ, "CDK_OUTDIR": str(out.resolve()), **jsii_env()}
     proc = subprocess.run([sys.executable, "app.py"], cwd=root, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not (out / "manifest.json").is_file():
         raise SynthError(f"synthesis failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -24,3 +24,6 @@ if [ -f functions/layer-requirements.txt ] && [ ! -f .wheelhouse/.complete ]; th
   .venv/bin/python -m stacks.bundling fill-wheelhouse
 fi
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
+# jsii silences its end-of-life banner only for the Node major versions this variable lists
+JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="$(node -p 'process.versions.node.split(".")[0]')"
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION

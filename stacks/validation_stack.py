@@ -4,8 +4,17 @@
       -> ValidateDataset (Lambda) -> DatasetPassed?
            duplicate delivery -> AlreadyValidated (nothing published twice)
            passed             -> PublishDatasetValidated ("Dataset Validated") -> ValidationPassed
+           part file          -> WatchThisFolder?
+                                   watch: true  -> WaitForCommitMarker (commit_timeout_minutes) -> CheckCommit
+                                                   -> CommitArrived? committed -> DatasetCommitted
+                                                                     otherwise -> DatasetIncomplete (report)
+                                   otherwise    -> AwaitingCommitMarker (another execution watches)
+           bookkeeping file   -> NotADataFile (names starting with _ or .)
            failed             -> ValidationFailed (DatasetRejected, the summary with the report URI)
       any error after retries -> ValidationErrored
+
+A multi-part dataset (``incoming/<model>/<dataset>/part-*`` + ``_SUCCESS`` or
+``_manifest.json``) is validated by its marker's execution; see ``mlops/services/parts.py``.
 
 The Lambda's permissions are written out per bucket and prefix (what the handler reads,
 writes and deletes), not taken from the broad bucket grants.
@@ -52,6 +61,13 @@ PAYLOAD = {
     "size": sfn.JsonPath.number_at("$.detail.object.size"),
     "event_id": sfn.JsonPath.string_at("$.id"),
     "execution_id": sfn.JsonPath.execution_id,
+}
+# After the wait: the handler's check of the folder's commit marker (from the waiting result).
+CHECK_COMMIT_PAYLOAD = {
+    "action": "check_commit",
+    "bucket": sfn.JsonPath.string_at("$.bucket"),
+    "dataset_prefix": sfn.JsonPath.string_at("$.dataset_prefix"),
+    "model": sfn.JsonPath.string_at("$.model"),
 }
 
 
@@ -155,23 +171,43 @@ class ValidationStack(cdk.Stack):
         )
 
     # -- state machine -------------------------------------------------------------------
-    def _state_machine(self) -> sfn.StateMachine:
-        validate = tasks.LambdaInvoke(
+    def _invoke(self, construct_id: str, payload: dict[str, Any], errored: sfn.IChainable) -> tasks.LambdaInvoke:
+        task = tasks.LambdaInvoke(
             self,
-            "ValidateDataset",
+            construct_id,
             lambda_function=self.function,
-            payload=sfn.TaskInput.from_object(PAYLOAD),
+            payload=sfn.TaskInput.from_object(payload),
             output_path="$.Payload",  # the handler's result is the state's output
             retry_on_service_exceptions=False,
         )
-        validate.add_retry(
+        task.add_retry(
             errors=LAMBDA_RETRY_ERRORS,
             interval=cdk.Duration.seconds(2),
             max_attempts=6,
             backoff_rate=2,
         )
+        task.add_catch(errored, errors=[sfn.Errors.ALL], result_path="$.error")
+        return task
+
+    def _commit_watch(self, errored: sfn.IChainable) -> sfn.IChainable:
+        """A part file's execution: wait for the folder's commit marker, then report if none came."""
+        wait = sfn.Wait(self, "WaitForCommitMarker", time=sfn.WaitTime.seconds_path("$.wait_seconds"))
+        check = self._invoke("CheckCommit", CHECK_COMMIT_PAYLOAD, errored)
+        incomplete = sfn.Fail(self, "DatasetIncomplete", error="DatasetIncomplete", cause_path="$.summary")
+        arrived = (
+            sfn.Choice(self, "CommitArrived?")
+            .when(sfn.Condition.string_equals("$.status", "committed"), sfn.Succeed(self, "DatasetCommitted"))
+            .otherwise(incomplete)
+        )
+        return (
+            sfn.Choice(self, "WatchThisFolder?")
+            .when(sfn.Condition.boolean_equals("$.watch", True), wait.next(check).next(arrived))
+            .otherwise(sfn.Succeed(self, "AwaitingCommitMarker"))
+        )
+
+    def _state_machine(self) -> sfn.StateMachine:
         errored = sfn.Fail(self, "ValidationErrored", error_path="$.error.Error", cause_path="$.error.Cause")
-        validate.add_catch(errored, errors=[sfn.Errors.ALL], result_path="$.error")
+        validate = self._invoke("ValidateDataset", PAYLOAD, errored)
 
         publish = tasks.EventBridgePutEvents(
             self,
@@ -194,6 +230,8 @@ class ValidationStack(cdk.Stack):
                 sfn.Condition.string_equals("$.status", "passed"),
                 publish.next(sfn.Succeed(self, "ValidationPassed")),
             )
+            .when(sfn.Condition.string_equals("$.status", "waiting"), self._commit_watch(errored))
+            .when(sfn.Condition.string_equals("$.status", "ignored"), sfn.Succeed(self, "NotADataFile"))
             .otherwise(rejected)
         )
         return sfn.StateMachine(
@@ -201,7 +239,7 @@ class ValidationStack(cdk.Stack):
             "ValidationMachine",
             definition_body=sfn.DefinitionBody.from_chainable(validate.next(routed)),
             state_machine_type=sfn.StateMachineType.STANDARD,
-            timeout=cdk.Duration.hours(2),
+            timeout=cdk.Duration.hours(26),  # a part file's execution waits up to commit_timeout_minutes (24 h)
             tracing_enabled=True,
             logs=sfn.LogOptions(
                 destination=self._log_group("ValidationMachineLogs"),

@@ -2,8 +2,10 @@
 
 Thin on purpose: parse the state machine's payload, hand it to the shared
 DatasetValidator, emit metrics. Data problems come back as ``status: failed``;
-an exception means infrastructure trouble and is left to the state machine's
-Retry/Catch.
+a part file of a dataset folder comes back as ``status: waiting`` (``watch: true`` for
+the one execution that waits for the commit marker), and the state machine's later
+``action: check_commit`` call answers ``committed`` or ``incomplete``. An exception
+means infrastructure trouble and is left to the state machine's Retry/Catch.
 """
 
 from __future__ import annotations
@@ -34,17 +36,32 @@ class Payload(BaseModel):
     execution_id: str | None = None
 
 
+class CheckCommit(BaseModel):
+    action: str
+    bucket: str
+    dataset_prefix: str
+    model: str
+
+
 @logger.inject_lambda_context(log_event=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    payload = parse(event=event, model=Payload)
     validator = DatasetValidator(boto3.client("s3"), Buckets.from_env(), model_config)
+    if event.get("action") == "check_commit":
+        check = parse(event=event, model=CheckCommit)
+        result = validator.check_commit(check.bucket, check.dataset_prefix, check.model)
+        logger.info(result["summary"])
+        return result
+    payload = parse(event=event, model=Payload)
     result = validator.validate(ValidationRequest(**payload.model_dump()))
     # a duplicate of a validation still running knows no more than that
     logger.append_keys(model=result.get("model"), dataset_version=result.get("dataset_version"))
     if result["duplicate"]:
         logger.info("duplicate delivery: object already validated", extra={"result_status": result["status"]})
+        return result
+    if result["status"] in ("waiting", "ignored"):  # a part file, or bookkeeping: nothing validated yet
+        logger.info(result["summary"])
         return result
     metrics.add_dimension(name="model", value=result["model"])
     metrics.add_metric(

@@ -1,32 +1,38 @@
-"""Streaming validation of a CSV file against a model's dataset contract.
+"""Streaming validation of a dataset (one file or several part files) against a contract.
 
-The file is read in blocks of whole records (about 32 MB each) and every block is
-parsed by polars with the contract's types, so memory stays bounded whatever the file
-size and parsing runs at polars speed on all cores. Per block the engine counts every
-rule at once in one multi-threaded ``select``, takes sample rows (with their file line
-numbers) only for rules that fired, updates the statistical profile while the file is
-still clean, and keeps what the global rules need: a 64-bit hash per row (duplicate
-rows) and the values of unique columns.
+Formats are detected by content (``mlops.core.formats``): CSV and JSON Lines, plain,
+gzip or zstd, and Parquet. Every part is read in bounded blocks (``mlops.core.readers``:
+~32 MB of records, or 250k-row Parquet batches), so memory does not grow with the file
+size, only with the row count for the two global rules (an 8-byte hash per row for
+duplicate rows, the values of unique columns).
 
-A block that polars cannot parse with the contract's types (text in a number column,
-a row with too many fields, invalid UTF-8) is re-read as text and diagnosed column by
-column: that slower path only runs on blocks that are already known to be bad.
+Per block, the engine parses with the contract's types (polars, all cores), turns each
+column into its contract type by the rules of ``mlops.core.types`` (``convert``), then
+counts every rule at once in one multi-threaded ``select`` together with the profile's
+moments, takes sample rows (with their line, or Parquet row, and part) only for rules
+that fired, updates the statistical profile and the canonical copy while the data is
+still clean, and keeps what the global rules need.
 
-File-level problems (size, empty file, undecodable or mis-delimited header, duplicate
-header names) stop the validation early; column-level ones are all counted.
-Bad data never raises: it comes back as violations. Only a missing file or a
-programming error raises.
+A CSV or JSON Lines block that polars cannot parse with the contract's types (text in
+a number column, ``181.0`` in an int column, a row with too many fields, invalid
+UTF-8) is re-read as text and converted or diagnosed column by column: that slower
+path runs only on blocks that need it.
+
+File-level problems (size, empty file, unsupported format, undecodable or
+mis-delimited header, duplicate header names) stop the validation early; column-level
+ones are all counted. Bad data never raises: it comes back as violations. Only a
+missing file or a programming error raises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-import queue
+import json
 import re
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,16 +41,20 @@ import numpy as np
 import polars as pl
 
 from mlops.config import Column, ColumnType, DatasetContract
+from mlops.core import formats, readers
+from mlops.core.canonical import CanonicalWriter
+from mlops.core.convert import Converted, convert, dtype_of
 from mlops.core.profile import ProfileBuilder
+from mlops.core.readers import Block
+from mlops.core.types import allowed_values, describe
 
 BLOCK_BYTES = 32 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"
 DELIMITERS = [",", ";", "\t", "|"]
-TRUE = ("true", "1")
-FALSE = ("false", "0")
-RULES = ["size", "empty_file", "encoding", "parse", "schema", "type", "null", "min", "max", "allowed", "unique"]
-RULES += ["duplicate_rows", "row_count"]
-_POLARS_TYPES = {ColumnType.INT: pl.Int64, ColumnType.FLOAT: pl.Float64, ColumnType.STRING: pl.String}
+RULES = ["size", "empty_file", "format", "encoding", "parse", "schema", "type", "null", "min", "max", "allowed"]
+RULES += ["unique", "duplicate_rows", "row_count"]
+# texts that often mean "missing": named in a type error's hint when na_values does not list them
+COMMON_NA = {"NA", "N/A", "n/a", "NULL", "null", "None", "none", "#N/A", "-", "?", "<NA>", "nil"}
 
 
 @dataclass(frozen=True)
@@ -62,12 +72,16 @@ class Violation:
 @dataclass
 class ValidationResult:
     passed: bool
-    rows: int
+    rows: int  # data rows kept (rows whose target is missing are not counted when they are dropped)
     columns: list[str]
     bytes: int
     violations: list[Violation]
     profile: dict[str, Any] | None
     duration_s: float
+    format: str | None = None  # csv, csv+gzip, jsonl+zstd, parquet...
+    parts: int = 1
+    rows_dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows, e.g. {"missing_target": 3}
+    canonical: str | None = None  # "source": the upload is canonical CSV as it is; "written": at ``output``
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -76,7 +90,9 @@ class ValidationResult:
 
     def summary(self) -> str:
         head = "PASSED" if self.passed else f"FAILED ({len(self.violations)} problem(s))"
-        lines = [f"{head}: {self.rows:,} rows, {len(self.columns)} columns, {self.bytes:,} bytes"]
+        what = f"{self.parts} parts, " if self.parts > 1 else ""
+        lines = [f"{head}: {self.rows:,} rows, {len(self.columns)} columns, {what}{self.bytes:,} bytes"]
+        lines += [f"- {n:,} rows dropped ({reason.replace('_', ' ')})" for reason, n in self.rows_dropped.items() if n]
         lines += [f"- [{v.rule}] {v.message}" for v in self.violations]
         return "\n".join(lines)
 
@@ -97,11 +113,19 @@ class _Tally:
         if self.samples:
             s = self.samples[0]
             has_value = "value" in s and self.rule != "null"
-            shown = f"{s['value']!r} on line {s['line']}" if has_value else f"line {s['line']}"
+            place = _place(s)
+            shown = f"{s['value']!r} on {place}" if has_value else place
             if "first_line" in s:
-                shown += f", first seen on line {s['first_line']}"
+                shown += f", first seen on {_place(s, 'first_')}"
             example = f" (e.g. {shown})"
         return Violation(self.rule, self.column, self.count, f"{where}{self.count:,} {describe}{example}", self.samples)
+
+
+def _place(sample: dict[str, Any], prefix: str = "") -> str:
+    unit = "row" if f"{prefix}row" in sample else "line"
+    text = f"{unit} {sample[prefix + unit]}"
+    part = sample.get(f"{prefix}part")
+    return f"{text} of {part}" if part else text
 
 
 def _singular(text: str) -> str:
@@ -137,146 +161,114 @@ class _Tallies:
         return [t.violation() for t in sorted(self.items.values(), key=key)]
 
 
-# -- reading ------------------------------------------------------------------------------
-@dataclass
-class _Block:
-    data: bytes
-    first_line: int  # file line number of the block's first record
-    first_row: int  # 0-based index of the block's first record among all rows
-    offset: int  # byte offset in the file
-    record_lines: np.ndarray | None = None  # line of each record when records span lines
-    quoted: bool = True  # whether the block may hold quotes
-
-    def line_of(self, index: int) -> int:
-        if self.record_lines is not None and index < len(self.record_lines):
-            return int(self.record_lines[index])
-        return self.first_line + index
-
-
-def _count_lines(data: bytes) -> int:
-    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-
-
-def _cut(buf: bytes) -> int:
-    """End (exclusive) of the last complete record in ``buf``, quotes considered; 0 if none."""
-    cut = buf.rfind(b"\n")
-    while cut >= 0 and buf.count(b'"', 0, cut) % 2:  # a newline inside quotes does not end a record
-        cut = buf.rfind(b"\n", 0, cut)
-    return cut + 1
-
-
-def _blocks(handle: io.BufferedReader, offset: int, block_bytes: int) -> Iterator[_Block]:
-    """Whole records, about ``block_bytes`` at a time, with their byte offset."""
-    rest = b""
-    while True:
-        chunk = handle.read(block_bytes)
-        if not chunk:
-            if rest:
-                yield _Block(rest, 0, 0, offset)
-            return
-        quoted = b'"' in chunk or b'"' in rest
-        end = _cut(rest + chunk) - len(rest) if quoted else chunk.rfind(b"\n") + 1
-        if end <= 0:  # no record ends in this chunk: read on
-            rest += chunk
-            continue
-        data = b"".join([rest, memoryview(chunk)[:end]])
-        rest = chunk[end:]
-        yield _Block(data, 0, 0, offset, quoted=quoted)
-        offset += len(data)
-
-
-class _Prefetch:
-    """Reads the next block in a thread while the current one is checked (file reads release the GIL)."""
-
-    _END = object()
-
-    def __init__(self, blocks: Iterator[_Block]) -> None:
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(blocks,), daemon=True)
-        self.thread.start()
-
-    def _run(self, blocks: Iterator[_Block]) -> None:
-        try:
-            for block in blocks:
-                if not self._put(block):
-                    return
-        except Exception as exc:  # handed to the consumer, raised there
-            self._put(exc)
-        self._put(self._END)
-
-    def _put(self, item: Any) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[_Block]:
-        try:
-            while (item := self.queue.get()) is not self._END:
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        finally:
-            self.stop.set()
-            self.thread.join()
-
-
 # -- the engine ------------------------------------------------------------------------
 class _Engine:
-    def __init__(self, contract: DatasetContract, header: list[str], limit: int) -> None:
+    """Checks the blocks of every part of one dataset; the parts are fed one after the other."""
+
+    def __init__(self, contract: DatasetContract, limit: int, writer: CanonicalWriter | None) -> None:
         self.contract = contract
-        self.header = header
-        self.delim = contract.delimiter
-        self.specs = {c.name: c for c in contract.columns if c.name in header}
+        self.columns = {c.name: c for c in contract.columns}
+        self.na = list(contract.na_values)
         self.tallies = _Tallies(limit)
         self.limit = limit
-        self.rows = 0
-        self.next_line = 2  # the header is line 1
-        self.rules = self._rule_exprs()
-        self.row_hashes: list[np.ndarray] = []
-        self.unique_values: dict[str, list[pl.Series]] = {n: [] for n, c in self.specs.items() if c.unique}
+        self.writer = writer
+        self.rows = 0  # every data row read
+        self.dropped = 0  # rows left out because their target is missing (missing_target: drop)
+        self.row_hashes: list[pl.Series] = []
+        self.unique_values: dict[str, list[pl.Series]] = {c.name: [] for c in contract.columns if c.unique}
         self.hashed: set[str] = set()
-        self.blocks: list[_Block] = []  # without their data: maps global row numbers to lines
-        needed = {c.name for c in contract.features} | {contract.target}
-        self.profile: ProfileBuilder | None = ProfileBuilder(contract) if needed <= set(self.specs) else None
+        self.blocks: list[Block] = []  # without their data: maps global row numbers to lines
+        self.profile: ProfileBuilder | None = ProfileBuilder(contract, background=True)
+        self.allowed = {c.name: allowed_values(c.type, c.allowed) for c in contract.columns if c.allowed is not None}
+        # per part
+        self.header: list[str] = []
+        self.specs: dict[str, Column] = {}
+        self.kind = formats.CSV
+        self.part: str | None = None
+        self.next_line = 2
+        self.delim = contract.delimiter
+        self.source_canonical = False
+        self.rules: list[tuple[str, Column, str, pl.Expr]] = []
+
+    def start_part(self, header: list[str], kind: str, part: str | None, first_line: int, canonical: bool) -> None:
+        self.header = header
+        self.specs = {n: self.columns[n] for n in header if n in self.columns}
+        self.kind = kind
+        self.part = part
+        self.next_line = first_line
+        self.source_canonical = canonical
+        self.rules = self._rule_exprs()
+        needed = {c.name for c in self.contract.features} | {self.contract.target}
+        if not needed <= set(self.specs):
+            self._drop_profile()
+            self._stop_writing()
 
     def _schema(self, typed: bool) -> dict[str, Any]:
         """Columns in file order: the contract's polars type where polars parses it strictly, else text."""
         out = {}
         for name in self.header:
             spec = self.specs.get(name)
-            out[name] = _POLARS_TYPES.get(spec.type, pl.String) if typed and spec else pl.String
+            if typed and spec is not None and (spec.type is not ColumnType.BOOL or self.kind == formats.JSONL):
+                out[name] = dtype_of(spec.type)
+            else:
+                out[name] = pl.String
         return out
 
-    def feed(self, block: _Block) -> None:
+    def feed(self, block: Block) -> None:
         block.first_row, block.first_line = self.rows, self.next_line
-        bad_shape = self._scan_quoted(block) if block.quoted and b'"' in block.data else None
-        parsed = self._parse(block)
-        if parsed is None:
-            self.next_line += _count_lines(block.data)
-            return
-        frame, raw = parsed
-        if block.record_lines is not None and len(block.record_lines) != frame.height:
-            block.record_lines = None  # the two parsers disagree: fall back to one record per line
-        one_per_line = self._check_shape(block, frame, bad_shape, typed_ok=raw is None)
-        self.next_line += frame.height if one_per_line else _count_lines(block.data)
+        block.part = self.part
+        if self.kind == formats.PARQUET:
+            block.unit = "row"
+            frame, raw, one_per_line = block.frame, None, True
+            assert frame is not None
+            block.frame = None
+        else:
+            parsed = self._parse_csv(block) if self.kind == formats.CSV else self._parse_jsonl(block)
+            if parsed is None:
+                self.next_line += readers.count_lines(block.data)
+                self._stop_writing()
+                return
+            frame, raw, one_per_line = parsed
+        self.next_line += frame.height if one_per_line else readers.count_lines(block.data)
         self.rows += frame.height
-        typed, errors, bad = self._normalise(frame, block)
-        self._check_rules(typed, block, bad)
-        self._keep_global(typed, raw, errors)
-        self.blocks.append(_Block(b"", block.first_line, block.first_row, block.offset, block.record_lines))
+        typed, errors, wrong, rewritten = self._normalise(frame, block)
+        keep = self._keep(typed, wrong)
+        canonical = self.source_canonical and raw is None and not rewritten and keep is None
+        self._check_rules(typed, block, wrong, keep)
+        self._keep_global(typed, raw, errors, keep)
+        self.blocks.append(
+            Block(
+                b"",
+                block.first_line,
+                block.first_row,
+                block.offset,
+                block.record_lines,
+                part=block.part,
+                unit=block.unit,
+            )
+        )
+        if self.tallies:  # the data already failed: no profile, no copy; skip the work
+            self._drop_profile()
+            self._stop_writing()
+            return
+        kept = typed if keep is None else typed.filter(keep)
         if self.profile is not None:
-            if self.tallies:
-                self.profile = None  # the data already failed: no profile, skip the work
-            else:
-                self.profile.update(typed)
+            self.profile.update(kept)
+        if self.writer is not None:
+            self.writer.add(block, kept, canonical)
 
-    # -- parsing ------------------------------------------------------------------------
-    def _read(self, data: bytes, typed: bool, lossy: bool = False) -> pl.DataFrame:
+    def _drop_profile(self) -> None:
+        if self.profile is not None:
+            self.profile.close()
+            self.profile = None
+
+    def _stop_writing(self) -> None:
+        if self.writer is not None:
+            self.writer.abandon()
+            self.writer = None
+
+    # -- parsing CSV ------------------------------------------------------------------------
+    def _read_csv(self, data: bytes, typed: bool, lossy: bool = False) -> pl.DataFrame:
         return pl.read_csv(
             data,
             has_header=False,
@@ -284,27 +276,35 @@ class _Engine:
             separator=self.delim,
             truncate_ragged_lines=not typed,
             encoding="utf8-lossy" if lossy else "utf8",
+            null_values=self.na if typed else None,
         )
 
-    def _parse(self, block: _Block) -> tuple[pl.DataFrame, pl.DataFrame | None] | None:
-        """The block with typed columns; or, when that fails, as text (returned twice: frame and raw)."""
-        try:
-            return self._read(block.data, typed=True), None
-        except pl.exceptions.PolarsError:
-            pass  # some value does not parse: diagnose below, on text
-        lossy = self._check_encoding(block)
-        try:
-            raw = self._read(block.data, typed=False, lossy=lossy)
-        except pl.exceptions.PolarsError as exc:
-            lines = block.data.count(b"\n")
-            last = block.first_line + max(lines - 1, 0)
-            reason = str(exc).splitlines()[0]
-            describe = f"lines could not be parsed as CSV between lines {block.first_line} and {last}: {reason}"
-            self.tallies.add("parse", None, describe, lines, [{"line": block.first_line}])
-            return None
-        return raw, raw
+    def _parse_csv(self, block: Block) -> tuple[pl.DataFrame, pl.DataFrame | None, bool] | None:
+        """The block with typed columns, or as text (``raw``) when that fails; and one-record-per-line."""
+        bad_shape = self._scan_quoted(block) if block.quoted and b'"' in block.data else None
+        frame: pl.DataFrame | None = None
+        raw: pl.DataFrame | None = None
+        with contextlib.suppress(pl.exceptions.PolarsError):  # some value does not parse: convert or diagnose below
+            frame = self._read_csv(block.data, typed=True)
+        if frame is None:
+            lossy = self._check_encoding(block)
+            try:
+                raw = frame = self._read_csv(block.data, typed=False, lossy=lossy)
+            except pl.exceptions.PolarsError as exc:
+                self._unparsable(block, str(exc))
+                return None
+        if block.record_lines is not None and len(block.record_lines) != frame.height:
+            block.record_lines = None  # the two parsers disagree: fall back to one record per line
+        return frame, raw, self._check_shape(block, frame, bad_shape, typed_ok=raw is None)
 
-    def _check_encoding(self, block: _Block) -> bool:
+    def _unparsable(self, block: Block, reason: str) -> None:
+        lines = block.data.count(b"\n")
+        last = block.first_line + max(lines - 1, 0)
+        reason = reason.splitlines()[0]
+        describe = f"lines could not be parsed between lines {block.first_line} and {last}: {reason}"
+        self.tallies.add("parse", None, describe, lines, [block.where(0)])
+
+    def _check_encoding(self, block: Block) -> bool:
         """Record lines that are not UTF-8; True if any (the block is then read lossily)."""
         try:
             block.data.decode("utf-8")
@@ -316,8 +316,10 @@ class _Engine:
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError:
-                bad.append(block.first_line + i)
-        samples: list[dict[str, Any]] = [{"line": n} for n in bad[: self.tallies.wants("encoding", None)]]
+                bad.append(i)
+        samples: list[dict[str, Any]] = []
+        for i in bad[: self.tallies.wants("encoding", None)]:
+            samples.append({"line": block.first_line + i, **({"part": block.part} if block.part else {})})
         where = f"first bad byte at offset {block.offset + first:,}"
         if samples and not self.tallies.items.get(("encoding", None)):
             samples[0]["byte_offset"] = block.offset + first
@@ -326,7 +328,7 @@ class _Engine:
         )
         return True
 
-    def _scan_quoted(self, block: _Block) -> list[tuple[int, int]]:
+    def _scan_quoted(self, block: Block) -> list[tuple[int, int]]:
         """For blocks with quotes (records may span lines): each record's line, and bad field counts."""
         text = block.data.decode("utf-8", "replace")
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delim)
@@ -341,7 +343,7 @@ class _Engine:
         return bad
 
     def _check_shape(
-        self, block: _Block, frame: pl.DataFrame, bad: list[tuple[int, int]] | None, typed_ok: bool
+        self, block: Block, frame: pl.DataFrame, bad: list[tuple[int, int]] | None, typed_ok: bool
     ) -> bool:
         """Rows with the wrong number of fields (polars pads short rows with nulls silently).
 
@@ -361,110 +363,197 @@ class _Engine:
                 lines.pop()
             bad = [(block.first_line + i, ln.count(sep) + 1) for i, ln in enumerate(lines) if ln.count(sep) != expected]
         if bad:
-            samples = [{"line": line, "fields": n} for line, n in bad[: self.tallies.wants("parse", None)]]
+            extra = {"part": block.part} if block.part else {}
+            samples = [{"line": line, "fields": n, **extra} for line, n in bad[: self.tallies.wants("parse", None)]]
             describe = f"rows have a number of fields other than the header's {expected + 1}"
             self.tallies.add("parse", None, describe, len(bad), samples)
         return False
 
+    # -- parsing JSON Lines -------------------------------------------------------------------
+    def _parse_jsonl(self, block: Block) -> tuple[pl.DataFrame, pl.DataFrame | None, bool] | None:
+        data = block.data
+        lines = data.split(b"\n")
+        if data.endswith(b"\n"):
+            lines.pop()
+        blank = [i for i, line in enumerate(lines) if not line.strip()]
+        if blank:  # records are the non-blank lines
+            kept = [i for i, line in enumerate(lines) if line.strip()]
+            block.record_lines = np.asarray([block.first_line + i for i in kept], dtype=np.int64)
+            data = b"\n".join(lines[i] for i in kept) + b"\n"
+        if not data.strip():
+            return pl.DataFrame(schema=self._schema(False)), None, False
+        try:
+            return pl.read_ndjson(data, schema=self._schema(True)), None, not blank
+        except pl.exceptions.PolarsError:
+            pass
+        lossy = self._check_encoding(block)
+        text = data.decode("utf-8", "replace").encode() if lossy else data
+        try:
+            raw = pl.read_ndjson(text, schema=self._schema(False))
+            return raw, raw, not blank
+        except pl.exceptions.PolarsError:
+            pass
+        # some line is not a JSON object: name those lines, check the others
+        good, bad = [], []
+        record_lines = block.record_lines
+        for i, line in enumerate(text.split(b"\n")[: len(lines) - len(blank)]):
+            number = int(record_lines[i]) if record_lines is not None else block.first_line + i
+            try:
+                ok = isinstance(json.loads(line), dict)
+            except ValueError:
+                ok = False
+            (good if ok else bad).append((number, line))
+        extra = {"part": block.part} if block.part else {}
+        samples = [{"line": n, **extra} for n, _ in bad[: self.tallies.wants("parse", None)]]
+        self.tallies.add("parse", None, "lines are not JSON objects", len(bad), samples)
+        block.record_lines = np.asarray([n for n, _ in good], dtype=np.int64)
+        body = b"\n".join(line for _, line in good) + b"\n"
+        raw = pl.read_ndjson(body, schema=self._schema(False)) if good else pl.DataFrame(schema=self._schema(False))
+        return raw, raw, False
+
     # -- types -----------------------------------------------------------------------------
     def _normalise(
-        self, frame: pl.DataFrame, block: _Block
-    ) -> tuple[pl.DataFrame, pl.Series | None, dict[str, pl.Series]]:
-        """Typed columns (nulls for missing or wrong values), rows with any type error, wrong values per column."""
+        self, frame: pl.DataFrame, block: Block
+    ) -> tuple[pl.DataFrame, pl.Series | None, dict[str, pl.Series], bool]:
+        """Typed columns (nulls for missing or wrong values), rows with any type error, wrong values per column,
+        and whether any value had to be rewritten."""
         columns = []
         error_any: pl.Series | None = None
         wrong: dict[str, pl.Series] = {}
+        rewritten = False
+        clean = self._already_typed(frame)
         for name in self.header:
             spec = self.specs.get(name)
             series = frame.get_column(name)
-            if spec is None:
+            if spec is None or name in clean:
                 columns.append(series)
                 continue
-            typed, bad = _convert(spec, series)
-            if bad is not None:
-                count = int(bad.sum())
+            done: Converted = convert(spec.type, series, self.na)
+            rewritten = rewritten or done.rewritten
+            if done.wrong is not None:
+                count = int(done.wrong.sum())
                 if count:
-                    self._sample("type", spec, _type_text(spec), count, bad, series, block)
-                    error_any = bad if error_any is None else error_any | bad
-                    wrong[name] = bad
-            columns.append(typed)
-        return pl.DataFrame(columns), error_any, wrong
+                    self._sample(
+                        "type", spec, _type_text(spec, series, done.wrong, self.na), count, done.wrong, series, block
+                    )
+                    error_any = done.wrong if error_any is None else error_any | done.wrong
+                    wrong[name] = done.wrong
+            columns.append(done.values)
+        return pl.DataFrame(columns), error_any, wrong, rewritten
+
+    def _already_typed(self, frame: pl.DataFrame) -> set[str]:
+        """Columns a typed parse already left in their final form: Int64 ints, and Float64 floats without
+        NaN or infinities, checked for every such column in one multi-threaded query (the common case)."""
+        ints = [n for n, s in self.specs.items() if s.type is ColumnType.INT and frame.schema.get(n) == pl.Int64]
+        floats = [n for n, s in self.specs.items() if s.type is ColumnType.FLOAT and frame.schema.get(n) == pl.Float64]
+        if not floats:
+            return set(ints)
+        counts = frame.select([(~pl.col(n).is_finite()).sum().alias(n) for n in floats]).row(0, named=True)
+        return set(ints) | {n for n, count in counts.items() if not count}
+
+    def _keep(self, typed: pl.DataFrame, wrong: dict[str, pl.Series]) -> pl.Series | None:
+        """Rows to keep when rows with a missing target are dropped; None when every row is kept."""
+        target = self.contract.target
+        if self.contract.missing_target != "drop" or target not in typed.columns:
+            return None
+        missing = typed.get_column(target).is_null()
+        if target in wrong:  # a wrong target is a type error, not a missing one
+            missing = missing & ~wrong[target]
+        count = int(missing.sum())
+        if not count:
+            return None
+        self.dropped += count
+        return ~missing
 
     # -- per-column rules ---------------------------------------------------------------
     def _rule_exprs(self) -> list[tuple[str, Column, str, pl.Expr]]:
         rules = []
         for name, spec in self.specs.items():
             col = pl.col(name)
-            if not spec.nullable:
+            if not spec.nullable and not (name == self.contract.target and self.contract.missing_target == "drop"):
                 rules.append(("null", spec, "rows are empty but the column is not nullable", col.is_null()))
             if spec.min is not None:
                 rules.append(("min", spec, f"values below min {spec.min:g}", col < spec.min))
             if spec.max is not None:
                 rules.append(("max", spec, f"values above max {spec.max:g}", col > spec.max))
             if spec.allowed is not None:
-                text = ", ".join(_text(a) for a in spec.allowed)
-                rules.append(("allowed", spec, f"values not in the allowed set [{text}]", ~col.is_in(_allowed(spec))))
+                text = ", ".join(_text(a) for a in self.allowed[name])
+                rules.append(
+                    ("allowed", spec, f"values not in the allowed set [{text}]", ~col.is_in(self.allowed[name]))
+                )
         return rules
 
-    def _check_rules(self, typed: pl.DataFrame, block: _Block, wrong: dict[str, pl.Series]) -> None:
+    def _check_rules(
+        self, typed: pl.DataFrame, block: Block, wrong: dict[str, pl.Series], keep: pl.Series | None
+    ) -> None:
         if not self.rules:
             return
-        sums = [e.fill_null(False).sum().alias(str(i)) for i, (*_, e) in enumerate(self.rules)]
-        counts = typed.select(sums).row(0)
-        for (rule, spec, describe, expr), count in zip(self.rules, counts, strict=True):
+        masked = [e.fill_null(False) for *_, e in self.rules]
+        if keep is not None:
+            masked = [e & pl.lit(keep) for e in masked]
+        counts = typed.select([e.sum().alias(str(i)) for i, e in enumerate(masked)]).row(0)
+        for (rule, spec, text, _), expr, count in zip(self.rules, masked, counts, strict=True):
             if not count:
                 continue
-            mask = typed.select(expr.fill_null(False)).to_series()
+            mask = typed.select(expr).to_series()
             if rule == "null" and spec.name in wrong:  # wrong values were reported as type errors, not as missing
                 mask = mask & ~wrong[spec.name]
                 count = int(mask.sum())
             if count:
-                self._sample(rule, spec, describe, int(count), mask, typed.get_column(spec.name), block)
+                self._sample(rule, spec, text, int(count), mask, typed.get_column(spec.name), block)
 
     def _sample(
-        self, rule: str, spec: Column, describe: str, count: int, mask: pl.Series, values: pl.Series, block: _Block
+        self, rule: str, spec: Column, describe: str, count: int, mask: pl.Series, values: pl.Series, block: Block
     ) -> None:
         samples = []
         for i in mask.arg_true().head(max(self.tallies.wants(rule, spec.name), 0)).to_list():
             value = values[i]
-            samples.append({"line": block.line_of(i), "value": "" if value is None else _text(value)})
+            samples.append({**block.where(i), "value": "" if value is None else _text(value)})
         self.tallies.add(rule, spec.name, describe, count, samples)
 
     # -- global rules: duplicates and uniqueness ----------------------------------------
-    def _keep_global(self, typed: pl.DataFrame, raw: pl.DataFrame | None, errors: pl.Series | None) -> None:
+    def _keep_global(
+        self, typed: pl.DataFrame, raw: pl.DataFrame | None, errors: pl.Series | None, keep: pl.Series | None
+    ) -> None:
         for name in self.unique_values:
+            if name not in typed.columns:
+                continue
             col = typed.get_column(name)
             if name in self.hashed or not col.dtype.is_integer():  # kept as a 64-bit hash; integers exactly
                 self.hashed.add(name)
                 col = pl.select(pl.when(col.is_not_null()).then(col.hash(seed=7))).to_series()
+            if keep is not None:
+                col = pl.select(pl.when(pl.lit(keep)).then(col)).to_series()
             self.unique_values[name].append(col)
         if self.contract.allow_duplicate_rows:
             return
-        hashes = typed.hash_rows(seed=11).to_numpy()
+        ordered = typed.select([n for n in self.columns if n in typed.columns])  # parts may order columns differently
+        hashes = ordered.hash_rows(seed=11)
         if raw is not None and errors is not None:  # wrong values became null: keep their text in the hash
-            hashes = np.where(errors.to_numpy(), hashes ^ raw.hash_rows(seed=13).to_numpy(), hashes)
+            text = raw.select([n for n in self.columns if n in raw.columns]).hash_rows(seed=13)
+            hashes = pl.select(pl.when(pl.lit(errors)).then(hashes ^ text).otherwise(hashes)).to_series()
+        if keep is not None:
+            hashes = pl.select(pl.when(pl.lit(keep)).then(hashes)).to_series()
         self.row_hashes.append(hashes)
 
     def finish_global(self) -> None:
         starts = np.asarray([b.first_row for b in self.blocks], dtype=np.int64)
 
-        def line_of_row(row: int) -> int:
+        def where(row: int) -> dict[str, Any]:
             block = self.blocks[int(np.searchsorted(starts, row, side="right")) - 1]
-            return block.line_of(row - block.first_row)
+            return block.where(row - block.first_row)
 
         for name, parts in self.unique_values.items():
             if parts:
                 values = pl.concat(parts, rechunk=True)
                 describe = "values repeat a value of an earlier row but the column is unique"
-                self._repeats("unique", name, values, describe, line_of_row, name not in self.hashed)
+                self._repeats("unique", name, values, describe, where, name not in self.hashed)
         if self.row_hashes:
-            hashes = pl.Series("v", np.concatenate(self.row_hashes))
+            hashes = pl.concat(self.row_hashes, rechunk=True)
             describe = "rows duplicate an earlier row and allow_duplicate_rows is false"
-            self._repeats("duplicate_rows", None, hashes, describe, line_of_row, False)
+            self._repeats("duplicate_rows", None, hashes, describe, where, False)
 
-    def _repeats(
-        self, rule: str, column: str | None, values: pl.Series, describe: str, line_of_row: Any, show: bool
-    ) -> None:
+    def _repeats(self, rule: str, column: str | None, values: pl.Series, describe: str, where: Any, show: bool) -> None:
         if values.n_unique() + max(values.null_count() - 1, 0) == len(values):
             return  # the common case, found with one multi-threaded hash pass
         frame = pl.DataFrame({"v": values, "row": np.arange(len(values), dtype=np.int64)}).drop_nulls("v")
@@ -476,54 +565,22 @@ class _Engine:
         shown = repeated.head(self.limit).join(firsts, on="v", how="left", maintain_order="left")
         samples = []
         for value, row, first_row in shown.select("v", "row", "first").iter_rows():
-            sample: dict[str, Any] = {"line": line_of_row(row)}
+            sample: dict[str, Any] = where(row)
             if show:
                 sample["value"] = _text(value)
-            samples.append(sample | {"first_line": line_of_row(first_row)})
+            samples.append(sample | {f"first_{k}": v for k, v in where(first_row).items()})
         self.tallies.add(rule, column, describe, repeated.height, samples)
 
 
-def _convert(spec: Column, series: pl.Series) -> tuple[pl.Series, pl.Series | None]:
-    """The column in its contract type and, where values can be wrong, a mask of wrong ones."""
-    if spec.type is ColumnType.STRING:
-        return series.replace("", None) if series.dtype == pl.String else series, None
-    if spec.type is ColumnType.BOOL:
-        text = series.str.strip_chars().str.to_lowercase().replace("", None)
-        typed = pl.select(
-            pl.when(text.is_in(TRUE)).then(True).when(text.is_in(FALSE)).then(False).otherwise(None).alias(spec.name)
-        ).to_series()
-        return typed, text.is_not_null() & typed.is_null()
-    target = _POLARS_TYPES[spec.type]
+def _type_text(spec: Column, series: pl.Series, wrong: pl.Series, na_values: list[str]) -> str:
+    text = f"values are not {describe(spec.type)} (type {spec.type.value})"
     if series.dtype == pl.String:
-        text = series.replace("", None)
-        typed = text.cast(target, strict=False)
-        bad = text.is_not_null() & typed.is_null()
-    else:
-        typed, bad = series, None
-    if spec.type is ColumnType.FLOAT:
-        finite = typed.is_finite().fill_null(True)
-        if not finite.all():  # nan/inf are not usable numbers: a type problem, then treated as missing
-            bad = ~finite if bad is None else bad | ~finite
-            typed = pl.select(pl.when(finite).then(typed).otherwise(None).alias(spec.name)).to_series()
-    return typed, bad
-
-
-def _type_text(spec: Column) -> str:
-    wanted = {
-        ColumnType.INT: "integers",
-        ColumnType.FLOAT: "finite numbers",
-        ColumnType.BOOL: "booleans (true/false/1/0)",
-    }
-    return f"values are not {wanted[spec.type]} (type {spec.type.value})"
-
-
-def _allowed(spec: Column) -> list[Any]:
-    values = spec.allowed or []
-    if spec.type is ColumnType.INT:
-        return [int(v) for v in values]
-    if spec.type is ColumnType.BOOL:
-        return [v if isinstance(v, bool) else str(v).strip().lower() in TRUE for v in values]
-    return [str(v) for v in values]
+        found = [v for v in series.filter(wrong).unique().head(20).to_list() if v is not None]
+        hints = sorted({v.strip() for v in found if v.strip() in COMMON_NA and v.strip() not in na_values})
+        if hints:
+            listed = ", ".join(repr(h) for h in hints)
+            text += f"; if {listed} mark{'s' if len(hints) == 1 else ''} a missing value, add it to dataset.na_values"
+    return text
 
 
 def _text(value: Any) -> str:
@@ -554,7 +611,7 @@ def _header(first: bytes, contract: DatasetContract) -> tuple[list[str], Violati
     return header, None
 
 
-def _schema_violation(header: list[str], contract: DatasetContract) -> Violation | None:
+def _schema_violation(header: list[str], contract: DatasetContract, part: str | None, unit: str) -> Violation | None:
     missing = [n for n in contract.column_names if n not in header]
     extra = [n for n in header if n not in contract.column_names]
     if not missing and not extra:
@@ -564,8 +621,14 @@ def _schema_violation(header: list[str], contract: DatasetContract) -> Violation
         parts.append(f"missing column(s): {', '.join(missing)}")
     if extra:
         parts.append(f"unexpected column(s): {', '.join(extra)}")
-    samples = [{"line": 1, "missing": missing, "unexpected": extra}]
-    return Violation("schema", None, len(missing) + len(extra), "; ".join(parts), samples)
+    message = "; ".join(parts)
+    sample: dict[str, Any] = {"missing": missing, "unexpected": extra}
+    if unit == "line":
+        sample["line"] = 1
+    if part:
+        message = f"{part}: {message}"
+        sample["part"] = part
+    return Violation("schema", None, len(missing) + len(extra), message, [sample])
 
 
 def _row_count(rows: int, contract: DatasetContract) -> Violation | None:
@@ -576,34 +639,167 @@ def _row_count(rows: int, contract: DatasetContract) -> Violation | None:
     return None
 
 
-def validate_file(
-    path: str | Path, contract: DatasetContract, *, sample_limit: int = 5, block_bytes: int = BLOCK_BYTES
-) -> ValidationResult:
-    """Check a CSV file against ``contract``; never raises on bad data (FileNotFoundError if missing)."""
-    started = time.perf_counter()
-    path = Path(path)
-    size = path.stat().st_size
+@dataclass(frozen=True)
+class Part:
+    """One file of a dataset: where it is on disk and how reports name it."""
 
-    def done(rows: int, header: list[str], violations: list[Violation], profile: dict[str, Any] | None = None):
+    path: Path
+    name: str
+
+
+def validate_file(
+    path: str | Path,
+    contract: DatasetContract,
+    *,
+    sample_limit: int = 5,
+    block_bytes: int = BLOCK_BYTES,
+    output: Path | None = None,
+) -> ValidationResult:
+    """Check one file against ``contract``; never raises on bad data (FileNotFoundError if missing).
+
+    ``output``: where to write the canonical CSV copy when the file passes and is not canonical
+    CSV already (``result.canonical`` says which).
+    """
+    path = Path(path)
+    return validate_dataset([Part(path, path.name)], contract, sample_limit=sample_limit, block_bytes=block_bytes,
+                            output=output)  # fmt: skip
+
+
+def validate_dataset(
+    parts: Sequence[Part],
+    contract: DatasetContract,
+    *,
+    sample_limit: int = 5,
+    block_bytes: int = BLOCK_BYTES,
+    output: Path | None = None,
+) -> ValidationResult:
+    """Check a dataset made of one or more part files (one format, validated as one table)."""
+    started = time.perf_counter()
+    sizes = [p.path.stat().st_size for p in parts]
+    size = sum(sizes)
+    multi = len(parts) > 1
+    state: dict[str, Any] = {"format": None}
+
+    def done(rows: int, header: list[str], violations: list[Violation], **extra: Any) -> ValidationResult:
         elapsed = time.perf_counter() - started
-        return ValidationResult(not violations, rows, header, size, violations, profile, elapsed)
+        result = ValidationResult(not violations, rows, header, size, violations, None, elapsed, parts=len(parts))
+        result.format = state["format"]
+        for key, value in extra.items():
+            setattr(result, key, value)
+        return result
 
     if size > contract.max_bytes:
-        msg = f"file is {size:,} bytes, over the contract's max_bytes of {contract.max_bytes:,}"
+        what = f"the {len(parts)} parts are" if multi else "file is"
+        msg = f"{what} {size:,} bytes, over the contract's max_bytes of {contract.max_bytes:,}"
         return done(0, [], [Violation("size", None, 1, msg, [])])
-    if size == 0:
-        return done(0, [], [Violation("empty_file", None, 1, "the file is empty (0 bytes): no header, no rows", [])])
-    with path.open("rb") as handle:
-        first = handle.readline()
-        header, problem = _header(first, contract)
-        if problem:
-            return done(0, header, [problem])
-        violations = [v for v in [_schema_violation(header, contract)] if v]
-        engine = _Engine(contract, header, sample_limit)
-        for block in _Prefetch(_blocks(handle, len(first), block_bytes)):
-            engine.feed(block)
+    present = [(p, s) for p, s in zip(parts, sizes, strict=True) if s]
+    if not present:
+        msg = (
+            f"all {len(parts)} part files are empty (0 bytes)"
+            if multi
+            else "the file is empty (0 bytes): no header, no rows"
+        )
+        return done(0, [], [Violation("empty_file", None, 1, msg, [])])
+    detected = [formats.detect(p.path) for p, _ in present]
+    for (part, _), found in zip(present, detected, strict=True):
+        if not found.accepted:
+            where = f"{part.name}: " if multi else ""
+            sample = [{"part": part.name}] if multi else []
+            return done(0, [], [Violation("format", None, 1, where + found.unsupported_message(), sample)])
+    kinds = {d.kind for d in detected}
+    if len(kinds) > 1:
+        listed = "; ".join(f"{p.name} is {d.what}" for (p, _), d in zip(present, detected, strict=True))
+        msg = f"the parts of a dataset must have one format: {listed}"
+        return done(0, [], [Violation("format", None, len(parts), msg, [])])
+    labels = sorted({d.label for d in detected})
+    state["format"] = labels[0] if len(labels) == 1 else "+".join(labels)
+
+    first_kind = detected[0]
+    raw_source = (
+        present[0][0].path
+        if not multi and first_kind.kind == formats.CSV and not first_kind.compression and contract.delimiter == ","
+        and contract.na_values == [""]
+        else None
+    )  # fmt: skip
+    writer = None
+    engine: _Engine | None = None
+    violations: list[Violation] = []
+    header: list[str] = []
+    for index, ((part, _), found) in enumerate(zip(present, detected, strict=True)):
+        name = part.name if multi else None
+        part_header, problem, canonical = _open_part(part, found, contract, name)
+        if problem is not None:
+            if writer is not None:
+                writer.abandon()
+            return done(0, part_header, [*violations, problem])
+        if index == 0:
+            header = part_header
+            order = part_header if raw_source is not None else contract.column_names
+            if output is not None:
+                writer = CanonicalWriter(output, order, raw_source)
+            engine = _Engine(contract, sample_limit, writer)
+        assert engine is not None
+        unit = "row" if found.kind == formats.PARQUET else "line"
+        schema = _schema_violation(part_header, contract, name, unit)
+        if schema is not None:
+            violations.append(schema)
+        engine.start_part(part_header, str(found.kind), name, 1 if found.kind != formats.CSV else 2,
+                          canonical and index == 0 and raw_source is not None)  # fmt: skip
+        _feed(engine, part, found, block_bytes)
+    assert engine is not None
     engine.finish_global()
-    violations += engine.tallies.violations(header)
-    violations += [v for v in [_row_count(engine.rows, contract)] if v]
-    profile = engine.profile.result() if engine.profile is not None and not violations else None
-    return done(engine.rows, header, violations, profile)
+    order = header if not multi else contract.column_names
+    violations += engine.tallies.violations(order)
+    kept = engine.rows - engine.dropped
+    violations += [v for v in [_row_count(kept, contract)] if v]
+    passed = not violations
+    profile = engine.profile.result() if engine.profile is not None and passed else None
+    engine._drop_profile()
+    canonical_copy = None
+    if engine.writer is not None:
+        if passed:
+            canonical_copy = engine.writer.close()
+        else:
+            engine.writer.abandon()
+    dropped = {"missing_target": engine.dropped} if contract.missing_target == "drop" else {}
+    return done(kept, header, violations, profile=profile, rows_dropped=dropped, canonical=canonical_copy)
+
+
+def _open_part(
+    part: Part, found: formats.Detected, contract: DatasetContract, name: str | None
+) -> tuple[list[str], Violation | None, bool]:
+    """The part's column names, a file-level problem if any, and whether it may be canonical CSV as it is."""
+    where = f"{name}: " if name else ""
+    if found.kind == formats.PARQUET:
+        try:
+            return list(pl.read_parquet_schema(part.path)), None, False
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            msg = f"{where}the Parquet file cannot be read: {str(exc).splitlines()[0]}"
+            return [], Violation("parse", None, 1, msg, [{"part": name}] if name else []), False
+    with formats.open_stream(part.path, found.compression) as stream:
+        if found.kind == formats.JSONL:
+            keys, bad_line = readers.jsonl_keys(stream.read(1024 * 1024))
+            if bad_line is not None and not keys:
+                msg = f"{where}line {bad_line} is not a JSON object: JSON Lines needs one object per line"
+                return [], Violation("parse", None, 1, msg, [{"line": bad_line}]), False
+            return keys, None, False
+        first = stream.readline()
+    header, problem = _header(first, contract)
+    if problem is not None and name:
+        problem = Violation(problem.rule, None, problem.count, f"{where}{problem.message}",
+                            [{**s, "part": name} for s in problem.samples])  # fmt: skip
+    return header, problem, not first.startswith(BOM)
+
+
+def _feed(engine: _Engine, part: Part, found: formats.Detected, block_bytes: int) -> None:
+    if found.kind == formats.PARQUET:
+        offset = 0
+        for frame in readers.Prefetch(readers.parquet_batches(part.path)):
+            engine.feed(Block(b"", 0, 0, offset, frame=frame, unit="row"))
+            offset += frame.height
+        return
+    with formats.open_stream(part.path, found.compression) as stream:
+        start = len(stream.readline()) if found.kind == formats.CSV else 0
+        quotes = found.kind == formats.CSV
+        for block in readers.Prefetch(readers.csv_blocks(stream, start, block_bytes, quotes=quotes)):
+            engine.feed(block)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-EPSILON = 1e-4  # floor for empty bins: PSI is undefined for a zero share
+EPSILON = 1e-4  # share given to empty bins: PSI is undefined for a zero share
 OTHER = "__other__"
 
 
@@ -32,9 +32,15 @@ class FeatureDrift:
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    """Population stability index between two distributions over the same bins."""
-    e = np.clip(np.asarray(expected, dtype=float), EPSILON, None)
-    a = np.clip(np.asarray(actual, dtype=float), EPSILON, None)
+    """Population stability index between two distributions over the same bins.
+
+    Only empty bins are floored (to ``EPSILON``, then both renormalised): a small but non-zero
+    share is a real observation and counts as it is, as in evidently and most PSI implementations.
+    """
+    e = np.asarray(expected, dtype=float)
+    a = np.asarray(actual, dtype=float)
+    e = np.where(e > 0, e, EPSILON)
+    a = np.where(a > 0, a, EPSILON)
     e, a = e / e.sum(), a / a.sum()
     return float(np.sum((a - e) * np.log(a / e)))
 

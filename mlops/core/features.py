@@ -2,8 +2,9 @@
 
 Raw values are coerced to the config's column types *outside* the fitted pipeline, so
 the pickled model is pure scikit-learn and loads anywhere; the same coercion runs at
-training, evaluation and serving time, so ``1``, ``"1"`` and ``1.0`` in an ``int``
-categorical column are one category everywhere.
+training, evaluation and serving time, by the rules of ``mlops.core.types`` (the ones
+validation applies), so ``1``, ``"1"`` and ``1.0`` in an ``int`` categorical column are
+one category everywhere, and ``yes`` is a boolean everywhere or nowhere.
 
 Feature kinds: ``string`` and ``bool`` columns, and ``int`` columns with ``allowed``
 values (codes such as sex), are categorical (most-frequent impute + one-hot, unknown
@@ -33,7 +34,9 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlops.config import Algorithm, ColumnType, ModelConfig, ProblemType
+from mlops.config import Algorithm, ModelConfig, ProblemType
+from mlops.core import types as T
+from mlops.core.types import DEFAULT_NA_VALUES, ColumnType, TypeMismatch
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 LINEAR = {Algorithm.LOGISTIC_REGRESSION, Algorithm.LINEAR_REGRESSION, Algorithm.RIDGE}
@@ -49,7 +52,6 @@ ESTIMATORS: dict[tuple[Algorithm, bool], type[BaseEstimator]] = {
 # defaults that differ from scikit-learn's, still overridable by hyperparameters
 BASE_PARAMS: dict[type[BaseEstimator], dict[str, Any]] = {LogisticRegression: {"max_iter": 1000}}
 CSV_SUFFIXES = (".csv", ".csv.gz")
-TRUE_WORDS, FALSE_WORDS = {"true", "t", "yes", "y", "1"}, {"false", "f", "no", "n", "0"}
 
 
 class DataError(ValueError):
@@ -61,23 +63,34 @@ class Feature:
     name: str
     type: str  # a ColumnType value
     kind: str  # NUMERIC or CATEGORICAL
+    na_values: tuple[str, ...] = DEFAULT_NA_VALUES  # the contract's: what means "missing" in requests too
 
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["na_values"] = list(self.na_values)
+        return out
+
+    @property
+    def column_type(self) -> ColumnType:
+        return ColumnType(self.type)
 
 
 def features_of(config: ModelConfig) -> list[Feature]:
     out = []
+    na_values = tuple(config.dataset.na_values)
     for column in config.dataset.features:
         categorical = column.type in (ColumnType.STRING, ColumnType.BOOL) or (
             column.type is ColumnType.INT and column.allowed is not None
         )
-        out.append(Feature(column.name, column.type.value, CATEGORICAL if categorical else NUMERIC))
+        out.append(Feature(column.name, column.type.value, CATEGORICAL if categorical else NUMERIC, na_values))
     return out
 
 
 def features_from_metadata(metadata: dict[str, Any]) -> list[Feature]:
-    return [Feature(f["name"], f["type"], f["kind"]) for f in metadata["features"]]
+    return [
+        Feature(f["name"], f["type"], f["kind"], tuple(f.get("na_values", DEFAULT_NA_VALUES)))
+        for f in metadata["features"]
+    ]
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -110,8 +123,8 @@ def read_csv_dir(directory: str | Path, label: str, required: list[str]) -> pd.D
     """All CSV files of a channel, concatenated; each must have a header holding the ``required`` columns."""
     frames = []
     for path in csv_files(directory, label):
-        try:
-            frame = pd.read_csv(path)
+        try:  # canonical CSV (mlops.core.canonical): only an empty field is missing; "NA" is text
+            frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
         except pd.errors.EmptyDataError:
             raise DataError(f"{label} file {path.name} is empty (no header row)") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -127,42 +140,63 @@ def read_csv_dir(directory: str | Path, label: str, required: list[str]) -> pd.D
     return data
 
 
-# -- coercion ----------------------------------------------------------------------------
-def _numeric(values: pd.Series, name: str) -> pd.Series:
+# -- coercion (the rules of mlops.core.types) -----------------------------------------------
+def _wrong(name: str, values: pd.Series, bad: pd.Series, column_type: ColumnType) -> DataError:
+    samples = ", ".join(repr(v) for v in pd.unique(values[bad].astype(str))[:5])
+    what = "non-numeric value(s)" if column_type is ColumnType.FLOAT else f"value(s) that are not {column_type.value}s"
+    return DataError(f"column {name!r}: {int(bad.sum())} {what} (type {column_type.value}), e.g. {samples}")
+
+
+def _numeric(values: pd.Series, name: str, column_type: ColumnType = ColumnType.FLOAT,
+             na_values: tuple[str, ...] = DEFAULT_NA_VALUES) -> pd.Series:  # fmt: skip
+    """Float values (NaN where missing) of an int or float column; raises DataError naming wrong values."""
     if pd.api.types.is_bool_dtype(values):
-        return values.astype(float)
-    coerced = pd.to_numeric(values, errors="coerce")
-    text = values.astype(object).where(values.notna(), "").astype(str).str.strip()
-    bad = coerced.isna() & (text != "")
-    if bad.any():
-        samples = ", ".join(repr(v) for v in text[bad].unique()[:5])
-        raise DataError(f"column {name!r}: {int(bad.sum())} non-numeric value(s), e.g. {samples}")
-    return coerced.astype(float)
+        raise _wrong(name, values, values.notna(), column_type)
+    if pd.api.types.is_numeric_dtype(values):  # what pandas reads from canonical CSV: checked vectorised
+        numbers = values.astype(float)
+        bad = np.isinf(numbers)
+        if column_type is ColumnType.INT:
+            bad |= numbers.notna() & ((numbers != np.round(numbers)) | (numbers.abs() >= 2**53))
+        if bad.any():
+            raise _wrong(name, values, bad, column_type)
+        return numbers
+
+    def one(value: Any) -> float:
+        typed = T.parse_value(column_type, value, na_values)
+        return np.nan if typed is None else float(typed)
+
+    try:
+        return values.astype(object).map(one).astype(float)
+    except TypeMismatch:
+        bad = values.astype(object).map(lambda v: not _fits(column_type, v, na_values)).astype(bool)
+        raise _wrong(name, values, bad, column_type) from None
 
 
-def _category_value(value: Any, column_type: str) -> Any:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+def _fits(column_type: ColumnType, value: Any, na_values: tuple[str, ...]) -> bool:
+    try:
+        T.parse_value(column_type, value, na_values)
+    except TypeMismatch:
+        return False
+    return True
+
+
+def _category_value(value: Any, column_type: str, na_values: tuple[str, ...] = DEFAULT_NA_VALUES) -> Any:
+    """A categorical cell as its category text (NaN when missing); a value not of the type is kept as text
+    (an unknown category the one-hot encoder ignores)."""
+    kind = ColumnType(column_type)
+    if value is pd.NA:
         return np.nan
-    if column_type == ColumnType.BOOL:
-        word = str(value).strip().lower()
-        if word in TRUE_WORDS or word == "1.0":
-            return "true"
-        if word in FALSE_WORDS or word == "0.0":
-            return "false"
-        return word
-    if column_type == ColumnType.INT:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return str(value)
-        return str(int(number)) if number.is_integer() else str(value)
-    return str(value)
+    try:
+        typed = T.parse_value(kind, value, na_values)
+    except TypeMismatch:
+        return str(value)
+    return np.nan if typed is None else T.category_text(kind, typed)
 
 
-def _categorical(values: pd.Series, column_type: str) -> pd.Series:
+def _categorical(values: pd.Series, column_type: str, na_values: tuple[str, ...] = DEFAULT_NA_VALUES) -> pd.Series:
     if column_type == ColumnType.INT and pd.api.types.is_integer_dtype(values) and not values.isna().any():
         return values.astype(str).astype(object)  # the common case, vectorised
-    return values.astype(object).map(lambda v: _category_value(v, column_type)).astype(object)
+    return values.astype(object).map(lambda v: _category_value(v, column_type, na_values)).astype(object)
 
 
 def typed_rows(rows: list[list[str]], features: list[Feature]) -> pd.DataFrame | None:
@@ -176,12 +210,12 @@ def typed_rows(rows: list[list[str]], features: list[Feature]) -> pd.DataFrame |
     try:
         for row in rows:
             for feature, cell in zip(features, row, strict=True):
-                text = cell.strip()
                 if feature.kind == NUMERIC:
-                    columns[feature.name].append(float(text) if text else np.nan)
+                    typed = T.parse_value(feature.column_type, cell, feature.na_values)
+                    columns[feature.name].append(np.nan if typed is None else float(typed))
                 else:
-                    columns[feature.name].append(_category_value(text, feature.type) if text else np.nan)
-    except ValueError:
+                    columns[feature.name].append(_category_value(cell, feature.type, feature.na_values))
+    except TypeMismatch:
         return None
     return pd.DataFrame(
         {f.name: pd.Series(columns[f.name], dtype=float if f.kind == NUMERIC else object) for f in features}
@@ -195,7 +229,9 @@ def prepare_features(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFra
         expected = ", ".join(f.name for f in features)
         raise DataError(f"missing feature(s): {', '.join(missing)} (the model expects: {expected})")
     columns = {
-        f.name: _numeric(frame[f.name], f.name) if f.kind == NUMERIC else _categorical(frame[f.name], f.type)
+        f.name: _numeric(frame[f.name], f.name, f.column_type, f.na_values)
+        if f.kind == NUMERIC
+        else _categorical(frame[f.name], f.type, f.na_values)
         for f in features
     }
     return pd.DataFrame(columns, index=frame.index)
@@ -203,19 +239,22 @@ def prepare_features(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFra
 
 def prepare_target(values: pd.Series, config: ModelConfig, label: str) -> pd.Series:
     name = config.dataset.target
+    target_type = config.dataset.target_column.type
+    na_values = tuple(config.dataset.na_values)
     nulls = int(values.isna().sum())
     if nulls:
         raise DataError(f"{label} data: target {name!r} has {nulls} empty value(s); every row needs a label")
-    if config.problem_type is ProblemType.REGRESSION:
-        return _numeric(values, name)
-    target_type = config.dataset.target_column.type
-    if target_type is ColumnType.INT:
-        numbers = _numeric(values, name)
-        if not (numbers == numbers.round()).all():
-            raise DataError(f"{label} data: target {name!r} is int but has fractional values")
-        return numbers.astype(np.int64)
+    if target_type.is_numeric:
+        try:
+            numbers = _numeric(values, name, target_type, na_values)
+        except DataError as exc:
+            raise DataError(f"{label} data: target {exc}") from None
+        if numbers.isna().any():
+            raise DataError(f"{label} data: target {name!r} has missing values; every row needs a label")
+        regression = config.problem_type is ProblemType.REGRESSION
+        return numbers if regression or target_type is ColumnType.FLOAT else numbers.astype(np.int64)
     if target_type is ColumnType.BOOL:
-        return values.map(lambda v: _category_value(v, ColumnType.BOOL) == "true").astype(bool)
+        return values.map(lambda v: _category_value(v, ColumnType.BOOL, na_values) == "true").astype(bool)
     return values.astype(str)
 
 

@@ -23,8 +23,10 @@ Shape (``version`` 1)::
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,8 @@ QUANTILES = 101
 _SIGN = np.uint64(1 << 63)
 _SHIFT = np.uint64(44)  # keep sign + exponent + 8 mantissa bits
 _TOP_BUCKET = (1 << 20) - 1
+_HALF = 1 << 19
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def is_numeric(column: Column) -> bool:
@@ -109,7 +113,7 @@ class _Numeric:
         self.counts = np.zeros(0, dtype=np.int64)
 
     def update(self, series: pl.Series, stats: dict[str, Any]) -> None:
-        """Add a chunk; ``stats`` holds its nulls, count, mean, m2, min and max (from ``_numeric_stats``)."""
+        """Add a chunk of finite values (or nulls) with its nulls, count, mean, m2, min and max."""
         self.nulls += stats["nulls"]
         n = stats["n"]
         if not n:
@@ -120,15 +124,24 @@ class _Numeric:
         self.n = total
         self.min, self.max = min(self.min, stats["min"]), max(self.max, stats["max"])
         values = series if not series.null_count() else series.drop_nulls()
-        values = values.cast(pl.Float64).to_numpy()
-        if len(values) != n:  # nan/inf are not part of the profile
-            values = values[np.isfinite(values)]
-        self._add_histogram(bucket_ids(values))
+        self._add_values(values.cast(pl.Float64).to_numpy())
 
-    def _add_histogram(self, ids: np.ndarray) -> None:
-        low = int(ids.min())
-        dense = np.bincount(ids - low)
-        nz = np.flatnonzero(dense)
+    def _add_values(self, values: np.ndarray) -> None:
+        if _LITTLE_ENDIAN and len(values):
+            # the top 20 bits of each float are the top 20 of its high 32-bit word: no 64-bit shifts
+            raw = np.ascontiguousarray(values, dtype=np.float64).view(np.uint32)[1::2] >> 12
+            if int(raw.max()) < _HALF:  # no sign bit: bucket id = raw + half
+                low = int(raw.min())
+                dense = np.bincount(raw - low)
+                self._merge(np.flatnonzero(dense), dense, low + _HALF)
+                return
+        ids = bucket_ids(values)
+        if len(ids):
+            low = int(ids.min())
+            dense = np.bincount(ids - low)
+            self._merge(np.flatnonzero(dense), dense, low)
+
+    def _merge(self, nz: np.ndarray, dense: np.ndarray, low: int) -> None:
         buckets = np.concatenate([self.buckets, nz + low])
         counts = np.concatenate([self.counts, dense[nz]])
         self.buckets, inverse = np.unique(buckets, return_inverse=True)
@@ -207,22 +220,46 @@ class ProfileBuilder:
     Float64, Boolean or String, with nulls for missing values).
     """
 
-    def __init__(self, contract: DatasetContract) -> None:
+    def __init__(self, contract: DatasetContract, background: bool = False) -> None:
+        """``background``: histograms are built in a worker thread (numpy releases the GIL) while the
+        caller reads the next chunk; ``result`` waits for it."""
         self.target = contract.target
         profiled = [*contract.features, contract.target_column]
         self.stats = {c.name: _Numeric(c) if is_numeric(c) else _Categorical(c) for c in profiled}
         self.rows = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="profile") if background else None
+        self._pending: Future[None] | None = None
 
     def update(self, frame: pl.DataFrame) -> None:
+        """Add a chunk. Numeric columns hold finite values or nulls (the engine's conversion made NaN and
+        infinities null); one multi-threaded query computes every column's moments."""
         self.rows += frame.height
         numeric = [n for n, s in self.stats.items() if isinstance(s, _Numeric)]
         stats = _numeric_stats(frame, numeric)
         allowed = self._allowed_counts(frame)
+        self._wait()
+        if self._pool is not None:
+            self._pending = self._pool.submit(self._add, frame, stats, allowed)
+        else:
+            self._add(frame, stats, allowed)
+
+    def _add(self, frame: pl.DataFrame, stats: dict[str, Any], allowed: dict[str, dict[str, int]]) -> None:
         for name, stat in self.stats.items():
             if isinstance(stat, _Numeric):
                 stat.update(frame.get_column(name), stats[name])
             else:
                 stat.update(frame.get_column(name), allowed.get(name))
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        self._wait()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def _allowed_counts(self, frame: pl.DataFrame) -> dict[str, dict[str, int]]:
         """Counts of each allowed value, for all such columns in one multi-threaded query."""
@@ -240,31 +277,36 @@ class ProfileBuilder:
         return out
 
     def result(self) -> dict[str, Any]:
+        self.close()
         features = {n: s.entry(self.rows) for n, s in self.stats.items() if n != self.target}
         target = self.stats[self.target].entry(self.rows) | {"name": self.target}
         return {"version": PROFILE_VERSION, "rows": self.rows, "features": features, "target": target}
 
 
 def _numeric_stats(frame: pl.DataFrame, names: list[str]) -> dict[str, dict[str, Any]]:
-    """Count, mean, sum of squared deviations, min and max of finite values: one multi-threaded query."""
+    """Nulls, count, mean, sum of squared deviations, min and max: one multi-threaded query.
+
+    Values are finite or null here: the engine's conversion, and ``profile_frame``, made NaN missing.
+    """
     if not names:
         return {}
     exprs = []
     for name in names:
         col = pl.col(name).cast(pl.Float64)
-        finite = pl.when(col.is_finite()).then(col)
         exprs += [
             col.null_count().alias(f"{name}\0nulls"),
-            finite.count().alias(f"{name}\0n"),
-            finite.mean().alias(f"{name}\0mean"),
-            (finite.var(ddof=0) * finite.count()).alias(f"{name}\0m2"),
-            finite.min().alias(f"{name}\0min"),
-            finite.max().alias(f"{name}\0max"),
+            col.count().alias(f"{name}\0n"),
+            col.mean().alias(f"{name}\0mean"),
+            col.var(ddof=0).alias(f"{name}\0var"),
+            col.min().alias(f"{name}\0min"),
+            col.max().alias(f"{name}\0max"),
         ]
     out: dict[str, dict[str, Any]] = {n: {} for n in names}
     for key, value in frame.select(exprs).row(0, named=True).items():
         name, stat = key.split("\0")
         out[name][stat] = value
+    for stats in out.values():
+        stats["m2"] = (stats.pop("var") or 0.0) * stats["n"]
     return out
 
 
@@ -272,6 +314,9 @@ def profile_frame(frame: Any, contract: DatasetContract) -> dict[str, Any]:
     """Profile an in-memory frame (polars or pandas) whose columns follow the contract."""
     if not isinstance(frame, pl.DataFrame):
         frame = pl.DataFrame({c.name: _to_series(c, frame[c.name]) for c in contract.columns if c.name in frame})
+    floats = [n for n, t in frame.schema.items() if t.is_float()]
+    if floats:  # NaN and infinities are missing numbers, as validation makes them
+        frame = frame.with_columns(pl.when(pl.col(n).is_finite()).then(pl.col(n)).alias(n) for n in floats)
     builder = ProfileBuilder(contract)
     builder.update(frame)
     return builder.result()

@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 from mlops.config import Column, ColumnType, ModelConfig
 from mlops.core import capture as cap
 from mlops.core.gate import decide
+from mlops.core.types import DEFAULT_NA_VALUES, TypeMismatch, allowed_values, parse_value
 from mlops.naming import CAPTURE_PREFIX, endpoint_name
 from mlops.s3io import (
     S3Location,
@@ -42,6 +43,7 @@ from mlops.s3io import (
 )
 
 SPLITS = ("train", "validation", "test")
+CANONICAL_DELIMITER = ","  # validated data is canonical CSV (mlops.core.canonical), whatever the upload was
 
 logger = logging.getLogger(__name__)
 
@@ -115,49 +117,21 @@ class _Unfit(ValueError):
     """A captured value that does not fit its contract column; ``args[0]`` names the drop reason."""
 
 
-def coerce_value(column: Column, value: Any) -> Any:
-    """One raw captured value as the column's type, checked against its rules; raises _Unfit.
-
-    ``1``, ``"1"`` and ``1.0`` are the same int; empty text is a null.
-    """
-    if isinstance(value, str):
-        value = value.strip()
-        if value == "":
-            value = None
-    if value is None:
+def coerce_value(column: Column, value: Any, na_values: tuple[str, ...] = DEFAULT_NA_VALUES) -> Any:
+    """One raw captured value as the column's type (``mlops.core.types``), checked against its rules; raises _Unfit."""
+    try:
+        out = parse_value(column.type, value, na_values)
+    except TypeMismatch:
+        raise _Unfit("type") from None
+    if out is None:
         if column.nullable:
             return None
         raise _Unfit("null")
-    try:
-        if column.type is ColumnType.BOOL:
-            text = str(value).strip().lower()
-            if isinstance(value, bool) or text in ("true", "1", "false", "0"):
-                out: Any = value if isinstance(value, bool) else text in ("true", "1")
-            else:
-                raise ValueError(text)
-        elif column.type is ColumnType.STRING:
-            if isinstance(value, (dict, list)):
-                raise ValueError(value)
-            out = str(value)
-        else:
-            if isinstance(value, (bool, dict, list)):
-                raise ValueError(value)
-            number = float(value)
-            if not math.isfinite(number):
-                raise ValueError(value)
-            if column.type is ColumnType.INT:
-                if not number.is_integer():
-                    raise ValueError(value)
-                out = int(number)
-            else:
-                out = number
-    except (TypeError, ValueError, OverflowError):
-        raise _Unfit("type") from None
     if column.min is not None and out < column.min:
         raise _Unfit("range")
     if column.max is not None and out > column.max:
         raise _Unfit("range")
-    if column.allowed is not None and out not in column.allowed:
+    if column.allowed is not None and out not in allowed_values(column.type, column.allowed):
         raise _Unfit("allowed")
     return out
 
@@ -229,6 +203,7 @@ class TrainingSteps:
             "sha256": manifest.get("source", {}).get("sha256"),
             "source_uri": manifest.get("source", {}).get("uri"),
             "source_version_id": manifest.get("source", {}).get("version_id"),
+            "source_parts": manifest.get("source", {}).get("parts"),
         }
 
     def champion(self, model: str) -> dict[str, Any] | None:
@@ -307,12 +282,13 @@ class TrainingSteps:
             logger.warning("labelled capture not used for %s: %s", config.name, info["skipped"])
             return info
         with data.open("r", encoding="utf-8-sig", newline="") as f:
-            header = next(csv.reader(f, delimiter=contract.delimiter), [])
+            header = next(csv.reader(f, delimiter=CANONICAL_DELIMITER), [])
         specs = {c.name: c for c in contract.columns}
+        na_values = tuple(contract.na_values)
         ids = [
             specs[n] for n in header if n in specs and specs[n].unique and not specs[n].feature and n != contract.target
         ]
-        next_id = self._next_ids(data, header, ids, contract.delimiter) if candidates else {}
+        next_id = self._next_ids(data, header, ids, CANONICAL_DELIMITER) if candidates else {}
         rows: list[list[str]] = []
         for inference_id, raw, label in candidates:
             values: dict[str, Any] = {}
@@ -322,11 +298,11 @@ class TrainingSteps:
                     if column is None:
                         values[name] = None
                     elif name == contract.target:
-                        values[name] = coerce_value(column, label)
+                        values[name] = coerce_value(column, label, na_values)
                     elif column in ids:
                         values[name] = next_id.get(name, f"capture-{inference_id}")
                     else:
-                        values[name] = coerce_value(column, raw.get(name))
+                        values[name] = coerce_value(column, raw.get(name), na_values)
             except _Unfit as why:
                 key = f"{why.args[0]}_errors"
                 dropped[key] = dropped.get(key, 0) + 1
@@ -340,9 +316,9 @@ class TrainingSteps:
             with data.open("a", encoding="utf-8", newline="") as f:
                 if ends_open:
                     f.write("\n")
-                csv.writer(f, delimiter=contract.delimiter, lineterminator="\n").writerows(rows)
+                csv.writer(f, delimiter=CANONICAL_DELIMITER, lineterminator="\n").writerows(rows)
             with added.open("w", encoding="utf-8", newline="") as f:
-                writer = csv.writer(f, delimiter=contract.delimiter, lineterminator="\n")
+                writer = csv.writer(f, delimiter=CANONICAL_DELIMITER, lineterminator="\n")
                 writer.writerow(header)
                 writer.writerows(rows)
         info.update(rows_added=len(rows), labelled_requests=len(candidates), **counts, dropped=dropped)
@@ -454,7 +430,8 @@ class TrainingSteps:
             summary["validated_sha256"] = validated_sha
             summary["labelled_capture"] = capture
         if not dataset.get("sha256"):
-            dataset["sha256"] = validated_sha  # validated data is a byte-for-byte copy of the upload
+            dataset["sha256"] = validated_sha  # no source hash recorded: the validated copy's
+        dataset["validated_sha256"] = validated_sha  # canonical CSV: the upload's bytes, or its rewrite
         put_json(
             self.s3, S3Location(base.bucket, f"{base.key}/config/model-config.json"), config.model_dump(mode="json")
         )
@@ -523,6 +500,11 @@ class TrainingSteps:
             "data_uri": dataset.get("source_uri") or dataset.get("validated_uri"),
             "data_version_id": dataset.get("source_version_id"),
             "data_sha256": dataset.get("sha256"),
+            # multi-part datasets: every part's key, version id, ETag, size and SHA-256 (data_sha256 covers them all)
+            "data_parts": dataset.get("source_parts"),
+            "data_format": dataset.get("format"),
+            "rows_dropped": dataset.get("rows_dropped"),
+            "validated_sha256": dataset.get("validated_sha256"),
             "dataset_version": dataset.get("dataset_version"),
             "validated_uri": dataset.get("validated_uri"),
             "profile_uri": dataset.get("profile_uri"),

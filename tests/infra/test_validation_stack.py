@@ -128,6 +128,14 @@ def test_definition_states(definition: dict[str, Any]) -> None:
         "ValidationPassed": "Succeed",
         "ValidationFailed": "Fail",
         "ValidationErrored": "Fail",
+        "WatchThisFolder?": "Choice",
+        "WaitForCommitMarker": "Wait",
+        "CheckCommit": "Task",
+        "CommitArrived?": "Choice",
+        "DatasetCommitted": "Succeed",
+        "DatasetIncomplete": "Fail",
+        "AwaitingCommitMarker": "Succeed",
+        "NotADataFile": "Succeed",
     }
 
 
@@ -162,8 +170,31 @@ def test_choice_routes_duplicates_then_status(definition: dict[str, Any]) -> Non
     assert choice["Choices"] == [
         {"Variable": "$.duplicate", "BooleanEquals": True, "Next": "AlreadyValidated"},
         {"Variable": "$.status", "StringEquals": "passed", "Next": "PublishDatasetValidated"},
+        {"Variable": "$.status", "StringEquals": "waiting", "Next": "WatchThisFolder?"},
+        {"Variable": "$.status", "StringEquals": "ignored", "Next": "NotADataFile"},
     ]
     assert choice["Default"] == "ValidationFailed"
+
+
+def test_part_files_wait_for_the_commit_marker_then_check_it(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    assert states["WatchThisFolder?"]["Choices"] == [
+        {"Variable": "$.watch", "BooleanEquals": True, "Next": "WaitForCommitMarker"}
+    ]
+    assert states["WatchThisFolder?"]["Default"] == "AwaitingCommitMarker"
+    assert states["WaitForCommitMarker"] == {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": "CheckCommit"}
+    check = states["CheckCommit"]
+    assert check["Parameters"]["Payload"] == {
+        "action": "check_commit",
+        "bucket.$": "$.bucket",
+        "dataset_prefix.$": "$.dataset_prefix",
+        "model.$": "$.model",
+    }
+    assert check["Catch"][0]["Next"] == "ValidationErrored"
+    assert states["CommitArrived?"]["Choices"] == [
+        {"Variable": "$.status", "StringEquals": "committed", "Next": "DatasetCommitted"}
+    ]
+    assert states["DatasetIncomplete"] == {"Type": "Fail", "Error": "DatasetIncomplete", "CausePath": "$.summary"}
 
 
 def test_publish_sends_the_handler_output(definition: dict[str, Any]) -> None:

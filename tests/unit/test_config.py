@@ -37,16 +37,30 @@ def _problems(mutate) -> list[str]:
     [
         (lambda d: d.update(name="Bad_Name"), "name: String should match pattern"),
         (lambda d: d.update(extra_field=1), "extra_field: Extra inputs are not permitted"),
-        (lambda d: d["dataset"]["columns"][2].update(min=100), "columns[2]: min (100) is greater than max (60)"),
-        (lambda d: d["dataset"]["columns"][1].update(min=1), "min/max apply to int and float columns, not string"),
+        (lambda d: d["dataset"]["columns"][2].update(min=100), "dataset.columns[2].min: min (100) is greater than max"),
+        (lambda d: d["dataset"]["columns"][1].update(min=1), "dataset.columns[1].min: min/max apply to int and float"),
         (lambda d: d["dataset"]["columns"][3].update(type="decimal"), "dataset.columns[3].type: Input should be"),
-        (lambda d: d["dataset"].update(target="nope"), "target 'nope' is not one of the columns"),
-        (lambda d: d["dataset"]["columns"].append({"name": "clinic", "type": "string"}), "duplicate column names"),
-        (lambda d: d["training"].update(algorithm="ridge"), "does not fit problem_type 'binary_classification'"),
-        (lambda d: d["gate"].update(primary_metric="rmse"), "gate metric 'rmse' is not reported"),
+        (lambda d: d["dataset"].update(target="nope"), "dataset.target: target 'nope' is not one of the columns"),
+        (
+            lambda d: d["dataset"]["columns"].append({"name": "clinic", "type": "string"}),
+            "dataset.columns[13].name: duplicate column names: clinic",
+        ),
+        (lambda d: d["training"].update(algorithm="ridge"), "training.algorithm: 'ridge' does not fit problem_type"),
+        (lambda d: d["gate"].update(primary_metric="rmse"), "gate.primary_metric: gate metric 'rmse' is not reported"),
+        (lambda d: d["gate"]["thresholds"].update(mae={"max": 1}), "gate.thresholds.mae: gate metric 'mae' is not"),
+        (
+            lambda d: d["dataset"]["columns"][12].update(nullable=True),
+            "dataset.columns[12].nullable: the target 'diagnosis' must not be nullable; to drop rows",
+        ),
+        (
+            lambda d: d["dataset"]["columns"][12].update(type="float", allowed=None),
+            "dataset.columns[12].type: target 'diagnosis' is float but problem_type is binary_classification",
+        ),
+        (lambda d: d["dataset"]["columns"][12].update(allowed=[0, "x"]), "dataset.columns[12].allowed[1]: 'x' is not"),
+        (lambda d: d["dataset"].update(missing_target="ignore"), "dataset.missing_target: Input should be 'fail'"),
         (lambda d: d["gate"]["thresholds"].update(f1={}), "gate.thresholds.f1: a threshold needs min or max"),
         (lambda d: d["dataset"].update(min_rows=10, max_rows=5), "max_rows (5) is less than min_rows (10)"),
-        (lambda d: d["dataset"]["columns"][-1].update(allowed=[0, 1, 2]), "must allow exactly two values"),
+        (lambda d: d["dataset"]["columns"][-1].update(allowed=[0, 1, 2]), "columns[12].allowed: binary target"),
         (lambda d: d.update(approval="sometimes"), "approval: Input should be 'auto' or 'manual'"),
         (lambda d: d["endpoint"].update(instance_type="m5.large"), "endpoint.instance_type: String should match"),
     ],
@@ -54,6 +68,32 @@ def _problems(mutate) -> list[str]:
 def test_invalid_configs_name_the_field_and_rule(mutate, expected: str) -> None:
     problems = _problems(mutate)
     assert any(expected in p for p in problems), problems
+
+
+def test_no_problem_is_located_at_the_top_level() -> None:
+    def many(d: dict) -> None:
+        d["training"]["algorithm"] = "ridge"
+        d["gate"]["primary_metric"] = "rmse"
+        d["dataset"]["columns"][1]["nullable"] = "maybe"
+
+    problems = _problems(many)
+    assert problems and not any("(top level)" in p for p in problems), problems
+    assert any(p.startswith("dataset.columns[1].nullable: Input should be a valid boolean") for p in problems)
+
+
+def test_config_error_prints_one_line_per_problem(tmp_path: Path) -> None:
+    data = copy.deepcopy(DEMO)
+    data["dataset"]["columns"][12]["nullable"] = True
+    data["training"]["instance_count"] = 0
+    path = tmp_path / "tumor-classifier.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.lines() == [
+        f"{path}: dataset.columns[12].nullable: the target 'diagnosis' must not be nullable; to drop rows whose "
+        "target is missing, set dataset.missing_target: drop",
+        f"{path}: training.instance_count: Input should be greater than or equal to 1",
+    ]
 
 
 def test_every_problem_is_listed_not_just_the_first() -> None:
@@ -83,3 +123,27 @@ def test_file_errors(tmp_path: Path) -> None:
         load_config(renamed)
     with pytest.raises(ConfigError, match="no model configs"):
         load_configs(tmp_path / "empty-dir-that-has-none")
+
+
+def test_synth_prints_config_errors_without_a_traceback(tmp_path: Path) -> None:
+    """`cdk synth` runs app.py: a broken config is one line per problem, naming the field, exit 1."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(ROOT / "app.py", tmp_path / "app.py")
+    (tmp_path / "configs").mkdir()
+    data = copy.deepcopy(DEMO)
+    data["dataset"]["columns"][1]["nullable"] = "sometimes"
+    (tmp_path / "configs" / "tumor-classifier.yaml").write_text(yaml.safe_dump(data))
+    from mlops.synth import jsii_env
+
+    env = {**os.environ, **jsii_env(), "PYTHONPATH": str(ROOT)}  # as mlops.synth runs it: no Node banner
+    done = subprocess.run([sys.executable, "app.py"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"{tmp_path / 'configs' / 'tumor-classifier.yaml'}: dataset.columns[1].nullable: "
+        "Input should be a valid boolean, unable to interpret input"
+    ]

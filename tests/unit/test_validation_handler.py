@@ -170,7 +170,7 @@ def test_concurrent_duplicate_deliveries_do_one_validation(buckets: Any) -> None
 def test_retry_of_the_same_execution_takes_over_its_lock(buckets: Any) -> None:
     req = _upload(buckets, f"incoming/{MODEL}/retry.csv", _csv("good"))
     validator = DatasetValidator(buckets, BUCKETS, model_config)
-    assert validator._claim(req) is None  # first attempt took the lock, then "crashed"
+    assert validator._claim(req, req.source_id) is None  # first attempt took the lock, then "crashed"
     out = validator.validate(req)  # Step Functions retries the same execution
     assert out["status"] == "passed" and out["duplicate"] is False
     other = validator.validate(ValidationRequest(**{**req.__dict__, "execution_id": "exec-9"}))
@@ -194,7 +194,7 @@ def test_handler_parses_the_state_machine_payload(buckets: Any, monkeypatch: pyt
     json.dumps(out)  # what the state machine routes on must be JSON
     # a duplicate delivery while the first validation still runs: answered, not crashed
     running = _upload(buckets, f"incoming/{MODEL}/running.csv", _csv("good"))
-    DatasetValidator(buckets, BUCKETS, model_config)._claim(running)  # held by a running execution
+    DatasetValidator(buckets, BUCKETS, model_config)._claim(running, running.source_id)  # held by a running execution
     again = handler.handler({**running.__dict__, "execution_id": "exec-other"}, context)
     assert again == {"status": "in_progress", "duplicate": True}
     with pytest.raises(Exception, match="bucket"):
