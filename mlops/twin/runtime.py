@@ -209,6 +209,7 @@ class Twin:
     def stop(self) -> None:
         if self.jobs is not None:
             self.jobs.stop_all()
+        self.endpoint_runtime.close()  # the endpoints' model-server workers
         for fn in self.functions.values():
             fn.close()
         self.capture.flush()

@@ -1,0 +1,119 @@
+"""Does code shipped to a runtime need a newer Python than that runtime has?
+
+AWS runs a SageMaker source dir on the image's Python and a Lambda's code on its runtime's; code that
+uses a later release's syntax or standard library fails there. The twin may run the code on another
+patch or minor release (the nearest interpreter this machine has), so it checks the shipped files
+against the runtime's version before running them:
+
+- syntax: every file compiled by the interpreter that runs the code (exact for syntax when that
+  interpreter is the runtime's version);
+- standard library and language features: ``vermin``'s rules (``datetime.UTC`` needs 3.11,
+  ``itertools.batched`` 3.12, ...), reported where they need more than the runtime's version.
+
+Results are cached by the files' contents.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from threading import Lock
+
+from mlops.twin.pyenvs import tree_digest
+
+_COMPILE = """
+import json, sys
+bad = []
+for path in sys.stdin.read().splitlines():
+    try:
+        compile(open(path, 'rb').read(), path, 'exec', dont_inherit=True)
+    except SyntaxError as exc:
+        bad.append([path, exc.lineno or 0, exc.msg])
+print(json.dumps(bad))
+"""
+
+
+@dataclass(frozen=True)
+class Violation:
+    path: str  # relative to the checked directory
+    line: int
+    needs: str  # "3.13", or "" for a syntax error under the runtime's interpreter
+    what: str
+
+    def __str__(self) -> str:
+        if self.needs:
+            return f"{self.path}:{self.line}: {self.what} requires Python {self.needs}"
+        return f"{self.path}:{self.line}: SyntaxError: {self.what}"
+
+
+_memo: dict[str, list[Violation]] = {}
+_memo_lock = Lock()
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.py") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def _syntax(root: Path, files: list[Path], interpreter: Path) -> list[Violation]:
+    done = subprocess.run(
+        [str(interpreter), "-I", "-S", "-c", _COMPILE],
+        input="\n".join(str(f) for f in files),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"compiling the shipped code with {interpreter} failed: {done.stderr[-2000:]}")
+    return [Violation(str(Path(p).relative_to(root)), line, "", msg) for p, line, msg in json.loads(done.stdout)]
+
+
+def _features(root: Path, minor: str) -> list[Violation]:
+    cmd = [sys.executable, "-m", "vermin", "--no-tips", "--violations", "--format", "parsable", f"-t={minor}-"]
+    done = subprocess.run([*cmd, str(root)], capture_output=True, text=True, check=False)
+    found = []
+    for line in done.stdout.splitlines():
+        # path:line:column:py2:py3:feature; summary lines have no line number
+        parts = line.split(":", 5)
+        if len(parts) < 6 or not parts[1].isdigit() or not parts[4][:1].isdigit():
+            continue
+        path, lineno, _col, _py2, needs, what = parts
+        if _minor(needs) > _minor(minor):
+            rel = str(Path(path).resolve().relative_to(root.resolve()))
+            found.append(Violation(rel, int(lineno), needs, what.strip()))
+    if done.returncode not in (0, 1) and not found:  # 1: targets not met; anything else: vermin itself failed
+        raise RuntimeError(f"vermin failed ({done.returncode}): {done.stderr[-2000:]}")
+    return found
+
+
+def newer_python_needed(root: Path, minor: str, interpreter: Path | None = None) -> list[Violation]:
+    """What in ``root``'s ``.py`` files needs a Python newer than ``minor`` ("3.12"), or does not compile
+    under ``interpreter`` (the one that will run the code)."""
+    root = Path(root)
+    files = _files(root)
+    if not files:
+        return []
+    key = f"{minor}:{interpreter}:{tree_digest(root, ('.py',))}"
+    with _memo_lock:
+        if key in _memo:
+            return list(_memo[key])
+    found = _syntax(root, files, interpreter) if interpreter is not None else []
+    found += _features(root, minor)
+    found.sort(key=lambda v: (v.path, v.line))
+    with _memo_lock:
+        _memo[key] = found
+    return list(found)
+
+
+def describe(violations: list[Violation], runtime: str, limit: int = 5) -> str:
+    """One message for a failure reason: the first few violations and how many more."""
+    shown = "; ".join(str(v) for v in violations[:limit])
+    more = f" (and {len(violations) - limit} more)" if len(violations) > limit else ""
+    return f"the code needs a newer Python than {runtime}: {shown}{more}"
