@@ -5,8 +5,8 @@ uses a later release's syntax or standard library fails there. The twin may run 
 patch or minor release (the nearest interpreter this machine has), so it checks the shipped files
 against the runtime's version before running them:
 
-- syntax: every file compiled by the interpreter that runs the code (exact for syntax when that
-  interpreter is the runtime's version);
+- syntax: every file compiled by the interpreter that runs the code, when it is of the runtime's
+  version (an older one would refuse what the runtime accepts);
 - standard library and language features: ``vermin``'s rules (``datetime.UTC`` needs 3.11,
   ``itertools.batched`` 3.12, ...), reported where they need more than the runtime's version.
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
 
-from mlops.twin.pyenvs import tree_digest
+from mlops.twin.pyenvs import Interpreter, tree_digest
 
 _COMPILE = """
 import json, sys
@@ -76,8 +76,11 @@ def _syntax(root: Path, files: list[Path], interpreter: Path) -> list[Violation]
 
 
 def _features(root: Path, minor: str) -> list[Violation]:
-    cmd = [sys.executable, "-m", "vermin", "--no-tips", "--violations", "--format", "parsable", f"-t={minor}-"]
+    run = "import sys, vermin; sys.exit(vermin.main())"
+    cmd = [sys.executable, "-c", run, "--no-tips", "--violations", "--format", "parsable", f"-t={minor}-"]
     done = subprocess.run([*cmd, str(root)], capture_output=True, text=True, check=False)
+    if not done.stdout.strip() and done.returncode not in (0, 1):
+        raise RuntimeError(f"vermin failed ({done.returncode}): {done.stderr[-2000:]}")
     found = []
     for line in done.stdout.splitlines():
         # path:line:column:py2:py3:feature; summary lines have no line number
@@ -88,23 +91,22 @@ def _features(root: Path, minor: str) -> list[Violation]:
         if _minor(needs) > _minor(minor):
             rel = str(Path(path).resolve().relative_to(root.resolve()))
             found.append(Violation(rel, int(lineno), needs, what.strip()))
-    if done.returncode not in (0, 1) and not found:  # 1: targets not met; anything else: vermin itself failed
-        raise RuntimeError(f"vermin failed ({done.returncode}): {done.stderr[-2000:]}")
     return found
 
 
-def newer_python_needed(root: Path, minor: str, interpreter: Path | None = None) -> list[Violation]:
+def newer_python_needed(root: Path, minor: str, interpreter: Interpreter | None = None) -> list[Violation]:
     """What in ``root``'s ``.py`` files needs a Python newer than ``minor`` ("3.12"), or does not compile
-    under ``interpreter`` (the one that will run the code)."""
+    under ``interpreter`` (the one that will run the code) when that is a ``minor`` release."""
     root = Path(root)
     files = _files(root)
     if not files:
         return []
-    key = f"{minor}:{interpreter}:{tree_digest(root, ('.py',))}"
+    compiler = interpreter.path if interpreter is not None and interpreter.minor == minor else None
+    key = f"{minor}:{compiler}:{tree_digest(root, ('.py',))}"
     with _memo_lock:
         if key in _memo:
             return list(_memo[key])
-    found = _syntax(root, files, interpreter) if interpreter is not None else []
+    found = _syntax(root, files, compiler) if compiler is not None else []
     found += _features(root, minor)
     found.sort(key=lambda v: (v.path, v.line))
     with _memo_lock:

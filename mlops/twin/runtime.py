@@ -303,8 +303,6 @@ class Twin:
             if layer_dir is None:
                 self.report.unsupported.append((res.path, f"layer {layer_arn} (not in the assembly)"))
                 continue
-            if (layer_dir / "mlops-deps-layer.txt").exists():
-                self.report.substituted_layers.append(f"{layer.path}: the host's installed packages stand in")
             layers.append(layer_dir)
         spec = FunctionSpec(
             name=res.physical_id,
@@ -319,7 +317,11 @@ class Twin:
         )
         role = str(props.get("Role", ""))
         env = {**base_env, **(self.principals.credentials(role).env() if role else {})}
-        self.functions[res.physical_id] = LambdaRuntime(spec, base_env=env, log_dir=self.workdir / "logs")
+        runtime = LambdaRuntime(spec, base_env=env, log_dir=self.workdir / "logs")
+        for note in runtime.environment.notes:  # where its environment differs from AWS's
+            if note not in self.report.substituted_layers:
+                self.report.substituted_layers.append(note)
+        self.functions[res.physical_id] = runtime
 
     def _create_state_machine(self, res: Resource) -> None:
         props = self.assembly.resolve(res.properties, res.stack)

@@ -205,7 +205,7 @@ class JobRunner:
         image's Python, its ``requirements.txt`` installed by the image's pip. Raises _JobError."""
         layers = [image.env]
         if code_dir.is_dir():
-            found = pycompat.newer_python_needed(code_dir, image.spec.python, image.env.interpreter.path)
+            found = pycompat.newer_python_needed(code_dir, image.spec.python, image.env.interpreter)
             if found:
                 runtime = f"the image's Python {image.spec.python}"
                 raise _JobError(f"AlgorithmError: {pycompat.describe(found, runtime)}")

@@ -200,7 +200,7 @@ class LoadedModel:
             raise ModelLoadError(str(exc)) from None
         self._note(f"image {self.image_uri}: {self.image.describe()}")
         layers = [self.image.env]
-        found = pycompat.newer_python_needed(self.code_dir, self.image.spec.python, self.image.env.interpreter.path)
+        found = pycompat.newer_python_needed(self.code_dir, self.image.spec.python, self.image.env.interpreter)
         if found:
             raise ModelLoadError(pycompat.describe(found, f"the image's Python {self.image.spec.python}"))
         requirements = self.code_dir / "requirements.txt"
