@@ -52,7 +52,8 @@ def test_without_the_images_python_the_nearest_runs_with_the_recorded_deviations
     pins, changed = images._apply(spec, on_311)
     assert changed == {"numpy": ("2.5.1", "2.4.6"), "scipy": ("1.18.0", "1.17.1")}
     assert "numpy==2.4.6" in pins and "scikit-learn==1.9.0" in pins
-    with pytest.raises(EnvironmentBuildError, match=r"no Python 3\.12 and the twin knows no package set for it on Python 3\.10"):
+    unknown = r"no Python 3\.12 and the twin knows no package set for it on Python 3\.10"
+    with pytest.raises(EnvironmentBuildError, match=unknown):
         images._apply(spec, Interpreter(Path("/usr/bin/python3.10"), "3.10.13"))
 
 
