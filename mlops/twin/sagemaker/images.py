@@ -11,11 +11,18 @@ does not know is refused by name rather than run with whatever the host has.
 Deviations, in one place (:data:`DEVIATIONS`): where this machine has no interpreter of the image's
 Python version, the nearest one runs the code, with the nearest releases of the pinned packages that
 install on it. The twin reports them when it builds the environment.
+
+``MLOPS_TWIN_IMAGE_ENV=host`` runs SageMaker code on the twin's own interpreter and packages instead:
+not the image, and said so in every job and model-server log. It exists only as the baseline
+``bench/loop.py`` measures the cost of the image environments against.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
@@ -140,12 +147,23 @@ def _apply(spec: ImageSpec, interp: Interpreter) -> tuple[list[str], dict[str, t
     return out, changed
 
 
+HOST_MODE_VARIABLE = "MLOPS_TWIN_IMAGE_ENV"
+
+
+def _host_environment(spec: ImageSpec) -> ImageEnvironment:
+    """The benchmark baseline: the twin's own venv where the image's environment belongs."""
+    env = Environment(Path(sys.prefix), Interpreter(Path(sys.executable), platform.python_version()))
+    return ImageEnvironment(spec, env, {"(all packages)": ("the image's", "the twin's own venv: NOT the image")})
+
+
 _built: dict[tuple[str, str], ImageEnvironment] = {}
 _build_lock = threading.Lock()
 
 
 def image_environment(spec: ImageSpec) -> ImageEnvironment:
     """The image's environment (built on first use, from the package index; then cached on disk)."""
+    if os.environ.get(HOST_MODE_VARIABLE) == "host":
+        return _host_environment(spec)
     with _build_lock:
         found = _built.get(spec.key)
         if found is None:
