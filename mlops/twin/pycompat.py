@@ -10,19 +10,23 @@ against the runtime's version before running them:
 - standard library and language features: ``vermin``'s rules (``datetime.UTC`` needs 3.11,
   ``itertools.batched`` 3.12, ...), reported where they need more than the runtime's version.
 
-Results are cached by the files' contents.
+Results are cached by the files' contents (in the process and under the twin's cache directory).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from threading import Lock
 
-from mlops.twin.pyenvs import Interpreter, tree_digest
+from mlops.twin.pyenvs import Interpreter, cache_root, tree_digest
+
+RULES = "vermin-1"  # bump when the checks change: stored results are recomputed
 
 _COMPILE = """
 import json, sys
@@ -102,13 +106,21 @@ def newer_python_needed(root: Path, minor: str, interpreter: Interpreter | None 
     if not files:
         return []
     compiler = interpreter.path if interpreter is not None and interpreter.minor == minor else None
-    key = f"{minor}:{compiler}:{tree_digest(root, ('.py',))}"
+    key = hashlib.sha256(f"{RULES}:{minor}:{compiler}:{tree_digest(root, ('.py',))}".encode()).hexdigest()[:24]
     with _memo_lock:
         if key in _memo:
             return list(_memo[key])
-    found = _syntax(root, files, compiler) if compiler is not None else []
-    found += _features(root, minor)
-    found.sort(key=lambda v: (v.path, v.line))
+    stored = cache_root() / "pycompat" / f"{key}.json"
+    if stored.is_file():
+        found = [Violation(**v) for v in json.loads(stored.read_text())]
+    else:
+        found = _syntax(root, files, compiler) if compiler is not None else []
+        found += _features(root, minor)
+        found.sort(key=lambda v: (v.path, v.line))
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        tmp = stored.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps([asdict(v) for v in found]))
+        tmp.replace(stored)
     with _memo_lock:
         _memo[key] = found
     return list(found)
