@@ -7,10 +7,16 @@ uploads demo datasets through the S3 API, then reads the executions' histories:
    delivery through the rule), the Lambda task, the rest of the state machine. The peer
    is the contract engine called directly on the same file in this process: the floor
    that the twin's plumbing adds to.
-2. upload → registered model package, for the demo model: validation, the "Dataset
-   Validated" event to the training execution, then each state of the training machine
-   (prepare, training job, evaluation job, gate, register, record). The peer is
-   ``pipelines/train.py`` run directly on the same data, the floor for the training job.
+2. upload → registered model package → deployed, for the demo model: validation, the
+   "Dataset Validated" event to the training execution, each state of the training machine
+   (prepare, training job, evaluation job, gate, register, record), then the deployment
+   until it has succeeded. The peer is ``pipelines/train.py`` run directly on the same data,
+   the floor for the training job.
+3. What strictness costs: part 2 runs twice in one run, on two twins: SageMaker code on
+   the twin's own packages (``MLOPS_TWIN_IMAGE_ENV=host``, the baseline: not the image),
+   then on the image environments (the default: the image's Python and packages, the source
+   dir's requirements.txt, built once and cached). Target: upload → deployed grows by at
+   most 20%.
 
     python bench/loop.py [--rows 5000 50000 200000] [--repeat 2] [--train-rows 5000]
 """
@@ -37,8 +43,10 @@ from mlops.sagemaker_contract import training_env  # noqa: E402
 from mlops.settings import model_config  # noqa: E402
 from mlops.synth import ensure_synthesized  # noqa: E402
 from mlops.twin import control  # noqa: E402
+from mlops.twin.sagemaker.images import HOST_MODE_VARIABLE, image_environment, spec_for  # noqa: E402
 
 MODEL = "tumor-classifier"
+STRICTNESS_BUDGET = 1.20  # upload → deployed on the image environments, relative to the host's packages
 
 
 def _ts(value: Any) -> float:
@@ -98,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             training_rows = _to_registered(handle, Path(tmp), args.train_rows, args.repeat)
         finally:
             control.stop(workdir)
+        # the same on the host's packages, in the same run: what the image environments cost
+        baseline_rows = _baseline(cdk_out, Path(tmp), args.train_rows, args.repeat)
 
     header = (
         "| rows | MB | engine alone (s) | S3 event → execution (s) | Lambda task (s) "
@@ -116,26 +126,68 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median of {args.repeat} runs per size; twin on 127.0.0.1, peer = contract engine called directly")
     print(table)
     direct_train = statistics.median(_direct_training(args.train_rows) for _ in range(args.repeat))
+    baseline = dict(baseline_rows)
     train_table = "\n".join(
         [
-            "| stage | seconds (median) |",
-            "|---|---|",
-            *(f"| {stage} | {seconds:.2f} |" for stage, seconds in training_rows),
-            f"| peer: train.py run directly on the same data | {direct_train:.2f} |",
+            "| stage | host packages, s (baseline) | image environments, s | change |",
+            "|---|---:|---:|---:|",
+            *(
+                f"| {stage} | {baseline.get(stage, float('nan')):.2f} | {seconds:.2f} | "
+                f"{_change(baseline.get(stage), seconds)} |"
+                for stage, seconds in training_rows
+            ),
+            f"| peer: train.py run directly on the same data (host) | {direct_train:.2f} | | |",
         ]
     )
-    print(f"\nupload → registered model package ({args.train_rows:,} rows of {MODEL}), median of {args.repeat}")
+    image = image_environment(spec_for("sklearn", "1.9-0"))
+    before, after = baseline[DEPLOYED], dict(training_rows)[DEPLOYED]
+    ok = after <= before * STRICTNESS_BUDGET
+    verdict = (
+        f"- {'PASS' if ok else 'FAIL'}: upload → deployed on the image environments {after:.2f} s vs "
+        f"{before:.2f} s on the host's packages: {after / before - 1:+.0%} (budget +{STRICTNESS_BUDGET - 1:.0%})"
+    )
+    note = (
+        f"SageMaker code on {image.describe()} (environments cached before the run), "
+        "against the twin's own venv; both twins run the same synthesized app, model-server workers included."
+    )
+    print(f"\nupload → deployed ({args.train_rows:,} rows of {MODEL}), median of {args.repeat}")
     print(train_table)
+    print(verdict)
     out = ROOT / "bench" / "results" / "loop.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(
         f"`{command.strip()}`\n\n{machine}; datasets: {MODEL} demo data ({', '.join(f'{r:,}' for r in args.rows)} "
         f"rows for validation, {args.train_rows:,} for training). No memory target here.\n\n"
         f"# upload → validation result on the twin\n\n{table}\n\n"
-        f"# upload → registered model package ({args.train_rows:,} rows of {MODEL})\n\n{train_table}\n\n"
+        f"# upload → deployed ({args.train_rows:,} rows of {MODEL})\n\n{note}\n\n{train_table}\n\n{verdict}\n"
         "The peer train.py runs on prepare's split of the same rows (same fractions and seed), as the job does.\n"
     )
-    return 0
+    return 0 if ok else 1
+
+
+DEPLOYED = "upload → deployed (total)"
+
+
+def _change(before: float | None, after: float) -> str:
+    return f"{after / before - 1:+.0%}" if before else ""
+
+
+def _baseline(cdk_out: Path, tmp: Path, rows: int, repeat: int) -> list[tuple[str, float]]:
+    """Part 2 on a twin whose SageMaker code runs on the twin's own packages."""
+    import os
+
+    workdir = tmp / "twin-host-packages"
+    os.environ[HOST_MODE_VARIABLE] = "host"  # the twin's process inherits it
+    try:
+        handle = control.start(cdk_out, workdir, port=0, time_scale=0.01)
+    finally:
+        os.environ.pop(HOST_MODE_VARIABLE)
+    try:
+        # the measured twin's Lambdas and endpoint were warmed by part 1's uploads: warm these the same way
+        _to_registered(handle, tmp, rows, 1)
+        return _to_registered(handle, tmp, rows, repeat)
+    finally:
+        control.stop(workdir)
 
 
 def _spans(execution: dict[str, Any]) -> dict[str, tuple[float, float]]:
@@ -167,6 +219,7 @@ def _to_registered(handle: control.TwinHandle, tmp: Path, rows: int, repeat: int
     for i in range(repeat):
         _settle(handle.workdir)  # one training per model at a time: let the previous ones finish
         key = f"incoming/{MODEL}/train-{rows}-{i}-{time.time_ns()}.csv"
+        deployed_before = {e["name"] for e in control.load_executions(handle.workdir, "Deploy")}
         uploaded_at = time.time()
         handle.client().upload_file(str(path), handle.bucket("incoming"), key)
         (validation,) = control.wait_for_executions(handle.workdir, key, machine="Validation", timeout_s=600)
@@ -188,8 +241,25 @@ def _to_registered(handle: control.TwinHandle, tmp: Path, rows: int, repeat: int
         }
         sample.update({label: spans[s][1] - spans[s][0] for s, label in TRAINING_STAGES.items() if s in spans})
         sample["upload → registered (total)"] = _ts(training["stop_date"]) - uploaded_at
+        deploy = _new_deployment(handle.workdir, deployed_before)
+        if deploy["status"] != "SUCCEEDED":
+            raise SystemExit(f"deployment for {key} ended {deploy['status']}: {deploy.get('cause')}")
+        sample["registered → deployed (deploy machine)"] = _ts(deploy["stop_date"]) - _ts(training["stop_date"])
+        sample[DEPLOYED] = _ts(deploy["stop_date"]) - uploaded_at
         samples.append(sample)
     return [(stage, statistics.median(s[stage] for s in samples)) for stage in samples[0]]
+
+
+def _new_deployment(workdir: Path, before: set[str], timeout_s: float = 900) -> dict[str, Any]:
+    """The deploy execution started after ``before`` was taken, once it has ended."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        new = [e for e in control.load_executions(workdir, "Deploy") if e["name"] not in before]
+        if new and new[0]["status"] != "RUNNING":
+            return new[0]
+        if time.monotonic() > deadline:
+            raise SystemExit("no deployment ended")
+        time.sleep(0.2)
 
 
 def _settle(workdir: Path, timeout_s: float = 900) -> None:

@@ -25,11 +25,13 @@ import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_lambda as lambda_
 
+from mlops.lambda_contract import RUNTIME_PACKAGES
+
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "functions" / "layer-requirements.txt"
 WHEELHOUSE = ROOT / ".wheelhouse"
 WHEELHOUSE_DONE = ".complete"  # written last by fill_wheelhouse: a half-filled wheelhouse is not used
-# The twin recognises the deps layer by this file and uses the host's packages instead.
+# The twin recognises the deps layer by this file and installs the same distributions for its Python.
 DEPS_MARKER = "mlops-deps-layer.txt"
 # manylinux2014 (glibc 2.17) wheels run on every Lambda Python runtime; 2_28 adds packages that
 # only ship newer wheels (the Amazon Linux 2023 runtimes have glibc 2.34).
@@ -37,7 +39,7 @@ PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 UNUSED_IMAGE = cdk.DockerImage.from_registry("unused")  # required by the API, never run
 BUNDLING_VERSION = "2"  # bump to invalidate cached deps layers when the recipe below changes
 # Shipped by the Lambda Python runtime; a copy in the layer would shadow the runtime's boto3 stack.
-RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"})
+RUNTIME_PROVIDED = frozenset(RUNTIME_PACKAGES)
 # Lambda caps a function and its layers at 250 MiB unzipped; leave room for the code and core layer.
 MAX_DEPS_BYTES = 230 * 2**20
 

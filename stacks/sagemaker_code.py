@@ -5,8 +5,13 @@
   trains in AWS is what the twin and the tests run. A CfnMapping keeps the
   templates region-agnostic (no credentials or lookups needed to synthesize).
 - The source dir is one ``sourcedir.tar.gz`` asset (script mode's
-  ``sagemaker_submit_directory``): the entry points from ``pipelines/`` at its root and
-  the ``mlops`` package beside them, built by local bundling (no Docker).
+  ``sagemaker_submit_directory``): the entry points from ``pipelines/`` at its root, the
+  ``mlops`` package beside them and ``requirements.txt`` (``pipelines/requirements.txt``:
+  what the code needs that the image lacks), built by local bundling (no Docker).
+- The image holds only its own packages: the training toolkit installs ``requirements.txt``
+  at job start and the serving container at model load; a processing job installs nothing
+  by itself, so its entrypoint (:func:`processing_entrypoint`) does, as the SageMaker SDK's
+  framework processors do.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from constructs import Construct
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINTS = ("train.py", "evaluate.py", "inference.py")
+REQUIREMENTS = ROOT / "pipelines" / "requirements.txt"  # shipped as the source dir's requirements.txt
+PROCESSING_CODE = "/opt/ml/processing/input/code"  # where the processing job's "code" input lands
+PROCESSING_SRC = "/opt/ml/processing/src"
 
 
 class ImageVersionError(RuntimeError):
@@ -98,8 +106,24 @@ def build_sourcedir(out_dir: Path) -> Path:
     with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
         for name in ENTRY_POINTS:
             tar.add(ROOT / "pipelines" / name, arcname=name, filter=skip)
+        tar.add(REQUIREMENTS, arcname="requirements.txt", filter=skip)
         tar.add(ROOT / "mlops", arcname="mlops", filter=skip)
     return archive
+
+
+def processing_entrypoint(program: str) -> list[str]:
+    """``ContainerEntrypoint`` running ``program`` from the source dir given as the ``code`` input.
+
+    Unpacks ``sourcedir.tar.gz``, installs its ``requirements.txt`` with the image's pip (the
+    image has only its own packages), then runs the program with the job's arguments.
+    """
+    script = (
+        f"set -e; mkdir -p {PROCESSING_SRC}; tar -xzf {PROCESSING_CODE}/*.gz -C {PROCESSING_SRC}; cd {PROCESSING_SRC}; "
+        "if [ -f requirements.txt ]; then "
+        "python3 -m pip install --quiet --disable-pip-version-check --no-input -r requirements.txt; fi; "
+        f'PYTHONPATH={PROCESSING_SRC} exec python3 {program} "$@"'
+    )
+    return ["/bin/sh", "-c", script, "sh"]
 
 
 @jsii.implements(cdk.ILocalBundling)
@@ -118,7 +142,7 @@ class SourcedirAsset(Construct):
             self,
             "Archive",
             path=str(ROOT),
-            exclude=["**", "!pipelines/*.py", "!mlops/**/*.py"],
+            exclude=["**", "!pipelines/*.py", "!pipelines/requirements.txt", "!mlops/**/*.py"],
             asset_hash_type=cdk.AssetHashType.SOURCE,
             bundling=cdk.BundlingOptions(
                 image=cdk.DockerImage.from_registry("local-bundling-only"),  # never pulled: local bundling

@@ -36,13 +36,8 @@ from mlops.naming import CAPTURE_PREFIX
 from stacks.functions import project_function
 from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
-from stacks.sagemaker_code import SourcedirAsset, sklearn_image_uri
+from stacks.sagemaker_code import SourcedirAsset, processing_entrypoint, sklearn_image_uri
 
-EVALUATE_SHELL = (
-    "set -e; mkdir -p /opt/ml/processing/src; "
-    "tar -xzf /opt/ml/processing/input/code/*.gz -C /opt/ml/processing/src; "
-    'cd /opt/ml/processing/src; PYTHONPATH=/opt/ml/processing/src exec python3 evaluate.py "$@"'
-)
 # train.py prints "validation:<metric>=<value>"; one definition per metric any problem type reports
 METRIC_DEFINITIONS = [
     d for kind in (ProblemType.BINARY, ProblemType.REGRESSION) for d in sagemaker_metric_definitions(kind)
@@ -121,7 +116,7 @@ def evaluation_task(sagemaker_role: iam.IRole, key: kms.IKey, code_url: str) -> 
             "RoleArn": sagemaker_role.role_arn,
             "AppSpecification": {
                 "ImageUri.$": "$.run.image_uri",
-                "ContainerEntrypoint": ["/bin/sh", "-c", EVALUATE_SHELL, "sh"],
+                "ContainerEntrypoint": processing_entrypoint("evaluate.py"),
                 "ContainerArguments": [
                     "--model-dir",
                     "/opt/ml/processing/model",

@@ -233,6 +233,7 @@ class Twin:
         self.clock.checkpoint()
         if self.jobs is not None:
             self.jobs.stop_all()
+        self.endpoint_runtime.close()  # the endpoints' model-server workers
         for fn in self.functions.values():
             fn.close()
         self.capture.flush()
@@ -325,8 +326,6 @@ class Twin:
             if layer_dir is None:
                 self.report.unsupported.append((res.path, f"layer {layer_arn} (not in the assembly)"))
                 continue
-            if (layer_dir / "mlops-deps-layer.txt").exists():
-                self.report.substituted_layers.append(f"{layer.path}: the host's installed packages stand in")
             layers.append(layer_dir)
         spec = FunctionSpec(
             name=res.physical_id,
@@ -342,6 +341,9 @@ class Twin:
         role = str(props.get("Role", ""))
         env = {**base_env, **(self.principals.credentials(role).env() if role else {})}
         function = LambdaRuntime(spec, base_env=env, log_dir=self.workdir / "logs")
+        for note in function.environment.notes:  # where its environment differs from AWS's
+            if note not in self.report.substituted_layers:
+                self.report.substituted_layers.append(note)
         function.log_group = str((props.get("LoggingConfig") or {}).get("LogGroup") or function.log_group)
         function.log_sink = self._log_line  # CloudWatch Logs: one stream per worker
         self.functions[res.physical_id] = function

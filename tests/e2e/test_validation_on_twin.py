@@ -96,14 +96,14 @@ def test_duplicate_event_validates_once(cdk_out: Path, tmp_path: Path) -> None:
         good = write_csv(generate(MODEL, "good", 300, seed=8), tmp_path / "dup.csv")
         bucket = outputs(twin)["MlopsData.IncomingBucketName"]
         twin.client("s3").upload_file(str(good), bucket, f"incoming/{MODEL}/dup.csv")
-        assert twin.wait_idle(120)
+        assert twin.wait_idle(600)  # the upload trains and deploys too: jobs in the image environments
         (first,) = [
             e
             for e in twin.engine.list_executions()
             if "Validation" in e.state_machine_arn and "dup.csv" in json.dumps(e.input)
         ]
         twin.emit(first.input)  # the very same event, redelivered
-        assert twin.wait_idle(120)
+        assert twin.wait_idle(600)  # the upload trains and deploys too: jobs in the image environments
         runs = [e for e in twin.engine.list_executions() if "dup.csv" in json.dumps(e.input)]
         validations = [e for e in runs if "Validation" in e.state_machine_arn]
         assert len(validations) == 2

@@ -1,12 +1,13 @@
 """The twin's Lambda: each function runs in warm worker processes, one per execution environment.
 
 A worker (:mod:`mlops.twin.awslambda.worker`) is a separate, isolated Python process (``python -I``) with
-the function's code directory first on ``sys.path``, then its layers' ``python`` directories, then the
-twin's venv (standing in for the packages the Lambda runtime provides, and for the dependency layer, whose
-Linux wheels are built for Lambda's Python). Its environment is built from scratch: nothing of the host's
-environment leaks in. Workers stay warm between invocations; one is started when all are busy, up to
-``max_workers``. Everything a handler prints lands in ``<log_dir>/<function>.log`` between the
-``START``/``END``/``REPORT`` lines CloudWatch Logs shows for Lambda.
+the function's code directory first on ``sys.path``, then its layers, then the packages the Lambda
+runtime provides, on the runtime's Python (:mod:`.environments`: the dependency layer, built for Lambda's
+platform, is replaced by the same distributions built for this machine). Nothing of the twin's own venv
+is importable, and its environment variables are built from scratch: nothing of the host's leaks in.
+Workers stay warm between invocations; one is started when all are busy, up to ``max_workers``.
+Everything a handler prints lands in ``<log_dir>/<function>.log`` between the ``START``/``END``/``REPORT``
+lines CloudWatch Logs shows for Lambda.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,12 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops.twin import pycompat
+from mlops.twin.awslambda.environments import FunctionEnvironment, function_environment, is_deps_layer
 from mlops.twin.awslambda.worker import MARK
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 # The twin's own project: its ``mlops`` must never stand in for a layer's copy inside a worker.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEPS_LAYER_MARKER = "mlops-deps-layer.txt"
 INIT_LIMIT_S = 10.0  # AWS's limit for the init phase (after which it retries init within the invoke timeout)
 LOG_TAIL_BYTES = 4096
 MARK_GRACE_S = 5.0  # how long to wait for the log pipe to catch up with a response
@@ -97,7 +98,7 @@ class _Worker:
         self._capture: list[str] | None = None
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-u", "-X", "utf8", str(WORKER_SCRIPT)],
+                [str(rt.environment.python), "-I", "-u", "-X", "utf8", str(WORKER_SCRIPT)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -239,26 +240,24 @@ class LambdaRuntime:
         self._workers: set[_Worker] = set()
         self._idle: list[_Worker] = []
         self._closed = False
+        self.environment: FunctionEnvironment = function_environment(spec.runtime, spec.code_dir, spec.layer_dirs)
         self.sys_path = self._sys_path()
 
     # -- setup -------------------------------------------------------------------------
-    def used_layers(self) -> list[Path]:
-        """The layers a worker sees: all but dependency layers (the host's packages stand in for those)."""
-        return [d for d in self.spec.layer_dirs if not (Path(d) / DEPS_LAYER_MARKER).exists()]
-
     def _sys_path(self) -> list[str]:
-        # AWS extracts the layers into /opt in order, a later layer's files replacing an earlier one's; so a
-        # later layer comes first here. Lambda's order is /var/task, /opt/python/lib/pythonX/site-packages,
-        # /opt/python, then the runtime's own paths.
-        layers = list(reversed(self.used_layers()))
-        site = [Path(d) / "python" / "lib" / self.spec.runtime / "site-packages" for d in layers]
-        plain = [Path(d) / "python" for d in layers]
-        return [str(Path(self.spec.code_dir).resolve())] + [str(p.resolve()) for p in site + plain if p.is_dir()]
+        # Lambda's order: /var/task, the layers (/opt/python/lib/pythonX/site-packages, /opt/python), then
+        # the runtime's own packages (the interpreter's site-packages, after these).
+        return [str(Path(self.spec.code_dir).resolve())] + [str(p) for p in self.environment.layer_paths]
+
+    def _unimportable(self) -> str | None:
+        """Why the code cannot import on the runtime's Python (it needs a newer one), if it cannot."""
+        problems = self.environment.code_problems
+        return pycompat.describe(problems, f"the runtime's Python ({self.spec.runtime})") if problems else None
 
     def worker_environment(self, tmp: Path, log_stream: str) -> dict[str, str]:
         spec = self.spec
-        layers = self.used_layers()
-        path = [str(Path(sys.executable).parent), *(str(Path(d) / "bin") for d in layers)]
+        layers = [d for d in spec.layer_dirs if not is_deps_layer(d)]
+        path = [str(self.environment.python.parent), *(str(b) for b in self.environment.layer_bins)]
         env = {
             "PATH": os.pathsep.join([*path, "/usr/local/bin", "/usr/bin", "/bin"]),
             "HOME": str(tmp),  # not the host's: no ~/.aws/config or credentials may leak in
@@ -371,6 +370,7 @@ class LambdaRuntime:
                             "handler": spec.handler,
                             "sys_path": self.sys_path,
                             "hide_roots": [str(PROJECT_ROOT)],
+                            "unimportable": self._unimportable(),
                         }
                     )
                     resp = worker.recv(started + INIT_LIMIT_S + spec.timeout_s)

@@ -12,7 +12,7 @@ before it answers, so the parent knows the phase's output is complete.
 
 Requests::
 
-    {"op": "init", "handler": "pkg/mod.func", "sys_path": [...], "hide_roots": [...]}
+    {"op": "init", "handler": "pkg/mod.func", "sys_path": [...], "hide_roots": [...], "unimportable": null}
     {"op": "invoke", "request_id": "...", "event": ..., "deadline_ms": <epoch ms>, "context": {...}}
 """
 
@@ -137,7 +137,12 @@ class Worker:
     def init(self, req: dict[str, Any]) -> None:
         started = time.perf_counter()
         _isolate(req["sys_path"], [Path(p) for p in req.get("hide_roots", [])])
-        error = self._load_handler(str(req["handler"]))
+        if req.get("unimportable"):  # the twin found code that needs a newer Python than the runtime's
+            modname = str(req["handler"]).rsplit(".", 1)[0].replace("/", ".")
+            error = _error("Runtime.ImportModuleError", f"Unable to import module '{modname}': {req['unimportable']}")
+            _log_error(error["errorType"], error["errorMessage"])
+        else:
+            error = self._load_handler(str(req["handler"]))
         init_ms = (time.perf_counter() - started) * 1000
         if error is not None:
             self.reply("init", {"ok": False, "error": error, "init_ms": init_ms})

@@ -106,19 +106,34 @@ class EndpointManager:
             if "SAGEMAKER_SUBMIT_DIRECTORY" in env
             else model_dir / "code"
         )
-        return LoadedModel(model_name, model_dir, code_dir, env.get("SAGEMAKER_PROGRAM", "inference.py")).load()
+        # the model server of the container's image: its workers, its packages, the source dir's requirements
+        return LoadedModel(
+            model_name,
+            model_dir,
+            code_dir,
+            env.get("SAGEMAKER_PROGRAM", "inference.py"),
+            image_uri=container.get("Image", ""),
+            environment={k: str(v) for k, v in env.items()},
+            log_path=base / "model-server.log",
+        ).load()
 
     def _endpoint(self, name: str, config_name: str) -> Endpoint:
         config = self.backend.endpoint_configs[config_name]
-        variants = [
-            Variant(
-                name=v["VariantName"],
-                model=self._model(v["ModelName"]),
-                weight=float(v.get("InitialVariantWeight", 1.0)),
-                model_package_arn=self._package_of(v["ModelName"]),
-            )
-            for v in config.production_variants
-        ]
+        variants: list[Variant] = []
+        try:
+            for v in config.production_variants:
+                variants.append(
+                    Variant(
+                        name=v["VariantName"],
+                        model=self._model(v["ModelName"]),
+                        weight=float(v.get("InitialVariantWeight", 1.0)),
+                        model_package_arn=self._package_of(v["ModelName"]),
+                    )
+                )
+        except Exception:  # a variant that does not load: stop the ones already started
+            for variant in variants:
+                variant.model.close()
+            raise
         capture = None
         dc = config.data_capture_config or {}
         if dc.get("EnableCapture", True) and dc.get("DestinationS3Uri"):

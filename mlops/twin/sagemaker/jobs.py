@@ -2,12 +2,18 @@
 
 A job gets a directory shaped like the container's ``/opt/ml`` under
 ``<workdir>/sagemaker/<kind>/<job name>/``. Inputs are downloaded from the twin's S3
-as SageMaker would, the entry point runs with the host Python under SageMaker's
-contract (``SM_*`` variables and hyperparameters as arguments for training; the
-container entrypoint and arguments, with ``/opt/ml`` remapped, for processing), and
-outputs are uploaded back (``model.tar.gz`` for training). The result has the shape of
-``DescribeTrainingJob`` / ``DescribeProcessingJob``; a failing script becomes a Failed
-job whose FailureReason carries its failure file or the tail of its stderr.
+as SageMaker would, the entry point runs under SageMaker's contract (``SM_*`` variables
+and hyperparameters as arguments for training; the container entrypoint and arguments,
+with ``/opt/ml`` remapped, for processing), and outputs are uploaded back
+(``model.tar.gz`` for training). The result has the shape of ``DescribeTrainingJob`` /
+``DescribeProcessingJob``; a failing script becomes a Failed job whose FailureReason
+carries its failure file or the tail of its stderr.
+
+The code runs with what the job's image holds and nothing else (:mod:`.images`): the
+image's Python and package set, plus, for a training job, the source dir's
+``requirements.txt`` installed as the training toolkit installs it. Each job gets its own
+environment over those cached layers, so what a job installs stays with it. Before a
+training job runs, its source dir is checked against the image's Python version.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Callable
@@ -30,6 +35,15 @@ from botocore.exceptions import ClientError
 
 from mlops.s3io import S3Location
 from mlops.sagemaker_contract import training_env
+from mlops.twin import pycompat
+from mlops.twin.pyenvs import (
+    Environment,
+    EnvironmentBuildError,
+    RequirementsError,
+    job_environment,
+    requirements_environment,
+)
+from mlops.twin.sagemaker.images import ImageEnvironment, UnknownImage, environment_for_uri
 
 METRIC_LINE = re.compile(r"^\s*([A-Za-z_][\w.:-]*)\s*=\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 OPT_ML = "/opt/ml"
@@ -95,23 +109,19 @@ class JobRunner:
         with tarfile.open(archive) as tar:
             tar.extractall(dest, filter="data")
 
-    # -- process -------------------------------------------------------------------------
-    def _python_shim(self, job_dir: Path) -> Path:
-        """A bin dir whose python/python3 run this interpreter: what the container calls python3.
-
-        Scripts, not symlinks: a venv's interpreter finds its site-packages only when started
-        through the venv's own path.
-        """
-        shim = job_dir / ".bin"
-        shim.mkdir(exist_ok=True)
-        for name in ("python", "python3"):
-            script = shim / name
-            script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-            script.chmod(0o755)
-        return shim
+    # -- environment ---------------------------------------------------------------------
+    def _image(self, image_uri: str, log: Path) -> ImageEnvironment:
+        """The image's environment; the job's log says what it holds. Raises _ClientError."""
+        try:
+            image = environment_for_uri(image_uri)
+        except (UnknownImage, EnvironmentBuildError) as exc:
+            raise _ClientError(str(exc)) from None
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"[twin] image {image_uri}: {image.describe()}\n")
+        return image
 
     def _run(self, cmd: list[str], env: dict[str, str], cwd: Path, timeout_s: float, log: Path) -> tuple[int, str]:
-        with log.open("wb") as out:
+        with log.open("ab") as out:
             proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
             self._running.add(proc)
             try:
@@ -134,11 +144,14 @@ class JobRunner:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
-    def _base_env(self, shim: Path, code_dir: Path | None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")}
-        env["PATH"] = f"{shim}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
+    def _base_env(self, job_env: Environment, image: ImageEnvironment, code_dir: Path | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k in ("HOME", "TMPDIR", "TZ")}
+        # python/python3 are the job's environment; the image's console scripts after it; no host venv
+        env["PATH"] = os.pathsep.join([str(job_env.bin), str(image.env.bin), "/usr/local/bin", "/usr/bin", "/bin"])
         env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.region
-        env["PYTHONUNBUFFERED"] = "1"
+        # as the framework images set them
+        env.update(PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="UTF-8", LANG="C.UTF-8")
+        env["LC_ALL"] = "C.UTF-8"
         if code_dir is not None:
             env["PYTHONPATH"] = str(code_dir)
         return env
@@ -154,7 +167,9 @@ class JobRunner:
         describe = self._training_describe(params, started)
         hps = dict(params.get("HyperParameters", {}))
         channels = [c["ChannelName"] for c in params.get("InputDataConfig", [])]
+        log = job_dir / "job.log"
         try:
+            image = self._image(params.get("AlgorithmSpecification", {}).get("TrainingImage", ""), log)
             for channel in params.get("InputDataConfig", []):
                 uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
                 self._download_prefix(uri, ml / "input" / "data" / channel["ChannelName"])
@@ -162,17 +177,23 @@ class JobRunner:
             program = hps.get("sagemaker_program", "train.py").strip('"')
             if "sagemaker_submit_directory" in hps:
                 self._extract_code(hps["sagemaker_submit_directory"].strip('"'), code_dir)
-        except (FileNotFoundError, OSError, ClientError) as exc:  # ClientError: e.g. AccessDenied for the role
+        except (_ClientError, ClientError) as exc:  # ClientError: e.g. AccessDenied for the role
             return self._fail(describe, f"ClientError: {exc}")
+        except (FileNotFoundError, OSError) as exc:
+            return self._fail(describe, f"ClientError: {exc}")
+        try:
+            job_env = self._training_environment(image, code_dir, job_dir, log)
+        except _JobError as exc:
+            return self._fail(describe, str(exc))
         for sub in ("model", "output/data", "input/config"):
             (ml / sub).mkdir(parents=True, exist_ok=True)
         (ml / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hps))
         user_hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_")}
-        env = self._base_env(self._python_shim(job_dir), code_dir)
+        env = self._base_env(job_env, image, code_dir)
         env.update(training_env(ml, channels, user_hps, program))
         args = [part for k, v in user_hps.items() for part in (f"--{k}", str(v))]
         timeout = float(params.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
-        code, output = self._run([sys.executable, program, *args], env, code_dir, timeout, job_dir / "job.log")
+        code, output = self._run([str(job_env.python), program, *args], env, code_dir, timeout, log)
         describe["FinalMetricDataList"] = _metrics(output)
         if code != 0:
             return self._fail(describe, _failure_reason(code, ml / "output" / "failure", output, timeout))
@@ -194,6 +215,30 @@ class JobRunner:
             BillableTimeInSeconds=int((ended - started).total_seconds()),
         )
         return describe
+
+    def _training_environment(self, image: ImageEnvironment, code_dir: Path, job_dir: Path, log: Path) -> Environment:
+        """What the training container does before the entry point: the source dir checked against the
+        image's Python, its ``requirements.txt`` installed by the image's pip. Raises _JobError."""
+        layers = [image.env]
+        if code_dir.is_dir():
+            found = pycompat.newer_python_needed(code_dir, image.spec.python, image.env.interpreter)
+            if found:
+                runtime = f"the image's Python {image.spec.python}"
+                raise _JobError(f"AlgorithmError: {pycompat.describe(found, runtime)}")
+            requirements = code_dir / "requirements.txt"
+            if requirements.is_file():
+                try:
+                    layers.insert(0, requirements_environment(image.env, requirements))
+                except RequirementsError as exc:
+                    with log.open("a") as out:
+                        out.write(exc.output)
+                    tail = "\n".join(exc.output.strip().splitlines()[-10:])
+                    raise _JobError(
+                        f'AlgorithmError: InstallRequirementsError:\nExitCode {exc.exit_code}\nErrorMessage "{tail}"'
+                    ) from None
+                with log.open("a") as out:
+                    out.write(f"[twin] requirements.txt installed by the image's pip: {layers[0].root.name}\n")
+        return job_environment(job_dir / ".env", layers)
 
     def _training_describe(self, params: dict[str, Any], started: datetime) -> dict[str, Any]:
         name = params["TrainingJobName"]
@@ -256,11 +301,13 @@ class JobRunner:
             "CreationTime": started.isoformat(),
             "ProcessingStartTime": started.isoformat(),
         }
+        log = job_dir / "job.log"
         try:
+            image = self._image(params["AppSpecification"].get("ImageUri", ""), log)
             for item in params.get("ProcessingInputs", []):
                 s3_input = item["S3Input"]
                 self._download_prefix(s3_input["S3Uri"], Path(local(s3_input["LocalPath"])))
-        except (FileNotFoundError, OSError, ClientError) as exc:  # ClientError: e.g. AccessDenied for the role
+        except (_ClientError, ClientError, FileNotFoundError, OSError) as exc:  # e.g. AccessDenied for the role
             return self._fail(describe, f"ClientError: {exc}")
         outputs = params.get("ProcessingOutputConfig", {}).get("Outputs", [])
         for item in outputs:
@@ -269,10 +316,10 @@ class JobRunner:
         cmd = [local(p) for p in (*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", []))]
         if not cmd:
             return self._fail(describe, "ClientError: AppSpecification needs a ContainerEntrypoint on the twin")
-        env = self._base_env(self._python_shim(job_dir), None)
+        env = self._base_env(job_environment(job_dir / ".env", [image.env]), image, None)
         env.update({k: local(v) for k, v in params.get("Environment", {}).items()})
         timeout = float(params.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
-        code, output = self._run(cmd, env, job_dir, timeout, job_dir / "job.log")
+        code, output = self._run(cmd, env, job_dir, timeout, log)
         if code != 0:
             message = Path(remap) / "output" / "message"  # the processing container's ExitMessage file
             return self._fail(describe, _failure_reason(code, message, output, timeout))
@@ -289,6 +336,14 @@ class JobRunner:
             LastModifiedTime=ended.isoformat(),
         )
         return describe
+
+
+class _ClientError(Exception):
+    """The job could not start (its image, its inputs): FailureReason ``ClientError: ...``."""
+
+
+class _JobError(Exception):
+    """The container failed before the entry point ran; the message is the FailureReason."""
 
 
 def _metrics(output: str) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from moto.server import ThreadedMotoServer
 from mlops.twin.cloudwatch.alarms import Alarm, AlarmEvaluator, MetricStore
 from mlops.twin.sagemaker.endpoints import EndpointManager
 from mlops.twin.sagemaker.serving import CaptureWriter, EndpointRuntime, InvokeError
+from tests.unit.twin import SKLEARN_IMAGE
 
 INFERENCE = """
 import json
@@ -65,7 +66,7 @@ def setup(tmp_path: Path) -> Iterator[dict[str, Any]]:
             ModelName=name,
             ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
             PrimaryContainer={
-                "Image": "img",
+                "Image": SKLEARN_IMAGE,
                 "ModelDataUrl": f"s3://models-bkt/{name}.tar.gz",
                 "Environment": {
                     "SAGEMAKER_PROGRAM": "inference.py",
@@ -111,6 +112,7 @@ def setup(tmp_path: Path) -> Iterator[dict[str, Any]]:
     manager.install()
     yield {"sm": sm, "runtime": runtime, "manager": manager}
     server.stop()
+    runtime.close()
 
 
 def _predict(runtime: EndpointRuntime, x: float) -> float:
@@ -118,8 +120,16 @@ def _predict(runtime: EndpointRuntime, x: float) -> float:
     return json.loads(out)
 
 
+def _wait_for_canary(runtime: EndpointRuntime) -> None:
+    """Until the new fleet (its model servers started) takes its share of traffic."""
+    deadline = time.monotonic() + 120
+    while len(runtime.endpoints["ep"].variants) < 2:
+        assert time.monotonic() < deadline, "the canary never started"
+        time.sleep(0.05)
+
+
 def _wait_in_service(sm: Any) -> dict[str, Any]:
-    for _ in range(100):
+    for _ in range(600):
         described = sm.describe_endpoint(EndpointName="ep")
         if described["EndpointStatus"] != "Updating":
             return described
@@ -146,7 +156,7 @@ def test_create_then_canary_update_promotes_the_new_model(setup: dict[str, Any])
     assert _predict(runtime, 1) == 2
     sm.update_endpoint(EndpointName="ep", EndpointConfigName="cfg-v2", DeploymentConfig=CANARY)
     assert sm.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "Updating"
-    time.sleep(0.3)
+    _wait_for_canary(runtime)
     seen = {_predict(runtime, 1) for _ in range(60)}
     assert seen == {2, 3}  # both fleets take traffic during the canary
     described = _wait_in_service(sm)
@@ -159,7 +169,7 @@ def test_failing_canary_rolls_back_and_the_old_model_keeps_serving(setup: dict[s
     sm, runtime = setup["sm"], setup["runtime"]
     sm.create_endpoint(EndpointName="ep", EndpointConfigName="cfg-v1")
     sm.update_endpoint(EndpointName="ep", EndpointConfigName="cfg-bad", DeploymentConfig=CANARY)
-    time.sleep(0.2)
+    _wait_for_canary(runtime)
     for _ in range(20):  # traffic during the canary: the new fleet answers with errors
         with contextlib.suppress(InvokeError):
             _predict(runtime, 1)

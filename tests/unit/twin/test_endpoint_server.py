@@ -15,6 +15,7 @@ from mlops.twin.gateway import Gateway
 from mlops.twin.iam import Principals
 from mlops.twin.sagemaker.runtime_api import RuntimeApi
 from mlops.twin.sagemaker.serving import CaptureConfig, CaptureWriter, Endpoint, EndpointRuntime, LoadedModel, Variant
+from tests.unit.twin import SKLEARN_IMAGE
 
 INFERENCE = """
 import json
@@ -41,7 +42,7 @@ def _model(tmp: Path, name: str, factor: float, broken: bool = False) -> LoadedM
     model.mkdir(parents=True)
     (code / "inference.py").write_text(INFERENCE)
     (model / "model.json").write_text(json.dumps({"factor": factor, "broken": broken}))
-    return LoadedModel(name, model, code).load()
+    return LoadedModel(name, model, code, image_uri=SKLEARN_IMAGE, workers=1).load()
 
 
 @pytest.fixture
@@ -71,6 +72,7 @@ def twin_endpoint(tmp_path: Path) -> Iterator[tuple[object, EndpointRuntime, Met
     )
     yield client, runtime, metrics, written
     server.stop()
+    runtime.close()
 
 
 def test_invoke_csv_and_json_through_boto3(twin_endpoint) -> None:

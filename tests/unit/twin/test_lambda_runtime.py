@@ -42,6 +42,7 @@ def make_runtime(tmp_path: Path) -> Iterator[MakeRuntime]:
         memory_mb: int = 256,
         base_env: dict[str, str] | None = None,
         max_workers: int = 4,
+        runtime: str = "python3.14",
     ) -> LambdaRuntime:
         code = write(tmp_path / "code" / name, files)
         spec = FunctionSpec(
@@ -53,7 +54,7 @@ def make_runtime(tmp_path: Path) -> Iterator[MakeRuntime]:
             environment=environment or {},
             timeout_s=timeout_s,
             memory_mb=memory_mb,
-            runtime="python3.14",
+            runtime=runtime,
         )
         rt = LambdaRuntime(
             spec,
@@ -265,16 +266,84 @@ def test_layer_order_and_deps_layer_skipped(make_runtime: MakeRuntime, tmp_path:
     # As /opt after extraction in order: the later layer's file replaces the earlier one's.
     assert out["shared"] == "second"
     assert out["only1"] == 1
-    assert out["depsonly"] is False  # the dependency layer is left out: the venv stands in for it
-    assert out["path"][:3] == [str(rt.spec.code_dir.resolve()), str(second / "python"), str(first / "python")]
-    site_packages = [p for p in out["path"] if p.endswith("site-packages")]
-    assert site_packages and out["path"].index(site_packages[0]) > 2  # the venv comes after the layers
+    # the dependency layer's files (built for Lambda's platform) are not used: its distributions, built for
+    # this machine, stand in at its place (it is the last layer, so first on the path)
+    assert out["depsonly"] is False
+    standin = rt.environment.layer_paths[0]
+    assert out["path"][:4] == [
+        str(rt.spec.code_dir.resolve()),
+        str(standin),
+        str(second / "python"),
+        str(first / "python"),
+    ]
+    runtime_site = str(rt.environment.env.site)
+    assert out["path"].index(runtime_site) > 3  # the runtime's packages come after the layers
     assert str(Path(__file__).resolve().parents[3]) not in out["path"]
 
 
-def test_venv_packages_are_importable(make_runtime: MakeRuntime) -> None:
-    rt = make_runtime("venv", {"handler.py": "import boto3\n\ndef handler(e, c):\n    return boto3.__name__\n"})
-    assert ok(rt.invoke({})) == "boto3"
+def test_the_runtime_provides_its_sdk_and_nothing_of_the_host(make_runtime: MakeRuntime) -> None:
+    rt = make_runtime(
+        "sdk",
+        {
+            "handler.py": """
+                import importlib.util
+                import boto3
+
+                def handler(e, c):
+                    return {"boto3": boto3.__version__, "pandas": importlib.util.find_spec("pandas") is not None}
+            """
+        },
+    )
+    from mlops.lambda_contract import RUNTIME_PACKAGES
+
+    # the runtime's boto3 at its version; pandas, in the twin's own venv, is not there as in AWS
+    assert ok(rt.invoke({})) == {"boto3": RUNTIME_PACKAGES["boto3"], "pandas": False}
+
+
+def test_a_package_neither_the_runtime_nor_a_layer_has_fails_to_import(make_runtime: MakeRuntime) -> None:
+    rt = make_runtime("missing", {"handler.py": "import pydantic\n\ndef handler(e, c):\n    return 1\n"})
+    result = rt.invoke({})
+    assert result.function_error == "Unhandled"
+    assert result.payload["errorType"] == "Runtime.ImportModuleError"
+    assert "No module named 'pydantic'" in result.payload["errorMessage"]
+
+
+def test_the_dependency_layer_stands_in_with_its_own_versions(make_runtime: MakeRuntime, tmp_path: Path) -> None:
+    # a dependency layer as stacks/bundling.py builds it: its distributions' metadata is what the twin installs
+    deps = write(
+        tmp_path / "layers/deps",
+        {
+            "mlops-deps-layer.txt": "Third-party packages for Lambda\n",
+            "python/annotated_types-0.6.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: annotated-types\n"
+            "Version: 0.6.0\n",
+        },
+    )
+    rt = make_runtime(
+        "standin",
+        {
+            "handler.py": """
+                from importlib.metadata import version
+                import annotated_types
+
+                def handler(e, c):
+                    return version("annotated-types")
+            """
+        },
+        layers=[deps],
+    )
+    assert ok(rt.invoke({})) == "0.6.0"  # not the host's (0.7+), the layer's
+
+
+def test_code_that_needs_a_newer_python_than_the_runtime_fails_to_import(make_runtime: MakeRuntime) -> None:
+    rt = make_runtime(
+        "newer",
+        {"handler.py": "import copy\n\n\ndef handler(e, c):\n    return copy.replace(e)\n"},  # copy.replace: 3.13
+        runtime="python3.12",
+    )
+    result = rt.invoke({})
+    assert result.payload["errorType"] == "Runtime.ImportModuleError"
+    assert "handler.py:5: 'copy.replace' member requires Python 3.13" in result.payload["errorMessage"]
+    assert "Runtime.ImportModuleError" in result.log_tail
 
 
 def test_layer_mlops_wins_over_the_hosts(make_runtime: MakeRuntime, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mlops.twin.sagemaker.jobs import JobFailed, JobRunner
+from tests.unit.twin import SKLEARN_IMAGE
 
 TRAIN = """
 import json, os, sys
@@ -62,7 +63,7 @@ def runner(s3: Any, tmp_path: Path) -> JobRunner:
 def _training_params(code: str, **hps: str) -> dict[str, Any]:
     return {
         "TrainingJobName": "job-1",
-        "AlgorithmSpecification": {"TrainingImage": "sklearn:1.9-0", "TrainingInputMode": "File"},
+        "AlgorithmSpecification": {"TrainingImage": SKLEARN_IMAGE, "TrainingInputMode": "File"},
         "RoleArn": "arn:aws:iam::000000000000:role/r",
         "HyperParameters": {"sagemaker_program": "train.py", "sagemaker_submit_directory": code, "depth": "3", **hps},
         "InputDataConfig": [
@@ -147,7 +148,7 @@ def test_processing_job_remaps_opt_ml_and_uploads_outputs(runner: JobRunner, s3:
     params = {
         "ProcessingJobName": "eval-1",
         "AppSpecification": {
-            "ImageUri": "sklearn:1.9-0",
+            "ImageUri": SKLEARN_IMAGE,
             "ContainerEntrypoint": [
                 "/bin/sh",
                 "-c",
