@@ -21,10 +21,10 @@ is the truth: a marker whose record is no longer queued is stale and removed.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from mlops import timeline
 from mlops.s3io import S3Location, get_json, put_json_if_absent, replace_json_if_unchanged
 
 FATES_PREFIX = "fates"
@@ -140,7 +140,7 @@ class FateStore:
                 return None
             if expect_run is not None and (current or {}).get("run_id") != expect_run:
                 return None
-            at = timeline.iso()
+            at = datetime.now(UTC).isoformat()
             record = dict(current or {"model": model, "dataset_version": version, "history": [], "runs": []})
             record.update(fields, state=str(to), detail=detail, updated_at=at)
             record["history"] = [*record.get("history", []), {"state": str(to), "at": at, "detail": detail}]

@@ -2,8 +2,8 @@
 
 - Cooldown: a conditional write on ``s3://<artifacts>/monitoring/<model>/retrain.json`` makes
   duplicate alarm events (or two alarms of one drift episode) start a single retrain. Its
-  time is on the app's timeline (:mod:`mlops.timeline`), so a marker written by one twin
-  run means the same instant to the next one, whatever their time scales.
+  time is the function's clock: the wall clock in AWS; on the twin, the twin's timeline
+  (which continues across restarts and time scales), so a marker keeps its age.
 - New information: retraining on the champion's own inputs (same validated dataset, no
   newly labelled captured request) with the same seed reproduces the champion, so such a
   retrain is not run; the alarm is recorded and notified instead.
@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
-from mlops import timeline
 from mlops.s3io import S3Location, get_json, put_json_if_absent, replace_json_if_unchanged
 
 
@@ -28,7 +29,7 @@ class RetrainCooldown:
     def _blocked(self, last: dict[str, Any], minutes: int, execution_id: str) -> str | None:
         if last.get("execution_id") == execution_id:
             return None  # our own retry
-        age = timeline.now() - float(last.get("started_at", 0))
+        age = time.time() - float(last.get("started_at", 0))
         if age < minutes * 60:
             return (
                 f"retrain cooldown: the last one started {max(age, 0) / 60:.0f} min ago by {last.get('alarm')}; "
@@ -44,7 +45,12 @@ class RetrainCooldown:
     def claim(self, model: str, minutes: int, execution_id: str, alarm: str | None) -> str | None:
         """Start a cooldown window for this retrain; the reason not to retrain if another claimed it first."""
         loc = self.location(model)
-        claim = {"started_at": timeline.now(), "started": timeline.iso(), "execution_id": execution_id, "alarm": alarm}
+        claim = {
+            "started_at": time.time(),
+            "started": datetime.now(UTC).isoformat(),
+            "execution_id": execution_id,
+            "alarm": alarm,
+        }
         found = get_json(self.s3, loc)
         if found is None:
             return None if put_json_if_absent(self.s3, loc, claim) else "another alarm started this retrain"

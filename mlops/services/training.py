@@ -29,13 +29,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mlops import timeline
 from mlops.config import Column, ColumnType, ModelConfig
 from mlops.core import capture as cap
 from mlops.core.gate import decide
@@ -480,7 +480,7 @@ class TrainingSteps:
         return run
 
     def _run_id(self, model: str, execution_id: str) -> str:
-        now = timeline.utcnow()
+        now = datetime.now(UTC)
         suffix = execution_id.rsplit(":", 1)[-1][-4:] or "0000"  # the end of the execution's name
         return f"{model}-{now.strftime('%Y%m%d-%H%M%S')}-{suffix}"
 
@@ -634,7 +634,7 @@ class TrainingSteps:
             "dataset_version": dataset["dataset_version"],
             "champion": champion,
             "reason": reason,
-            "finished_at": timeline.iso(),
+            "finished_at": datetime.now(UTC).isoformat(),
         }
         key = f"training/{model}/{run_id}/report.json"
         put_json(self.s3, S3Location(self.settings.artifacts_bucket, key), report)
@@ -755,7 +755,7 @@ class TrainingSteps:
             "execution_id": execution_id,
             "trigger": run.get("trigger"),
             "dataset_version": (run.get("dataset") or {}).get("dataset_version"),
-            "finished_at": timeline.iso(),
+            "finished_at": datetime.now(UTC).isoformat(),
             **outcome,
         }
         folder = run_id or f"failed-{execution_id.rsplit(':', 1)[-1] or int(time.time())}"

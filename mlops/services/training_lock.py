@@ -12,12 +12,12 @@ an aborted execution or a restarted twin never keeps a model from training for h
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mlops import timeline
 from mlops.s3io import S3Location, error_code, get_json, put_json, put_json_if_absent, replace_json_if_unchanged
 
 LOCK_PREFIX = "locks/training"
@@ -60,7 +60,7 @@ class TrainingLock:
 
     def acquire(self, model: str, execution_id: str) -> Acquired:
         loc = self.location(model)
-        claim = {"execution_id": execution_id, "model": model, "started_at": timeline.now()}
+        claim = {"execution_id": execution_id, "model": model, "started_at": time.time()}
         for _ in range(3):
             if put_json_if_absent(self.s3, loc, claim):
                 return Acquired(taken=True)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import time
 
-from mlops.timeline import ClockMapping
-
 
 class TwinClock:
     def __init__(self, time_scale: float = 1.0) -> None:
@@ -21,7 +19,3 @@ class TwinClock:
     def now(self) -> float:
         elapsed = time.time() - self._real_start
         return self._real_start + elapsed / self.time_scale
-
-    def mapping(self) -> ClockMapping:
-        """This clock as the linear wall-to-twin mapping Lambdas read (``mlops.timeline``)."""
-        return ClockMapping(real=self._real_start, twin=self._real_start, scale=self.time_scale)

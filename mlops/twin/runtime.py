@@ -23,7 +23,6 @@ from moto.s3.models import s3_backends
 from moto.sagemaker.models import sagemaker_backends
 from moto.server import create_backend_app
 
-from mlops import timeline
 from mlops.twin.assembly import Assembly, Resource
 from mlops.twin.awslambda.runtime import FunctionSpec, LambdaRuntime
 from mlops.twin.clock import TwinClock
@@ -244,10 +243,7 @@ class Twin:
                 self.s3.backend.put_object(bucket, key, path.read_bytes(), disable_notification=True)
 
     def _lambda_base_env(self, endpoint: str) -> dict[str, str]:
-        clock_file = self.workdir / "clock.json"  # the twin's time, for cooldowns and locks (mlops.timeline)
-        timeline.publish(clock_file, self.clock.mapping())
         return {
-            timeline.TWIN_CLOCK_ENV: str(clock_file),
             "AWS_ENDPOINT_URL": endpoint,  # every AWS SDK call of a handler goes to the twin
             "AWS_REGION": self.assembly.region,
             "AWS_DEFAULT_REGION": self.assembly.region,
