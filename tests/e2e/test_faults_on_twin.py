@@ -76,9 +76,9 @@ def _wait(check: Any, timeout_s: float, what: str, poll_s: float = 0.1) -> Any:
 def _running_in(handle: control.TwinHandle, version: str, state: str) -> dict[str, Any] | None:
     """The training execution for ``version`` while it is RUNNING and has entered ``state``."""
     for execution in control.load_executions(handle.workdir, "Training"):
-        if version in json.dumps(execution.get("input")) and execution["status"] == "RUNNING":
-            if state in entered_states(execution.get("history") or []):
-                return execution
+        mentions = version in json.dumps(execution.get("input"))
+        if mentions and execution["status"] == "RUNNING" and state in entered_states(execution.get("history") or []):
+            return execution
     return None
 
 
