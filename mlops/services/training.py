@@ -509,6 +509,9 @@ class TrainingSteps:
             return _not_started("skipped", model, trigger, "no dataset is queued: an earlier run already took it")
         run_id = self._run_id(model, execution_id)
         self.lock.annotate(model, execution_id, run_id=run_id, dataset_version=dataset["dataset_version"])
+        if trigger != Trigger.ALARM:
+            # claimed before any work: should this run fail, the dataset fails with it (no retry loop)
+            self._claim_dataset(model, dataset, run_id, execution_id, str(trigger))
         minutes = config.monitoring.retrain_cooldown_minutes
         if trigger == Trigger.ALARM:
             blocked = self.cooldown.check(model, minutes, execution_id)
@@ -542,7 +545,7 @@ class TrainingSteps:
                 ids = S3Location(base.bucket, f"{base.key}/labelled-capture/inference-ids.json")
                 put_json(self.s3, ids, sorted(added_ids))
                 capture["inference_ids_uri"] = ids.uri
-            self._claim_dataset(model, dataset, run_id, execution_id, str(trigger))
+                self._claim_dataset(model, dataset, run_id, execution_id, str(trigger))
             summary = split_to_s3(self.s3, local, base, split.validation, split.test, split.seed)
         summary["data_sha256"] = sha
         if capture is not None:
@@ -747,7 +750,8 @@ class TrainingSteps:
         ``run`` is the prepare step's output, or only ``{"model": ...}`` when prepare itself failed.
         """
         model = run.get("model", "unknown")
-        run_id = run.get("run_id") or (self.lock.holder(model) or {}).get("run_id")
+        held = self.lock.holder(model) or {}
+        run_id = run.get("run_id") or (held.get("run_id") if held.get("execution_id") == execution_id else None)
         failed = outcome.get("status") == "failed"
         report = {
             "model": model,

@@ -124,11 +124,12 @@ def test_kill_9_while_training_then_restart(cdk_out: Path, workdir: Path, tmp_pa
     interrupted = _wait(lambda: _running_in(handle, first, "TrainModel"), 300, "the training job started")
     (job,) = _wait(lambda: _train_processes(workdir), 120, "train.py running")
 
+    assert (_lock(handle) or {}).get("execution_id") == interrupted["arn"]  # the lock names its owner
+
     pid = int(handle.state["pid"])
     os.kill(pid, signal.SIGKILL)  # the fault: no shutdown, no last step, no release
     os.waitpid(pid, 0)
     assert _alive(job), "train.py outlives the killed twin (the state the restart must clean up)"
-    assert _lock(handle) is not None and _lock(handle)["execution_id"] == interrupted["arn"]
 
     handle = control.start(cdk_out, workdir, port=0, time_scale=TIME_SCALE)
     # the execution is failed, with its cause, and described as such through the API

@@ -319,3 +319,24 @@ def test_reap_records_a_run_that_ended_without_its_last_step(world: tuple[Traini
 def test_settings_from_env_names_what_is_missing() -> None:
     with pytest.raises(RuntimeError, match="CODE_URI"):
         TrainingSettings.from_env({"VALIDATED_BUCKET": "a", "ARTIFACTS_BUCKET": "b"})
+
+
+def test_a_dataset_that_breaks_its_run_fails_once_and_is_not_retried(
+    world: tuple[TrainingSteps, Machine], s3: Any
+) -> None:
+    """A follow-up whose prepare fails takes the dataset down with it: no follow-up of follow-ups."""
+    steps, machine = world
+    config = model_config(MODEL)
+    holder = machine.run("holder")
+    run = steps.prepare(validated(s3, "20261124T100000Z-aaaa"), config, holder, machine.arn)
+    broken = validated(s3, "20261124T110000Z-bbbb")
+    assert steps.prepare(broken, config, machine.run("queued"), machine.arn)["status"] == "queued"
+    s3.delete_object(Bucket="validated-bkt", Key=broken["validated_uri"].split("/", 3)[3])  # gone before it trains
+    follow_up = steps.finish(run, holder, {"status": "registered", "registration": {}}, machine.arn)["follow_up"]
+    (started,) = machine.started()
+    with pytest.raises(Exception, match="NoSuchKey|Not Found|does not exist"):
+        steps.prepare(started["input"], config, started["executionArn"], machine.arn)
+    assert started["name"] == follow_up
+    fate = steps.fates.get(MODEL, "20261124T110000Z-bbbb")
+    assert fate["state"] == Fate.FAILED and "prepare failed" in fate["detail"]
+    assert steps.fates.pending(MODEL) == [] and len(machine.started()) == 1
