@@ -54,18 +54,13 @@ ALLOWED_FROM: dict[Fate, set[Fate | None]] = {
     Fate.FAILED: {Fate.TRAINING},
     Fate.SUPERSEDED: {Fate.QUEUED},
 }
-# The dataset fields a fate keeps (those of the "Dataset Validated" event).
-DATASET_FIELDS = (
-    "dataset_version",
-    "rows",
-    "sha256",
-    "source_uri",
-    "source_version_id",
-    "validated_uri",
-    "profile_uri",
-    "report_uri",
-    "quarantine_uri",
-)
+# Bookkeeping of the validation run, not facts about the dataset: a fate does not keep them.
+NOT_KEPT = ("duplicate", "summary")
+
+
+def _dataset(result: dict[str, Any]) -> dict[str, Any]:
+    """What a fate keeps of a validation result: everything a run later trains from (lineage included)."""
+    return {k: v for k, v in result.items() if k not in NOT_KEPT and v is not None}
 
 
 class FateConflict(RuntimeError):
@@ -161,7 +156,7 @@ class FateStore:
             version,
             Fate.QUEUED,
             f"queued ({behind})",
-            dataset={k: dataset.get(k) for k in DATASET_FIELDS if dataset.get(k) is not None},
+            dataset=_dataset(dataset),
         )
         if record is not None:
             self.s3.put_object(Bucket=self.bucket, Key=self._marker(model, version), Body=b"")
@@ -217,5 +212,5 @@ def record_validation(s3: Any, bucket: str, result: dict[str, Any]) -> dict[str,
         str(result["dataset_version"]),
         Fate.VALIDATED if passed else Fate.QUARANTINED,
         str(result.get("summary") or ("validated" if passed else "quarantined")),
-        dataset={k: result.get(k) for k in DATASET_FIELDS if result.get(k) is not None},
+        dataset=_dataset(result),
     )

@@ -144,6 +144,7 @@ def test_a_burst_trains_the_first_and_then_only_the_newest(world: tuple[Training
     config = model_config(MODEL)
     versions = [f"20261124T10000{i}Z-{i:04d}" for i in range(6)]
     events = [validated(s3, v, seed=i) for i, v in enumerate(versions)]
+    events[-1]["source_parts"] = [{"key": "incoming/part-0.csv", "sha256": "ab"}]  # lineage the queue must keep
     executions = [machine.run(f"upload-{i}") for i in range(6)]
     first = steps.prepare(events[0], config, executions[0], machine.arn)
     assert first["status"] == "ready" and first["dataset"]["dataset_version"] == versions[0]
@@ -166,6 +167,8 @@ def test_a_burst_trains_the_first_and_then_only_the_newest(world: tuple[Training
     run = steps.prepare(follow_up["input"], config, follow_up["executionArn"], machine.arn)
     assert run["status"] == "ready" and run["trigger"] == "follow-up"
     assert run["dataset"]["dataset_version"] == versions[-1]  # the newest wins
+    assert run["dataset"]["source_parts"] == events[-1]["source_parts"]
+    assert run["dataset"]["validated_uri"] == events[-1]["validated_uri"]
     fates = {f["dataset_version"]: f for f in steps.fates.list_fates(MODEL)}
     assert fates[versions[0]]["state"] == Fate.FAILED
     assert fates[versions[-1]]["state"] == Fate.TRAINING and fates[versions[-1]]["run_id"] == run["run_id"]
