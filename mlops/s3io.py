@@ -100,3 +100,67 @@ def copy_object(s3: Any, src: S3Location, version_id: str | None, dest: S3Locati
     if version_id:
         source["VersionId"] = version_id
     s3.copy(source, dest.bucket, dest.key)
+
+
+class S3StreamWriter:
+    """Write an object by appending bytes, holding at most one part in memory (nothing on disk).
+
+    Small objects are one PutObject; past ``part_size`` bytes it becomes a multipart upload
+    (aborted if the writer is closed by an exception). Use as a context manager.
+    """
+
+    def __init__(self, s3: Any, loc: S3Location, part_size: int = 16 * 1024 * 1024) -> None:
+        if part_size < 5 * 1024 * 1024:
+            raise ValueError("S3 multipart parts are at least 5 MiB")
+        self.s3, self.loc, self.part_size = s3, loc, part_size
+        self.size = 0
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= self.part_size:
+            self._flush_part()
+
+    def _flush_part(self) -> None:
+        if self._upload_id is None:
+            created = self.s3.create_multipart_upload(Bucket=self.loc.bucket, Key=self.loc.key)
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        part = self.s3.upload_part(
+            Bucket=self.loc.bucket,
+            Key=self.loc.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=bytes(self._buffer),
+        )
+        self._parts.append({"PartNumber": number, "ETag": part["ETag"]})
+        self._buffer.clear()
+
+    def close(self) -> None:
+        if self._upload_id is None:
+            self.s3.put_object(Bucket=self.loc.bucket, Key=self.loc.key, Body=bytes(self._buffer))
+            return
+        if self._buffer:
+            self._flush_part()
+        self.s3.complete_multipart_upload(
+            Bucket=self.loc.bucket,
+            Key=self.loc.key,
+            UploadId=self._upload_id,
+            MultipartUpload={"Parts": self._parts},
+        )
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            self.s3.abort_multipart_upload(Bucket=self.loc.bucket, Key=self.loc.key, UploadId=self._upload_id)
+
+    def __enter__(self) -> S3StreamWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

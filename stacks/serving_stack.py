@@ -42,6 +42,7 @@ from mlops.naming import (
 from stacks.functions import project_function
 from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
+from stacks.training_stack import RETRAIN_NOT_NEEDED, TRAINING_EVENT_SOURCE
 
 LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"]
 MONITOR_SERVICE = "mlops-monitor"
@@ -156,6 +157,19 @@ class ServingStack(cdk.Stack):
                         f"{events.EventField.from_path('$.detail.ModelPackageVersion')} rejected: "
                         f"{events.EventField.from_path('$.detail.ApprovalDescription')}"
                     ),
+                )
+            ],
+        )
+        events.Rule(
+            self,
+            "OnRetrainNotNeeded",
+            description="Tell people when an alarm found nothing new to retrain on",
+            event_pattern=events.EventPattern(
+                source=[TRAINING_EVENT_SOURCE], detail_type=[RETRAIN_NOT_NEEDED], detail={"model": groups}
+            ),
+            targets=[
+                targets.SnsTopic(
+                    self.topic, message=events.RuleTargetInput.from_text(events.EventField.from_path("$.detail.reason"))
                 )
             ],
         )
@@ -568,7 +582,8 @@ class ServingStack(cdk.Stack):
                 targets.SnsTopic(
                     self.topic,
                     message=events.RuleTargetInput.from_text(
-                        f"retraining {name}: alarm {events.EventField.from_path('$.detail.alarmName')} is in ALARM"
+                        f"alarm {events.EventField.from_path('$.detail.alarmName')} is in ALARM: retraining {name} "
+                        "if there is new labelled data"
                     ),
                 ),
             ],

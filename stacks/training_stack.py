@@ -1,11 +1,20 @@
 """Training, evaluation, gate and registration, started by "Dataset Validated" events.
 
-    PrepareTraining ─▶ TrainingNeeded? ─busy─▶ TrainingSkipped
-                           └▶ TrainModel (createTrainingJob.sync)
+    PrepareTraining ─▶ TrainingNeeded? ─queued─▶ TrainingQueued (trains in the follow-up run)
+                           ├─no_new_data─▶ NotifyRetrainNotNeeded ─▶ RetrainNotNeeded
+                           ├─busy/skipped─▶ TrainingSkipped
+                           └▶ StartRetryCounters ─▶ TrainModel (createTrainingJob.sync)
                               ─▶ EvaluateModel (createProcessingJob.sync)
                               ─▶ ApplyGate ─▶ RegisterModel ─▶ RecordOutcome ─▶ GatePassed?
                                                       ModelRegistered ◀─┘└▶ CandidateRejected
-    any failure ─▶ RecordFailure (releases the lock, writes the run report) ─▶ TrainingFailed
+    any failure ─▶ RecordFailure (report, lock, follow-up) ─▶ TrainingFailed
+
+A SageMaker job is retried only when SageMaker throttled its creation (no job exists
+then, so the same name is free): ``SageMaker.AmazonSageMakerException`` also carries
+deterministic errors such as ValidationException, told apart only by the cause text.
+RecordOutcome and RecordFailure start one follow-up execution when datasets were queued
+during the run; an execution that ends without them (stopped, timed out, worker lost) is
+handled by the Reap function from its "Step Functions Execution Status Change" event.
 
 The SageMaker tasks are written as raw ASL (CustomState) so that every parameter
 can come from the prepare step's output; the IAM they need is granted by hand,
@@ -48,13 +57,53 @@ LAMBDA_RETRY_ERRORS = [
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 ]
-SAGEMAKER_RETRY_ERRORS = ["SageMaker.AmazonSageMakerException", "ThrottlingException", "SageMaker.ThrottlingException"]
+# Step Functions reports SageMaker's unmodelled errors (throttling, validation, ...) under one name,
+# with the SDK's message as the cause: "... (Service: AmazonSageMaker; Status Code: 400; Error Code: X; ...)".
+SAGEMAKER_SERVICE_ERROR = "SageMaker.AmazonSageMakerException"
+THROTTLED_CAUSE = "*Error Code: ThrottlingException*"
+THROTTLE_RETRIES = 5
+THROTTLE_FIRST_WAIT_S = 10
+# Instance quota in use by other jobs: the job was not created, it may be later.
+SAGEMAKER_CAPACITY_ERRORS = ["SageMaker.ResourceLimitExceededException"]
+# What the training machine tells the rest of the app (the serving stack notifies people).
+TRAINING_EVENT_SOURCE = "mlops.training"
+RETRAIN_NOT_NEEDED = "Retrain Not Needed"
+# The prepare step keeps one copy of the dataset in /tmp (the split streams to S3).
+LAMBDA_MAX_EPHEMERAL_MB = 10240
+EPHEMERAL_HEADROOM_MB = 512  # labelled capture rows and the Python runtime's own files
+
+
+def prepare_ephemeral_mb(configs: dict[str, ModelConfig]) -> int:
+    """/tmp for the prepare step: the largest dataset a config allows, plus headroom; refused if Lambda has less."""
+    largest = max((c.dataset.max_bytes for c in configs.values()), default=0)
+    needed = -(-largest // (1024 * 1024)) + EPHEMERAL_HEADROOM_MB
+    if needed > LAMBDA_MAX_EPHEMERAL_MB:
+        too_big = sorted(
+            n
+            for n, c in configs.items()
+            if c.dataset.max_bytes + EPHEMERAL_HEADROOM_MB * 2**20 > LAMBDA_MAX_EPHEMERAL_MB * 2**20
+        )
+        raise ValueError(
+            f"dataset.max_bytes of {', '.join(too_big)} is larger than the training prepare step can hold: "
+            f"Lambda's ephemeral storage is at most {LAMBDA_MAX_EPHEMERAL_MB} MiB and "
+            f"{EPHEMERAL_HEADROOM_MB} MiB of it are kept for other files"
+        )
+    return max(512, needed)
+
+
+# The steps that take the per-model lock or end a run: they release it and start follow-up runs.
+LOCK_HOLDERS = ("prepare", "finish", "reap")
+
+
+def _state_arn(integration: str) -> str:
+    """A Step Functions service integration ARN in the stack's partition (aws, aws-cn, aws-us-gov)."""
+    return f"arn:{cdk.Aws.PARTITION}:states:::{integration}"
 
 
 def training_task(sagemaker_role: iam.IRole, key: kms.IKey) -> dict[str, Any]:
     return {
         "Type": "Task",
-        "Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync",
+        "Resource": _state_arn("sagemaker:createTrainingJob.sync"),
         "Parameters": {
             "TrainingJobName.$": "$.run.training_job_name",
             "AlgorithmSpecification": {
@@ -76,7 +125,8 @@ def training_task(sagemaker_role: iam.IRole, key: kms.IKey) -> dict[str, Any]:
                 "VolumeSizeInGB.$": "$.run.resources.volume_size_gb",
                 "VolumeKmsKeyId": key.key_arn,
             },
-            "StoppingCondition": {"MaxRuntimeInSeconds.$": "$.run.resources.max_runtime_seconds"},
+            # with managed spot training it also holds MaxWaitTimeInSeconds (prepare's stopping_condition)
+            "StoppingCondition.$": "$.run.resources.stopping_condition",
             "EnableManagedSpotTraining.$": "$.run.resources.use_spot",
             "Tags": [{"Key": "mlops:model", "Value.$": "$.run.model"}],
         },
@@ -110,7 +160,7 @@ def _processing_input(name: str, path: str, local: str) -> dict[str, Any]:
 def evaluation_task(sagemaker_role: iam.IRole, key: kms.IKey, code_url: str) -> dict[str, Any]:
     return {
         "Type": "Task",
-        "Resource": "arn:aws:states:::sagemaker:createProcessingJob.sync",
+        "Resource": _state_arn("sagemaker:createProcessingJob.sync"),
         "Parameters": {
             "ProcessingJobName.$": "$.run.processing_job_name",
             "RoleArn": sagemaker_role.role_arn,
@@ -215,25 +265,27 @@ class TrainingStack(cdk.Stack):
             "POWERTOOLS_METRICS_NAMESPACE": "Mlops",
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
+        ephemeral = prepare_ephemeral_mb(configs)
         fns = {
             name: project_function(
                 self,
                 name.capitalize(),
                 code="functions/training",
                 handler=f"handler.{name}",
-                description=f"Training state machine step: {name}",
+                description=description,
                 environment=env,
                 layers=layers,
                 key=key,
                 memory_mb=memory,
                 timeout=cdk.Duration.seconds(timeout),
-                ephemeral_mb=10240 if name == "prepare" else 512,
+                ephemeral_mb=ephemeral if name == "prepare" else 512,
             )
-            for name, memory, timeout in (
-                ("prepare", 3008, 900),
-                ("gate", 512, 60),
-                ("register", 512, 120),
-                ("finish", 512, 60),
+            for name, memory, timeout, description in (
+                ("prepare", 3008, 900, "Training state machine step: prepare"),
+                ("gate", 512, 60, "Training state machine step: gate"),
+                ("register", 512, 120, "Training state machine step: register"),
+                ("finish", 512, 60, "Training state machine step: finish"),
+                ("reap", 512, 60, "Ends training executions that stopped without their last step"),
             )
         }
         for fn in fns.values():
@@ -245,9 +297,10 @@ class TrainingStack(cdk.Stack):
                 role, artifacts_bucket, ["training/", "locks/training/", "monitoring/"], READ + WRITE, sid="Runs"
             )
             grant_objects(role, validated_bucket, ["validated/"], READ, sid="ValidatedData")
-        grant_objects(fns["finish"].role, artifacts_bucket, ["locks/training/"], DELETE, sid="ReleaseLock")
-        # prepare frees its own lock when it fails after taking it
-        grant_objects(fns["prepare"].role, artifacts_bucket, ["locks/training/"], DELETE, sid="ReleaseOwnLock")
+        for step in LOCK_HOLDERS:
+            # releasing the lock; each dataset's fate and the markers of the queued ones
+            grant_objects(fns[step].role, artifacts_bucket, ["locks/training/"], DELETE, sid="ReleaseLock")
+            grant_objects(fns[step].role, artifacts_bucket, ["fates/"], READ + WRITE + DELETE, sid="DatasetFates")
         grant_objects(fns["prepare"].role, capture_bucket, [f"{CAPTURE_PREFIX}/"], READ, sid="CapturedRequests")
         grant_objects(fns["prepare"].role, incoming_bucket, ["ground-truth/"], READ, sid="GroundTruth")
         # the jobs download the code bundle: that one asset object. EvaluateModel reads it as an
@@ -284,6 +337,21 @@ class TrainingStack(cdk.Stack):
             )
         self.functions = fns
         self.state_machine = self._state_machine(fns, key)
+        self._grant_lock_holders(fns)
+        events.Rule(
+            self,
+            "OnTrainingExecutionEnded",
+            description="Finish training executions that ended without their last step (stopped, timed out)",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+                    "stateMachineArn": [self.state_machine.state_machine_arn],
+                },
+            ),
+            targets=[targets.LambdaFunction(fns["reap"], retry_attempts=3)],
+        )
         events.Rule(
             self,
             "OnDatasetValidated",
@@ -298,6 +366,38 @@ class TrainingStack(cdk.Stack):
         cdk.CfnOutput(self, "TrainingStateMachineArn", value=self.state_machine.state_machine_arn)
 
     # -- resources -----------------------------------------------------------------------
+    def _grant_lock_holders(self, fns: dict[str, lambda_.Function]) -> None:
+        """The steps that take, check and hand on the lock: DescribeExecution on this machine's
+        executions (is the lock's owner still RUNNING?) and StartExecution of the follow-up run.
+
+        A policy of its own, not the roles' default policies: the functions must not depend
+        on the state machine that depends on them.
+        """
+        machine = self.state_machine
+        executions = self.format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{machine.state_machine_name}:*",
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        policy = iam.Policy(
+            self,
+            "TrainingExecutionsPolicy",
+            statements=[
+                iam.PolicyStatement(sid="LockOwnerAlive", actions=["states:DescribeExecution"], resources=[executions]),
+                iam.PolicyStatement(
+                    sid="FollowUpRun", actions=["states:StartExecution"], resources=[machine.state_machine_arn]
+                ),
+            ],
+        )
+        for step in LOCK_HOLDERS:
+            role = fns[step].role
+            assert role is not None
+            policy.attach_to_role(role)
+        acknowledge_wildcard_resources(
+            policy, [executions], "Executions of the training state machine: their names are generated per run."
+        )
+
     def _sagemaker_role(self, key: kms.IKey, artifacts: s3.IBucket) -> iam.Role:
         log_groups = self.format_arn(
             service="logs",
@@ -369,6 +469,7 @@ class TrainingStack(cdk.Stack):
     def _state_machine(self, fns: dict[str, lambda_.Function], key: kms.IKey) -> sfn.StateMachine:
         run = sfn.JsonPath.object_at("$.run")
         execution_id = sfn.JsonPath.string_at("$$.Execution.Id")
+        machine_arn = sfn.JsonPath.string_at("$$.StateMachine.Id")
         prepare = self._invoke(
             "PrepareTraining",
             fns["prepare"],
@@ -376,6 +477,7 @@ class TrainingStack(cdk.Stack):
                 "dataset": sfn.JsonPath.entire_payload,
                 "model": sfn.JsonPath.string_at("$.model"),
                 "execution_id": execution_id,
+                "state_machine_arn": machine_arn,
             },
             "$.run",
         )
@@ -399,18 +501,19 @@ class TrainingStack(cdk.Stack):
                 "gate": sfn.JsonPath.object_at("$.gate"),
                 "registration": sfn.JsonPath.object_at("$.registration"),
                 "execution_id": execution_id,
+                "state_machine_arn": machine_arn,
             },
             "$.outcome",
         )
+        # The whole state: "$.run" does not exist when PrepareTraining itself failed.
         record_failure = self._invoke(
             "RecordFailure",
             fns["finish"],
             {
-                "run": sfn.JsonPath.object_at("$.run"),
-                "model": sfn.JsonPath.string_at("$.model"),
+                "state": sfn.JsonPath.entire_payload,
                 "status": "failed",
-                "error": sfn.JsonPath.object_at("$.error"),
                 "execution_id": execution_id,
+                "state_machine_arn": machine_arn,
             },
             "$.outcome",
         )
@@ -423,26 +526,60 @@ class TrainingStack(cdk.Stack):
             ),
         )
         record_failure.next(failed)
-        for step in (train, evaluate, gate, register, outcome):
-            step.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
-        prepare.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
         for job in (train, evaluate):
             job.add_retry(
-                errors=SAGEMAKER_RETRY_ERRORS, interval=cdk.Duration.seconds(10), max_attempts=5, backoff_rate=2
+                errors=SAGEMAKER_CAPACITY_ERRORS, interval=cdk.Duration.seconds(60), max_attempts=5, backoff_rate=2
             )
+            job.add_catch(
+                self._when_throttled(job, record_failure), errors=[SAGEMAKER_SERVICE_ERROR], result_path="$.error"
+            )
+        for step in (prepare, train, evaluate, gate, register, outcome):
+            step.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
 
         passed = (
             sfn.Choice(self, "GatePassed?")
             .when(sfn.Condition.boolean_equals("$.gate.passed", True), sfn.Succeed(self, "ModelRegistered"))
             .otherwise(sfn.Succeed(self, "CandidateRejected", comment="recorded as Rejected with the gate's reasons"))
         )
+        counters = sfn.Pass(
+            self,
+            "StartRetryCounters",
+            comment="attempts and next wait of each SageMaker job's throttling retries",
+            result=sfn.Result.from_object(
+                {job.state_id: {"count": 0, "wait": THROTTLE_FIRST_WAIT_S} for job in (train, evaluate)}
+            ),
+            result_path="$.retries",
+        )
+        notify_not_needed = tasks.EventBridgePutEvents(
+            self,
+            "NotifyRetrainNotNeeded",
+            entries=[
+                tasks.EventBridgePutEventsEntry(
+                    source=TRAINING_EVENT_SOURCE,
+                    detail_type=RETRAIN_NOT_NEEDED,
+                    detail=sfn.TaskInput.from_json_path_at("$.run"),
+                )
+            ],
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        notify_not_needed.add_retry(errors=["EventBridge.EventBridgeException"], max_attempts=3)
         needed = (
             sfn.Choice(self, "TrainingNeeded?")
             .when(
-                sfn.Condition.string_equals("$.run.status", "busy"),
-                sfn.Succeed(self, "TrainingSkipped", comment="another training of this model is running"),
+                sfn.Condition.string_equals("$.run.status", "ready"),
+                counters.next(train).next(evaluate).next(gate).next(register).next(outcome).next(passed),
             )
-            .otherwise(train.next(evaluate).next(gate).next(register).next(outcome).next(passed))
+            .when(
+                sfn.Condition.string_equals("$.run.status", "queued"),
+                sfn.Succeed(self, "TrainingQueued", comment="the run that holds the lock starts one follow-up run"),
+            )
+            .when(
+                sfn.Condition.string_equals("$.run.status", "no_new_data"),
+                notify_not_needed.next(
+                    sfn.Succeed(self, "RetrainNotNeeded", comment="drift detected, no new labelled data")
+                ),
+            )
+            .otherwise(sfn.Succeed(self, "TrainingSkipped", comment="another run has it in hand; see $.run.reason"))
         )
         log_group = logs.LogGroup(
             self,
@@ -472,6 +609,35 @@ class TrainingStack(cdk.Stack):
             ["Resource::*"],
         )
         return machine
+
+    def _when_throttled(self, job: sfn.CustomState, give_up: sfn.IChainable) -> sfn.Choice:
+        """Catch target of a job's SageMaker.AmazonSageMakerException: wait and create it again only
+        when SageMaker throttled the request (up to THROTTLE_RETRIES times, doubling the wait);
+        any other cause (a ValidationException, say) fails the run at once."""
+        name = job.state_id
+        counter = f"$.retries.{name}"
+        retry = sfn.Wait(self, f"{name}Backoff", time=sfn.WaitTime.seconds_path(f"{counter}.wait")).next(
+            sfn.Pass(
+                self,
+                f"Count{name}Retry",
+                parameters={
+                    "count.$": f"States.MathAdd({counter}.count, 1)",
+                    "wait.$": f"States.MathAdd({counter}.wait, {counter}.wait)",
+                },
+                result_path=counter,
+            ).next(job)
+        )
+        return (
+            sfn.Choice(self, f"{name}Throttled?")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.string_matches("$.error.Cause", THROTTLED_CAUSE),
+                    sfn.Condition.number_less_than(f"{counter}.count", THROTTLE_RETRIES),
+                ),
+                retry,
+            )
+            .otherwise(give_up)
+        )
 
     def _grant_sagemaker_jobs(self, machine: sfn.StateMachine) -> None:
         # job names start with the model's name (mlops.services.training)

@@ -2,17 +2,21 @@
 
 The schedule rule passes ``{"model": "<name>"}``. Metrics go out through Powertools
 Metrics (CloudWatch Embedded Metric Format) in the ``Mlops`` namespace with a ``model``
-dimension, which the model's drift and quality alarms watch.
+dimension, which the model's drift and quality alarms watch. AWS clients are created
+once per execution environment; events are logged only when
+``POWERTOOLS_LOGGER_LOG_EVENT`` asks for it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import BaseModel, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops.services.monitoring import ModelMonitor, MonitorSettings, summary
@@ -22,14 +26,27 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
+s3 = boto3.client("s3")
+sagemaker = boto3.client("sagemaker")
 
-@logger.inject_lambda_context(log_event=True)
+
+@functools.cache
+def _monitor() -> ModelMonitor:
+    return ModelMonitor(s3, sagemaker, MonitorSettings.from_env(dict(os.environ)))
+
+
+class MonitorEvent(BaseModel):
+    """The schedule rule's constant input."""
+
+    model: str
+
+
+@logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    config = model_config(str(event["model"]))
-    monitor = ModelMonitor(boto3.client("s3"), boto3.client("sagemaker"), MonitorSettings.from_env(dict(os.environ)))
-    result = monitor.run(config)
+    config = model_config(parse(event=event, model=MonitorEvent).model)
+    result = _monitor().run(config)
     metrics.add_dimension(name="model", value=config.name)
     metrics.add_metric(name="CapturedRows", unit=MetricUnit.Count, value=result["captured_rows"])
     if result["drift"]:

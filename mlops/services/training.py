@@ -1,27 +1,36 @@
 """The steps of the training state machine that are not SageMaker jobs.
 
-- ``prepare``: one training at a time per model (an S3 conditional-write lock), pick
-  the dataset (the one just validated, or the newest for a retrain), for an
-  alarm-triggered retrain append the labelled captured requests (endpoint data capture
-  joined with uploaded ground truth by inference id), split it deterministically into
-  train/validation/test, find the current champion, and return everything the
-  SageMaker tasks need.
+- ``prepare``: one training at a time per model (``training_lock``: an S3 conditional-write
+  lock naming its owner execution, free as soon as that execution is not RUNNING). A
+  validated dataset is queued first (``fates``) and the run that holds the lock trains the
+  newest queued dataset; a retrain takes the newest validated dataset and, when an alarm
+  started it, appends the labelled captured requests (endpoint data capture joined with
+  uploaded ground truth by inference id) and runs only if that teaches the champion
+  something new (``retrain_policy``: cooldown and new information). The data is split
+  deterministically into train/validation/test, streamed to S3, the champion is found,
+  and everything the SageMaker tasks need is returned.
 - ``register``: record the candidate in the model's Model Package Group with its
   metrics, gate decision and full lineage; Approved, PendingManualApproval or Rejected.
-- ``finish``: release the lock and write the run's report (also on failure).
+- ``finish``: write the run's report (also on failure), end the dataset's training,
+  release the lock and start one follow-up run when datasets were queued meanwhile.
+- ``reap``: the same ending for an execution that stopped without its last step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import json
 import logging
 import math
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +43,16 @@ from mlops.core.types import DEFAULT_NA_VALUES, TypeMismatch, allowed_values, pa
 from mlops.naming import CAPTURE_PREFIX, endpoint_name
 from mlops.s3io import (
     S3Location,
+    S3StreamWriter,
     download_with_sha256,
+    error_code,
     get_json,
     put_json,
-    put_json_if_absent,
-    replace_json_if_unchanged,
     sha256_file,
 )
+from mlops.services.fates import FateStore
+from mlops.services.retrain_policy import RetrainCooldown, new_information
+from mlops.services.training_lock import TrainingLock
 
 SPLITS = ("train", "validation", "test")
 CANONICAL_DELIMITER = ","  # validated data is canonical CSV (mlops.core.canonical), whatever the upload was
@@ -84,33 +96,97 @@ class TrainingSettings:
         )
 
 
-def split_file(source: Path, out_dir: Path, validation: float, test: float, seed: int) -> dict[str, Any]:
-    """Assign each data row to train/validation/test with a seeded RNG, streaming line by line.
+def _split(
+    source: Path, sinks: dict[str, Callable[[bytes], Any]], validation: float, test: float, seed: int
+) -> dict[str, Any]:
+    """Assign each data row of ``source`` to train/validation/test with a seeded RNG, line by line.
 
     Same file + same seed = same split, so a run can be reproduced from its data version.
+    Each split gets the header; blank lines are dropped; a UTF-8 byte order mark is not copied.
     """
     rng = random.Random(seed)
     counts = dict.fromkeys(SPLITS, 0)
-    files = {}
-    for name in SPLITS:
-        (out_dir / name).mkdir(parents=True, exist_ok=True)
-        files[name] = (out_dir / name / "data.csv").open("w", encoding="utf-8", newline="")
-    try:
-        with source.open("r", encoding="utf-8-sig", newline="") as src:
-            header = src.readline()
-            for f in files.values():
-                f.write(header)
-            for line in src:
-                if not line.strip():
-                    continue
-                draw = rng.random()
-                name = "test" if draw < test else "validation" if draw < test + validation else "train"
-                files[name].write(line)
-                counts[name] += 1
-    finally:
-        for f in files.values():
-            f.close()
+    with source.open("rb") as src:
+        header = src.readline().removeprefix(b"\xef\xbb\xbf")
+        for sink in sinks.values():
+            sink(header)
+        for line in src:
+            if not line.strip():
+                continue
+            draw = rng.random()
+            name = "test" if draw < test else "validation" if draw < test + validation else "train"
+            sinks[name](line)
+            counts[name] += 1
     return {"method": "seeded-random-per-row", "seed": seed, "validation": validation, "test": test, "rows": counts}
+
+
+def split_file(source: Path, out_dir: Path, validation: float, test: float, seed: int) -> dict[str, Any]:
+    """The split as local files ``<out_dir>/<split>/data.csv``."""
+    with contextlib.ExitStack() as stack:
+        sinks = {}
+        for name in SPLITS:
+            (out_dir / name).mkdir(parents=True, exist_ok=True)
+            sinks[name] = stack.enter_context((out_dir / name / "data.csv").open("wb")).write
+        return _split(source, sinks, validation, test, seed)
+
+
+def split_to_s3(s3: Any, source: Path, base: S3Location, validation: float, test: float, seed: int) -> dict[str, Any]:
+    """The split streamed to ``<base>/<split>/data.csv``: no split file touches the local disk.
+
+    The Lambda's ephemeral storage then holds the dataset once, not twice (issue 8.13).
+    """
+    with contextlib.ExitStack() as stack:
+        writers = {
+            name: stack.enter_context(S3StreamWriter(s3, S3Location(base.bucket, f"{base.key}/{name}/data.csv")))
+            for name in SPLITS
+        }
+        return _split(source, {name: w.write for name, w in writers.items()}, validation, test, seed)
+
+
+class Trigger(StrEnum):
+    """What started a training execution (from its input)."""
+
+    DATASET = "dataset"  # a "Dataset Validated" event: the validation result
+    ALARM = "alarm"  # a drift or quality alarm (the serving stack's retrain rule)
+    FOLLOW_UP = "follow-up"  # a run that ended while datasets were queued
+    MANUAL = "manual"  # {"model": ...}: retrain on the newest validated dataset
+
+
+def trigger_of(event: dict[str, Any]) -> Trigger:
+    if event.get("validated_uri"):
+        return Trigger.DATASET
+    if event.get("trigger") in (Trigger.ALARM, Trigger.FOLLOW_UP):
+        return Trigger(event["trigger"])
+    return Trigger.MANUAL
+
+
+def _not_started(status: str, model: str, trigger: Trigger, reason: str) -> dict[str, Any]:
+    return {"status": status, "model": model, "trigger": str(trigger), "reason": reason}
+
+
+def stopping_condition(max_runtime_seconds: int, use_spot: bool) -> dict[str, int]:
+    """CreateTrainingJob's StoppingCondition: managed spot training needs MaxWaitTimeInSeconds
+    (at least MaxRuntimeInSeconds; here twice, time to wait for spot capacity)."""
+    condition = {"MaxRuntimeInSeconds": max_runtime_seconds}
+    if use_spot:
+        condition["MaxWaitTimeInSeconds"] = 2 * max_runtime_seconds
+    return condition
+
+
+def follow_up_name(model: str, after: str) -> str:
+    """The follow-up execution's name: one per ended run (Step Functions names: 80 characters)."""
+    return f"{model[:40]}-follow-up-{hashlib.sha256(after.encode()).hexdigest()[:16]}"
+
+
+def _outcome_sentence(run_id: str | None, outcome: dict[str, Any]) -> str:
+    if outcome.get("status") == "failed":
+        error = outcome.get("error") or {}
+        return f"run {run_id} failed: {error.get('Error')}: {str(error.get('Cause'))[:300]}"
+    registration = outcome.get("registration") or {}
+    return (
+        f"trained in run {run_id}: registered as {registration.get('model_package_arn')} "
+        f"({registration.get('approval_status')})"
+    )
 
 
 class _Unfit(ValueError):
@@ -145,41 +221,17 @@ def _cell(value: Any) -> str:
 
 
 class TrainingSteps:
-    def __init__(self, s3: Any, sagemaker: Any, settings: TrainingSettings) -> None:
+    def __init__(self, s3: Any, sagemaker: Any, settings: TrainingSettings, stepfunctions: Any) -> None:
         self.s3 = s3
         self.sm = sagemaker
+        self.sfn = stepfunctions
         self.settings = settings
-
-    # -- lock --------------------------------------------------------------------------
-    def _lock(self, model: str) -> S3Location:
-        return S3Location(self.settings.artifacts_bucket, f"locks/training/{model}.json")
-
-    def _take_lock(self, config: ModelConfig, execution_id: str) -> dict[str, Any] | None:
-        """None when taken; else the holder's claim."""
-        claim = {"execution_id": execution_id, "started_at": time.time()}
-        lock = self._lock(config.name)
-        if put_json_if_absent(self.s3, lock, claim):
-            return None
-        found = get_json(self.s3, lock)
-        if found is None:
-            return None if put_json_if_absent(self.s3, lock, claim) else {"execution_id": "unknown"}
-        held, etag = found
-        if held.get("execution_id") == execution_id:
-            return None  # our own retry
-        # A holder older than the longest possible run (training + evaluation + margin) is dead.
-        stale_after = 2 * config.training.max_runtime_seconds + 3600
-        if time.time() - float(held.get("started_at", 0)) > stale_after and replace_json_if_unchanged(
-            self.s3, lock, claim, etag
-        ):
-            return None
-        return held
+        self.lock = TrainingLock(s3, stepfunctions, settings.artifacts_bucket)
+        self.fates = FateStore(s3, settings.artifacts_bucket)
+        self.cooldown = RetrainCooldown(s3, settings.artifacts_bucket)
 
     def release(self, model: str, execution_id: str) -> bool:
-        found = get_json(self.s3, self._lock(model))
-        if found is None or found[0].get("execution_id") != execution_id:
-            return False  # not ours (or already released): never free someone else's lock
-        self.s3.delete_object(Bucket=self.settings.artifacts_bucket, Key=self._lock(model).key)
-        return True
+        return self.lock.release(model, execution_id)
 
     # -- dataset -------------------------------------------------------------------------
     def newest_dataset(self, model: str) -> dict[str, Any]:
@@ -217,21 +269,27 @@ class TrainingSteps:
         if not found:
             return None
         package = self.sm.describe_model_package(ModelPackageName=found[0]["ModelPackageArn"])
+        properties = package.get("CustomerMetadataProperties") or {}
         return {
             "model_package_arn": package["ModelPackageArn"],
             "version": package.get("ModelPackageVersion"),
             "model_data_url": package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"],
+            "dataset_version": properties.get("dataset_version"),
+            "lineage": properties.get("lineage"),
         }
 
     # -- labelled capture (alarm-triggered retrains) -----------------------------------------
-    def _append_labelled_capture(self, config: ModelConfig, data: Path, added: Path) -> dict[str, Any]:
+    def _append_labelled_capture(
+        self, config: ModelConfig, data: Path, added: Path, added_ids: list[str] | None = None
+    ) -> dict[str, Any]:
         """Append the endpoint's captured requests that have a ground-truth label to ``data``.
 
         Captured features + the label become one row in the contract's columns (unique id
         columns get fresh ids above the dataset's largest). Requests without a label, with
         several rows (one label cannot name them all), repeated inference ids, unreadable
         capture lines and values that do not fit the contract are skipped and counted.
-        The added rows are also written to ``added`` (with the header). Returns the summary.
+        The added rows are also written to ``added`` (with the header), their inference ids
+        to ``added_ids``. Returns the summary.
         """
         s = self.settings
         info: dict[str, Any] = {"rows_added": 0}
@@ -310,6 +368,8 @@ class TrainingSteps:
             for name in next_id:
                 next_id[name] += 1
             rows.append([_cell(values[n]) for n in header])
+            if added_ids is not None:
+                added_ids.append(inference_id)
         if rows:
             with data.open("rb") as f:
                 ends_open = f.seek(0, 2) > 0 and f.seek(-1, 2) >= 0 and f.read(1) != b"\n"
@@ -358,73 +418,111 @@ class TrainingSteps:
         return out
 
     # -- steps ---------------------------------------------------------------------------
-    def _cooldown(self, event: dict[str, Any], config: ModelConfig, execution_id: str) -> str | None:
-        """For alarm-triggered retrains: one per cooldown window. The reason to skip, if any.
+    def prepare(
+        self, event: dict[str, Any], config: ModelConfig, execution_id: str, state_machine_arn: str | None = None
+    ) -> dict[str, Any]:
+        """Take the model's lock and prepare a run, or say why not (status queued, busy, skipped, no_new_data).
 
-        A conditional write on the marker makes duplicate alarm events (or two alarms of one
-        drift episode) start a single retrain.
+        A validated dataset is queued first and trained only once it holds the lock, as the
+        newest queued dataset; so a burst of uploads during a training gives one follow-up
+        run on the newest of them (see :meth:`follow_up`).
         """
-        if event.get("trigger") != "alarm":
-            return None
-        loc = S3Location(self.settings.artifacts_bucket, f"monitoring/{config.name}/retrain.json")
-        cooldown = config.monitoring.retrain_cooldown_minutes * 60
-        claim = {"started_at": time.time(), "execution_id": execution_id, "alarm": event.get("alarm")}
-        found = get_json(self.s3, loc)
-        if found is None:
-            return None if put_json_if_absent(self.s3, loc, claim) else "another alarm started this retrain"
-        last, etag = found
-        if last.get("execution_id") == execution_id:
-            return None  # our own retry
-        age = time.time() - float(last.get("started_at", 0))
-        if age < cooldown:
-            return (
-                f"retrain cooldown: the last one started {age / 60:.0f} min ago by {last.get('alarm')}; "
-                f"cooldown is {config.monitoring.retrain_cooldown_minutes} min"
-            )
-        return None if replace_json_if_unchanged(self.s3, loc, claim, etag) else "another alarm started this retrain"
-
-    def prepare(self, event: dict[str, Any], config: ModelConfig, execution_id: str) -> dict[str, Any]:
-        cooldown = self._cooldown(event, config, execution_id)
-        if cooldown is not None:
-            return {"status": "busy", "model": config.name, "reason": cooldown}
-        holder = self._take_lock(config, execution_id)
-        if holder is not None:
-            return {
-                "status": "busy",
-                "model": config.name,
-                "reason": f"training for {config.name} already running in {holder.get('execution_id')}",
-            }
+        model = config.name
+        trigger = trigger_of(event)
+        if trigger == Trigger.DATASET:
+            version = str(event["dataset_version"])
+            if self.fates.enqueue({**event, "model": model}, "waiting for the model's training lock") is None:
+                fate = self.fates.get(model, version) or {}
+                return _not_started("skipped", model, trigger, f"dataset {version} is already {fate.get('detail')}")
+        acquired = self.lock.acquire(model, execution_id)
+        if not acquired.taken:
+            holder = (acquired.holder or {}).get("execution_id")
+            if trigger == Trigger.DATASET:
+                reason = (
+                    f"dataset {event['dataset_version']} queued: {model} is training in {holder}; when that run "
+                    "ends, one follow-up run trains the newest queued dataset"
+                )
+                return _not_started("queued", model, trigger, reason)
+            return _not_started("busy", model, trigger, f"training for {model} already running in {holder}")
+        if acquired.stale is not None:
+            self._fail_dead_run(model, acquired.stale, f"its execution is {acquired.stale_status}")
         try:
-            return self._prepare_locked(event, config, execution_id)
-        except Exception:
-            self.release(config.name, execution_id)
+            run = self._prepare_locked(event, trigger, config, execution_id)
+        except Exception as exc:
+            self._end(model, execution_id, state_machine_arn, failed=True, detail=f"prepare failed: {exc}"[:500])
             raise
+        if run["status"] != "ready":
+            run.update(self._end(model, execution_id, state_machine_arn, failed=False, detail=run["reason"]))
+        return run
 
-    def _prepare_locked(self, event: dict[str, Any], config: ModelConfig, execution_id: str) -> dict[str, Any]:
-        dataset = dict(event) if event.get("validated_uri") else self.newest_dataset(config.name)
+    def _run_id(self, model: str, execution_id: str) -> str:
         now = datetime.now(UTC)
-        run_id = f"{config.name}-{now.strftime('%Y%m%d-%H%M%S')}-{execution_id[-4:] if execution_id else '0000'}"
-        run_id = run_id.replace(":", "-")
-        base = S3Location(self.settings.artifacts_bucket, f"training/{config.name}/{run_id}")
+        suffix = execution_id.rsplit(":", 1)[-1][-4:] or "0000"  # the end of the execution's name
+        return f"{model}-{now.strftime('%Y%m%d-%H%M%S')}-{suffix}"
+
+    def _choose_dataset(self, trigger: Trigger, model: str) -> dict[str, Any] | None:
+        """Queued and follow-up runs train the newest queued dataset; retrains the newest validated one."""
+        if trigger in (Trigger.DATASET, Trigger.FOLLOW_UP):
+            queued = self.fates.pending(model)
+            return {**queued[0]["dataset"], "model": model} if queued else None
+        return self.newest_dataset(model)
+
+    def _claim_dataset(self, model: str, dataset: dict[str, Any], run_id: str, execution_id: str, trigger: str) -> None:
+        """Mark the dataset as training in this run and every older queued one as superseded by it."""
+        version = str(dataset["dataset_version"])
+        if self.fates.claim(model, version, run_id, execution_id, trigger) is None:
+            raise RuntimeError(f"dataset {version} of {model} could not be claimed for run {run_id}")
+        for older in self.fates.pending(model):
+            if str(older["dataset_version"]) < version:
+                self.fates.supersede(model, str(older["dataset_version"]), version, run_id)
+
+    def _prepare_locked(
+        self, event: dict[str, Any], trigger: Trigger, config: ModelConfig, execution_id: str
+    ) -> dict[str, Any]:
+        model = config.name
+        dataset = self._choose_dataset(trigger, model)
+        if dataset is None:
+            return _not_started("skipped", model, trigger, "no dataset is queued: an earlier run already took it")
+        run_id = self._run_id(model, execution_id)
+        self.lock.annotate(model, execution_id, run_id=run_id, dataset_version=dataset["dataset_version"])
+        if trigger != Trigger.ALARM:
+            # claimed before any work: should this run fail, the dataset fails with it (no retry loop)
+            self._claim_dataset(model, dataset, run_id, execution_id, str(trigger))
+        minutes = config.monitoring.retrain_cooldown_minutes
+        if trigger == Trigger.ALARM:
+            blocked = self.cooldown.check(model, minutes, execution_id)
+            if blocked is not None:
+                return _not_started("skipped", model, trigger, blocked)
+        base = S3Location(self.settings.artifacts_bucket, f"training/{model}/{run_id}")
         split = config.training.split
         src = S3Location.parse(dataset["validated_uri"])
+        champion = self.champion(model)
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "data.csv"
             sha = validated_sha = download_with_sha256(self.s3, src.bucket, src.key, None, local)
             capture = None
-            if event.get("trigger") == "alarm":
-                added = Path(tmp) / "labelled-capture.csv"
-                capture = self._append_labelled_capture(config, local, added)
+            if trigger == Trigger.ALARM:
+                added, added_ids = Path(tmp) / "labelled-capture.csv", []
+                capture = self._append_labelled_capture(config, local, added, added_ids)
+                learns = new_information(
+                    champion, str(dataset["dataset_version"]), set(added_ids), self._champion_capture_ids(champion)
+                )
+                if learns is None:
+                    return self._no_new_data(event, model, run_id, dataset, champion)
+                blocked = self.cooldown.claim(model, minutes, execution_id, event.get("alarm"))
+                if blocked is not None:
+                    return _not_started("skipped", model, trigger, blocked)
+                capture["new_information"] = learns
                 if capture["rows_added"]:
                     sha = sha256_file(local)  # what is split is the validated data plus the added rows
                     key = f"{base.key}/labelled-capture/data.csv"
                     self.s3.upload_file(str(added), base.bucket, key)
                     capture["rows_uri"] = f"s3://{base.bucket}/{key}"
-            summary = split_file(local, Path(tmp) / "split", split.validation, split.test, split.seed)
-            for name in SPLITS:
-                self.s3.upload_file(
-                    str(Path(tmp) / "split" / name / "data.csv"), base.bucket, f"{base.key}/{name}/data.csv"
-                )
+                ids = S3Location(base.bucket, f"{base.key}/labelled-capture/inference-ids.json")
+                put_json(self.s3, ids, sorted(added_ids))
+                capture["inference_ids_uri"] = ids.uri
+                self._claim_dataset(model, dataset, run_id, execution_id, str(trigger))
+            summary = split_to_s3(self.s3, local, base, split.validation, split.test, split.seed)
         summary["data_sha256"] = sha
         if capture is not None:
             summary["validated_sha256"] = validated_sha
@@ -435,7 +533,6 @@ class TrainingSteps:
         put_json(
             self.s3, S3Location(base.bucket, f"{base.key}/config/model-config.json"), config.model_dump(mode="json")
         )
-        champion = self.champion(config.name)
         champion_prefix = f"{base.key}/champion"
         if champion:
             model_src = S3Location.parse(champion["model_data_url"])
@@ -456,7 +553,8 @@ class TrainingSteps:
         )
         return {
             "status": "ready",
-            "model": config.name,
+            "model": model,
+            "trigger": str(trigger),
             "run_id": run_id,
             "training_job_name": run_id[:63],
             "processing_job_name": f"{run_id[:58]}-eval",
@@ -470,13 +568,59 @@ class TrainingSteps:
                 "volume_size_gb": training.volume_size_gb,
                 "max_runtime_seconds": training.max_runtime_seconds,
                 "use_spot": training.use_spot,
-                "max_wait_seconds": training.max_runtime_seconds * 2,
+                "stopping_condition": stopping_condition(training.max_runtime_seconds, training.use_spot),
             },
             "output_uri": f"s3://{base.bucket}/{base.key}/output",
             "evaluation_uri": f"s3://{base.bucket}/{base.key}/evaluation",
             "code_uri": self.settings.code_uri,
             "image_uri": self.settings.image_uri,
             "champion": champion,
+        }
+
+    def _champion_capture_ids(self, champion: dict[str, Any] | None) -> set[str] | None:
+        """The labelled captured requests the champion was trained with (None: its lineage does not say)."""
+        if not champion or not champion.get("lineage"):
+            return None
+        found = get_json(self.s3, S3Location.parse(champion["lineage"]))
+        capture = (found[0] if found else {}).get("labelled_capture") or {}
+        if not capture.get("inference_ids_uri"):
+            return set() if found and not capture.get("rows_added") else None
+        ids = get_json(self.s3, S3Location.parse(capture["inference_ids_uri"]))
+        return set(ids[0]) if ids else None
+
+    def _no_new_data(
+        self,
+        event: dict[str, Any],
+        model: str,
+        run_id: str,
+        dataset: dict[str, Any],
+        champion: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """An alarm with nothing new to learn: recorded (a run report) and returned for the notification."""
+        version = (champion or {}).get("version")
+        reason = (
+            f"drift detected, no new labelled data: alarm {event.get('alarm')} fired for {model}, but the champion "
+            f"(version {version}) was trained on dataset {dataset['dataset_version']} with every labelled captured "
+            "request there is; retraining would reproduce it. Upload new data or ground truth for the captured "
+            "traffic to retrain."
+        )
+        report = {
+            "model": model,
+            "run_id": run_id,
+            "status": "no_new_data",
+            "trigger": str(Trigger.ALARM),
+            "alarm": event.get("alarm"),
+            "alarm_time": event.get("alarm_time"),
+            "dataset_version": dataset["dataset_version"],
+            "champion": champion,
+            "reason": reason,
+            "finished_at": datetime.now(UTC).isoformat(),
+        }
+        key = f"training/{model}/{run_id}/report.json"
+        put_json(self.s3, S3Location(self.settings.artifacts_bucket, key), report)
+        return {
+            **_not_started("no_new_data", model, Trigger.ALARM, reason),
+            "report_uri": f"s3://{self.settings.artifacts_bucket}/{key}",
         }
 
     def evaluate_gate(self, run: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
@@ -576,17 +720,112 @@ class TrainingSteps:
             break  # only the newest page can hold a run that is still in flight
         return None
 
-    def finish(self, run: dict[str, Any], execution_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
-        """Release the lock and write the run report (success, rejection or failure)."""
+    def finish(
+        self,
+        run: dict[str, Any],
+        execution_id: str,
+        outcome: dict[str, Any],
+        state_machine_arn: str | None = None,
+    ) -> dict[str, Any]:
+        """Write the run report, end the dataset's training, release the lock, start the follow-up run.
+
+        ``run`` is the prepare step's output, or only ``{"model": ...}`` when prepare itself failed.
+        """
         model = run.get("model", "unknown")
+        held = self.lock.holder(model) or {}
+        run_id = run.get("run_id") or (held.get("run_id") if held.get("execution_id") == execution_id else None)
+        failed = outcome.get("status") == "failed"
         report = {
             "model": model,
-            "run_id": run.get("run_id"),
+            "run_id": run_id,
             "execution_id": execution_id,
+            "trigger": run.get("trigger"),
+            "dataset_version": (run.get("dataset") or {}).get("dataset_version"),
             "finished_at": datetime.now(UTC).isoformat(),
             **outcome,
         }
-        key = f"training/{model}/{run.get('run_id') or 'unknown-' + str(int(time.time()))}/report.json"
+        folder = run_id or f"failed-{execution_id.rsplit(':', 1)[-1] or int(time.time())}"
+        key = f"training/{model}/{folder}/report.json"
         put_json(self.s3, S3Location(self.settings.artifacts_bucket, key), report)
-        released = self.release(model, execution_id)
-        return {**report, "report_uri": f"s3://{self.settings.artifacts_bucket}/{key}", "lock_released": released}
+        ended = self._end(
+            model,
+            execution_id,
+            state_machine_arn,
+            failed=failed,
+            detail=_outcome_sentence(run_id, outcome),
+            run_id=run_id,
+            version=report["dataset_version"],
+        )
+        return {**report, "report_uri": f"s3://{self.settings.artifacts_bucket}/{key}", **ended}
+
+    def _end(
+        self,
+        model: str,
+        execution_id: str,
+        state_machine_arn: str | None,
+        *,
+        failed: bool,
+        detail: str,
+        run_id: str | None = None,
+        version: str | None = None,
+    ) -> dict[str, Any]:
+        """This execution lets go of the model: its dataset's fate, the lock, then the queued data's follow-up.
+
+        The order matters: the lock is released before the queue is read, and a run that
+        queues a dataset reads the lock after queueing it, so between the two of them a
+        queued dataset is always seen (no upload waits for a run that will not come).
+        """
+        held = self.lock.holder(model) or {}
+        if held.get("execution_id") == execution_id:
+            run_id, version = run_id or held.get("run_id"), version or held.get("dataset_version")
+        if run_id and version:
+            self.fates.end_run(model, str(version), run_id, failed=failed, detail=detail)
+        released = self.lock.release(model, execution_id)
+        return {"lock_released": released, "follow_up": self.follow_up(model, execution_id, state_machine_arn)}
+
+    def follow_up(self, model: str, after: str, state_machine_arn: str | None) -> str | None:
+        """Start one run on the newest queued dataset, unless a live run holds the lock (it will).
+
+        The execution is named after the run that ended, so the same end seen twice (the
+        run's own last step and its status-change event) starts it once. Returns its name.
+        """
+        if not state_machine_arn or not self.lock.free_for(model) or not self.fates.pending(model):
+            return None
+        name = follow_up_name(model, after)
+        payload = {"model": model, "trigger": str(Trigger.FOLLOW_UP), "after": after}
+        try:
+            self.sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))
+        except ClientError as exc:
+            if error_code(exc) != "ExecutionAlreadyExists":
+                raise
+        logger.info("follow-up run %s started for the queued datasets of %s", name, model)
+        return name
+
+    def _fail_dead_run(self, model: str, claim: dict[str, Any], why: str) -> None:
+        """A run whose execution ended without ending its own training: its dataset's training failed."""
+        if claim.get("run_id") and claim.get("dataset_version"):
+            detail = f"run {claim['run_id']} did not finish: {why}"
+            self.fates.end_run(model, str(claim["dataset_version"]), str(claim["run_id"]), failed=True, detail=detail)
+
+    def reap(self, execution_arn: str, status: str, state_machine_arn: str, model: str) -> dict[str, Any]:
+        """An execution of the training machine ended FAILED, TIMED_OUT or ABORTED (its status-change event).
+
+        Usually its RecordFailure step has done everything already. When it could not (the
+        execution was stopped, timed out, or its worker died), this ends its dataset's
+        training with the cause and starts the follow-up for queued datasets. The lock needs
+        no release: an owner that is not RUNNING does not hold it.
+        """
+        held = self.lock.holder(model) or {}
+        recorded = False
+        if held.get("execution_id") == execution_arn:
+            described = self.sfn.describe_execution(executionArn=execution_arn)
+            why = f"its execution ended {status}: {described.get('error') or ''} {described.get('cause') or ''}"
+            self._fail_dead_run(model, held, why.strip()[:500])
+            recorded = True
+        return {
+            "model": model,
+            "execution": execution_arn,
+            "status": status,
+            "dead_run_recorded": recorded,
+            "follow_up": self.follow_up(model, execution_arn, state_machine_arn),
+        }

@@ -127,10 +127,33 @@ def test_upload_is_validated_trained_registered_and_deployed(loop: control.TwinH
     assert record["eventMetadata"]["eventId"] and record["eventVersion"] == "0"
 
 
+def _send_labelled(loop: control.TwinHandle, frame: pd.DataFrame, tag: str) -> None:
+    """Each row as its own request with an InferenceId, then its ground truth uploaded: new labelled data."""
+    runtime = runtime_client(loop)
+    features = feature_frame(frame, CONFIG)
+    for i in range(len(frame)):
+        runtime.invoke_endpoint(
+            EndpointName=MODEL,
+            ContentType="text/csv",
+            InferenceId=f"{tag}-{i}",
+            Body=features.iloc[i : i + 1].to_csv(header=False, index=False),
+        )
+    target = CONFIG.dataset.target
+    truth = pd.DataFrame({"inference_id": [f"{tag}-{i}" for i in range(len(frame))], target: frame[target]})
+    loop.client().put_object(
+        Bucket=loop.bucket("incoming"),
+        Key=f"ground-truth/{MODEL}/{tag}.csv",
+        Body=truth.to_csv(index=False).encode(),
+    )
+
+
 def test_drifted_traffic_raises_the_alarm_and_the_retrained_model_is_deployed(loop: control.TwinHandle) -> None:
     runtime = runtime_client(loop)
-    drifted = feature_frame(generate(MODEL, "drifted", 2000, seed=5), CONFIG)
+    drifted_rows = generate(MODEL, "drifted", 2000, seed=5)
+    drifted = feature_frame(drifted_rows, CONFIG)
     deployed_before = len([e for e in _deployments(loop) if e["status"] == "SUCCEEDED"])
+    # the retrain needs something new to learn: ground truth for part of the drifted traffic
+    _send_labelled(loop, drifted_rows.iloc[:300], "drifted")
     deadline = time.monotonic() + 300
     sent = 0
     while time.monotonic() < deadline:
@@ -153,9 +176,16 @@ def test_drifted_traffic_raises_the_alarm_and_the_retrained_model_is_deployed(lo
     trained = [e for e in retrains if "TrainModel" in entered_states(e["history"])]
     assert len(trained) == 1, "one drift episode starts one retrain"
     assert all(entered_states(e["history"])[-1] == "TrainingSkipped" for e in retrains if e not in trained)
-    assert trained[0]["input"]["alarm"] == f"mlops-{MODEL}-drift"
-    newest = _packages(loop)[-1]
+    assert trained[0]["input"]["alarm"] in (f"mlops-{MODEL}-drift", f"mlops-{MODEL}-quality")
+    first, newest = _packages(loop)[0], _packages(loop)[-1]
     assert newest["ModelApprovalStatus"] == "Approved"
+    # it learnt from the labelled drifted traffic, so it is not the first model again
+    lineage_bucket, lineage_key = newest["CustomerMetadataProperties"]["lineage"].removeprefix("s3://").split("/", 1)
+    lineage = json.loads(loop.client().get_object(Bucket=lineage_bucket, Key=lineage_key)["Body"].read())
+    assert 0 < lineage["labelled_capture"]["rows_added"] <= 300
+    assert "newly labelled captured requests" in lineage["labelled_capture"]["new_information"]
+    metrics = {k: v for k, v in newest["CustomerMetadataProperties"].items() if k.startswith("metric_")}
+    assert metrics != {k: v for k, v in first["CustomerMetadataProperties"].items() if k.startswith("metric_")}
     assert serving_version(loop, MODEL) == str(newest["ModelPackageVersion"])
     notes = [json.loads(line) for line in (loop.workdir / "notifications.jsonl").read_text().splitlines()]
     assert any("retraining" in n["message"] for n in notes)

@@ -1,5 +1,6 @@
 """EventBridge delivers at least once: the same alarm event twice (and a second alarm of the
-same episode) start one retrain; the others end in TrainingSkipped with the reason."""
+same episode) start one retrain; the others end in TrainingSkipped with the reason.
+The retrain has new labelled data to learn from (ground truth for captured requests)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 
 from examples.generate_data import generate, write_csv
+from mlops.loop_demo import feature_frame
+from mlops.settings import model_config
 from mlops.twin.daemon import outputs
 from mlops.twin.runtime import Twin
 from mlops.twin.stepfunctions.asl.history import entered_states
@@ -40,6 +43,21 @@ def _alarm_event(twin: Twin, kind: str) -> dict[str, Any]:
     }
 
 
+def _label_some_traffic(twin: Twin) -> None:
+    """Requests to the deployed endpoint, one row each with an InferenceId, and their ground truth."""
+    config = model_config(MODEL)
+    rows = generate(MODEL, "drifted", 20, seed=22)
+    features = feature_frame(rows, config)
+    runtime = twin.client("sagemaker-runtime")
+    for i in range(len(rows)):
+        body = features.iloc[i : i + 1].to_csv(header=False, index=False)
+        runtime.invoke_endpoint(EndpointName=MODEL, ContentType="text/csv", InferenceId=f"gt-{i}", Body=body)
+    twin.capture.flush()
+    truth = "inference_id,diagnosis\n" + "".join(f"gt-{i},{int(v)}\n" for i, v in enumerate(rows["diagnosis"]))
+    incoming = outputs(twin)["MlopsData.IncomingBucketName"]
+    twin.client("s3").put_object(Bucket=incoming, Key=f"ground-truth/{MODEL}/labels.csv", Body=truth.encode())
+
+
 def test_duplicate_alarm_events_start_one_retrain(cdk_out: Path, tmp_path: Path) -> None:
     twin = Twin(cdk_out, tmp_path / "twin", time_scale=TIME_SCALE)
     twin.start()
@@ -51,6 +69,7 @@ def test_duplicate_alarm_events_start_one_retrain(cdk_out: Path, tmp_path: Path)
         assert twin.wait_idle(300), "upload → validation → training → deployment did not settle"
         first_trainings = [e for e in twin.engine.list_executions() if "Training" in e.state_machine_arn]
         assert [e.status for e in first_trainings] == ["SUCCEEDED"], [e.cause for e in first_trainings]
+        _label_some_traffic(twin)  # a retrain needs new labelled data, or it is not run at all
 
         drift = _alarm_event(twin, "drift")
         deliveries = [drift, drift, _alarm_event(twin, "quality")]  # a redelivery, and the other alarm

@@ -6,10 +6,10 @@ import csv
 import hashlib
 import io
 import json
+import time
 from dataclasses import replace
 from typing import Any
 
-import boto3
 import pytest
 
 from examples.generate_data import generate
@@ -17,16 +17,8 @@ from mlops.config import ModelConfig
 from mlops.services.training import TrainingSettings, TrainingSteps, coerce_value
 from mlops.settings import model_config
 
-MODEL = "tumor-classifier"
-SETTINGS = TrainingSettings(
-    "validated-bkt",
-    "artifacts-bkt",
-    "s3://assets-bkt/code.tar.gz",
-    "abc123",
-    "img:1",
-    capture_bucket="capture-bkt",
-    incoming_bucket="incoming-bkt",
-)
+from .training_support import MODEL, SETTINGS, Machine, register_approved, training_world, validated
+
 CONFIG = model_config(MODEL)
 FEATURES = [f.name for f in CONFIG.dataset.features]
 ALARM = {"model": MODEL, "trigger": "alarm", "alarm": f"mlops-{MODEL}-drift"}
@@ -34,21 +26,17 @@ VALIDATED_ROWS = 300
 
 
 @pytest.fixture
-def steps(s3: Any) -> TrainingSteps:
-    for bucket in ("validated-bkt", "artifacts-bkt", "assets-bkt", "capture-bkt", "incoming-bkt"):
-        s3.create_bucket(Bucket=bucket)
-    sm = boto3.client("sagemaker", region_name="us-east-1")
-    sm.create_model_package_group(ModelPackageGroupName=MODEL)
-    return TrainingSteps(s3, sm, SETTINGS)
+def world(s3: Any) -> tuple[TrainingSteps, Machine]:
+    return training_world(s3)
+
+
+@pytest.fixture
+def steps(world: tuple[TrainingSteps, Machine]) -> TrainingSteps:
+    return world[0]
 
 
 def _validated(s3: Any, version: str = "20261124T100000Z-aaaa") -> dict[str, Any]:
-    body = generate(MODEL, "good", VALIDATED_ROWS, seed=2).to_csv(index=False, lineterminator="\n").encode()
-    prefix = f"validated/{MODEL}/{version}"
-    s3.put_object(Bucket="validated-bkt", Key=f"{prefix}/data.csv", Body=body)
-    manifest = {"source": {"sha256": hashlib.sha256(body).hexdigest()}}
-    s3.put_object(Bucket="validated-bkt", Key=f"{prefix}/manifest.json", Body=json.dumps(manifest).encode())
-    return {"model": MODEL, "dataset_version": version, "validated_uri": f"s3://validated-bkt/{prefix}/data.csv"}
+    return validated(s3, version, rows=VALIDATED_ROWS)
 
 
 def _record(inference_id: str, content_type: str, data: str) -> str:
@@ -208,7 +196,7 @@ def test_config_switch_off_adds_no_capture(steps: TrainingSteps, s3: Any) -> Non
 def test_without_capture_buckets_the_step_is_skipped(steps: TrainingSteps, s3: Any) -> None:
     _validated(s3)
     _captured(s3)
-    plain = TrainingSteps(s3, steps.sm, replace(SETTINGS, capture_bucket=None, incoming_bucket=None))
+    plain = TrainingSteps(s3, steps.sm, replace(SETTINGS, capture_bucket=None, incoming_bucket=None), steps.sfn)
     run = plain.prepare(ALARM, CONFIG, "arn:exec:plain")
     assert run["split"]["labelled_capture"]["rows_added"] == 0
     assert "CAPTURE_BUCKET" in run["split"]["labelled_capture"]["skipped"]
@@ -253,3 +241,115 @@ def test_coercion_follows_the_contract() -> None:
     ]:
         with pytest.raises(ValueError):
             coerce_value(columns[column], value)
+
+
+def _labelled_traffic(s3: Any, tag: str, n: int, seed: int) -> None:
+    """``n`` captured single-row requests with their ground truth, under keys of their own."""
+    frame = generate(MODEL, "good", n, seed=seed)
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    lines = [_csv_line(r, f"{tag}-{i}") for i, r in enumerate(rows)]
+    s3.put_object(
+        Bucket="capture-bkt",
+        Key=f"datacapture/{MODEL}/AllTraffic/2026/11/25/{tag}.jsonl",
+        Body="\n".join(lines).encode(),
+    )
+    truth = "inference_id,diagnosis\n" + "".join(f"{tag}-{i},{int(r['diagnosis'])}\n" for i, r in enumerate(rows))
+    s3.put_object(Bucket="incoming-bkt", Key=f"ground-truth/{MODEL}/{tag}.csv", Body=truth.encode())
+
+
+def test_an_alarm_with_nothing_new_to_learn_does_not_retrain(world: tuple[TrainingSteps, Machine], s3: Any) -> None:
+    """Issue 9.7: same data, same seed, byte-identical model: not trained, recorded instead."""
+    steps, machine = world
+    first = machine.run("upload")
+    run = steps.prepare(_validated(s3), CONFIG, first, machine.arn)
+    register_approved(steps, s3, run, first)
+
+    alarm = machine.run("alarm-1")
+    skipped = steps.prepare({**ALARM, "alarm_time": "2026-11-25T10:00:00Z"}, CONFIG, alarm, machine.arn)
+    assert skipped["status"] == "no_new_data"
+    assert skipped["reason"].startswith("drift detected, no new labelled data")
+    assert skipped["lock_released"] is True and steps.lock.holder(MODEL) is None
+    report = json.loads(
+        s3.get_object(Bucket="artifacts-bkt", Key=skipped["report_uri"].split("/", 3)[3])["Body"].read()
+    )
+    assert report["status"] == "no_new_data" and report["alarm"] == ALARM["alarm"]
+    assert report["dataset_version"] == "20261124T100000Z-aaaa"
+    # nothing was trained, and the cooldown is not used up by a retrain that did not happen
+    assert "Contents" not in s3.list_objects_v2(
+        Bucket="artifacts-bkt", Prefix=f"training/{MODEL}/{skipped_run(skipped)}"
+    )
+    assert s3.list_objects_v2(Bucket="artifacts-bkt", Prefix=f"monitoring/{MODEL}/retrain.json")["KeyCount"] == 0
+
+    # ground truth for the drifted traffic is new information: the retrain runs, on it
+    _labelled_traffic(s3, "drifted", 25, seed=31)
+    alarm2 = machine.run("alarm-2")
+    retrain = steps.prepare(ALARM, CONFIG, alarm2, machine.arn)
+    assert retrain["status"] == "ready"
+    capture = retrain["split"]["labelled_capture"]
+    assert capture["rows_added"] == 25 and capture["new_information"] == "25 newly labelled captured requests"
+    ids = json.loads(
+        s3.get_object(Bucket="artifacts-bkt", Key=capture["inference_ids_uri"].split("/", 3)[3])["Body"].read()
+    )
+    assert ids == sorted(f"drifted-{i}" for i in range(25))
+    register_approved(steps, s3, retrain, alarm2)
+
+    # the new champion learnt those labels: the same labels again teach nothing (after the cooldown)
+    s3.delete_object(Bucket="artifacts-bkt", Key=f"monitoring/{MODEL}/retrain.json")
+    again = steps.prepare(ALARM, CONFIG, machine.run("alarm-3"), machine.arn)
+    assert again["status"] == "no_new_data" and "version 2" in again["reason"]
+    # more labelled traffic, or a newer validated dataset, is new again
+    _labelled_traffic(s3, "more", 3, seed=32)
+    more = steps.prepare(ALARM, CONFIG, machine.run("alarm-4"), machine.arn)
+    assert more["status"] == "ready" and more["split"]["labelled_capture"]["new_information"].startswith("3 newly")
+
+
+def skipped_run(result: dict[str, Any]) -> str:
+    """The run folder a skipped alarm reserved: only its report is there."""
+    return result["report_uri"].split("/")[-2] + "/split"
+
+
+def test_a_newer_validated_dataset_is_new_information(world: tuple[TrainingSteps, Machine], s3: Any) -> None:
+    steps, machine = world
+    first = machine.run("upload")
+    register_approved(steps, s3, steps.prepare(_validated(s3), CONFIG, first, machine.arn), first)
+    _validated(s3, "20261125T100000Z-bbbb")  # validated, not trained yet
+    run = steps.prepare(ALARM, CONFIG, machine.run("alarm"), machine.arn)
+    assert run["status"] == "ready" and run["dataset"]["dataset_version"] == "20261125T100000Z-bbbb"
+    assert "newer than the champion's 20261124T100000Z-aaaa" in run["split"]["labelled_capture"]["new_information"]
+
+
+def test_alarm_retrains_are_debounced_by_the_cooldown(world: tuple[TrainingSteps, Machine], s3: Any) -> None:
+    steps, machine = world
+    _validated(s3, "20261124T120000Z-dddd")
+    first = machine.run("a1")
+    assert steps.prepare(ALARM, CONFIG, first, machine.arn)["status"] == "ready"  # no champion yet: retrain
+    steps.release(MODEL, first)
+    duplicate = steps.prepare(ALARM, CONFIG, machine.run("a2"), machine.arn)  # the same alarm event again
+    assert duplicate["status"] == "skipped" and "retrain cooldown" in duplicate["reason"]
+    retry = steps.prepare(ALARM, CONFIG, first, machine.arn)  # a retry of the first execution proceeds
+    assert retry["status"] == "ready"
+    steps.release(MODEL, first)
+    plain = steps.prepare({"model": MODEL}, CONFIG, machine.run("manual"), machine.arn)  # not debounced
+    assert plain["status"] == "ready"
+
+
+def test_the_cooldown_keeps_its_age_on_the_functions_clock(
+    world: tuple[TrainingSteps, Machine], s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: the marker is stamped and aged on one clock (on the twin, its timeline, which a
+    restart continues at any time scale; see mlops/twin/timeshim.py)."""
+    steps, machine = world
+    twin_time = [1_900_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: twin_time[0])
+    _validated(s3)
+    first = machine.run("a1")
+    assert steps.prepare(ALARM, CONFIG, first, machine.arn)["status"] == "ready"
+    marker = json.loads(s3.get_object(Bucket="artifacts-bkt", Key=f"monitoring/{MODEL}/retrain.json")["Body"].read())
+    assert marker["started_at"] == 1_900_000_000.0
+    steps.release(MODEL, first)
+    twin_time[0] += 5 * 3600  # five hours later on that timeline: still inside the 6 h cooldown
+    blocked = steps.prepare(ALARM, CONFIG, machine.run("a2"), machine.arn)
+    assert blocked["status"] == "skipped"
+    assert "started 300 min ago" in blocked["reason"] and "cooldown is 360 min" in blocked["reason"]
+    twin_time[0] += 2 * 3600
+    assert steps.prepare(ALARM, CONFIG, machine.run("a3"), machine.arn)["status"] == "ready"

@@ -1,0 +1,211 @@
+"""Faults, bursts and races on the training side of the loop (issue 9), on a twin run as `mlops local up` runs it.
+
+Run them apart with ``pytest -m faults``:
+
+- kill -9 of the twin while a model trains, then a restart: the execution ends FAILED with
+  a cause, no ``train.py`` runs on unowned, the lock does not hold the model, and the next
+  upload trains;
+- a training stopped by an operator (StopExecution) does not keep the model locked;
+- a burst of uploads while a model trains: the uploads queue, and when the running
+  training ends one follow-up run trains the newest of them; the others are superseded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from examples.generate_data import generate, write_csv
+from mlops.services.fates import Fate, FateStore
+from mlops.twin import control
+from mlops.twin.stepfunctions.asl.history import entered_states
+
+from .conftest import TIME_SCALE
+
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
+MODEL = "tumor-classifier"
+# rows of a dataset whose training outlasts a twin restart (gradient boosting, 150 trees)
+SLOW_ROWS = 60_000
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "twin"
+    try:
+        yield path
+    finally:
+        control.stop(path)
+
+
+def _upload(handle: control.TwinHandle, tmp_path: Path, name: str, rows: int, seed: int) -> str:
+    path = write_csv(generate(MODEL, "good", rows, seed=seed), tmp_path / name)
+    key = f"incoming/{MODEL}/{name}"
+    handle.client().upload_file(str(path), handle.bucket("incoming"), key)
+    return key
+
+
+def _validated_version(handle: control.TwinHandle, key: str) -> str:
+    (validation,) = control.wait_for_executions(handle.workdir, key, machine="Validation", timeout_s=180)
+    assert validation["status"] == "SUCCEEDED", validation.get("cause")
+    return str(validation["output"]["dataset_version"])
+
+
+def _training_of(handle: control.TwinHandle, version: str) -> dict[str, Any]:
+    (training,) = control.wait_for_executions(handle.workdir, version, machine="Training", timeout_s=600)
+    return training
+
+
+def _wait(check: Any, timeout_s: float, what: str, poll_s: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(poll_s)
+    raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+
+
+def _running_in(handle: control.TwinHandle, version: str, state: str) -> dict[str, Any] | None:
+    """The training execution for ``version`` while it is RUNNING and has entered ``state``."""
+    for execution in control.load_executions(handle.workdir, "Training"):
+        mentions = version in json.dumps(execution.get("input"))
+        if mentions and execution["status"] == "RUNNING" and state in entered_states(execution.get("history") or []):
+            return execution
+    return None
+
+
+def _train_processes(workdir: Path) -> list[int]:
+    """``train.py`` processes of SageMaker jobs of this twin (their working directory is in it)."""
+    found = []
+    root = str(workdir.resolve())
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = proc.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if "train.py" in cmdline and cwd.startswith(root):
+            found.append(int(proc.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _fates(handle: control.TwinHandle) -> dict[str, dict[str, Any]]:
+    store = FateStore(handle.client(), handle.bucket("artifacts"))
+    return {f["dataset_version"]: f for f in store.list_fates(MODEL)}
+
+
+def _lock(handle: control.TwinHandle) -> dict[str, Any] | None:
+    s3 = handle.client()
+    try:
+        body = s3.get_object(Bucket=handle.bucket("artifacts"), Key=f"locks/training/{MODEL}.json")["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return dict(json.loads(body))
+
+
+def test_kill_9_while_training_then_restart(cdk_out: Path, workdir: Path, tmp_path: Path) -> None:
+    handle = control.start(cdk_out, workdir, port=0, time_scale=TIME_SCALE)
+    first = _validated_version(handle, _upload(handle, tmp_path, "slow.csv", SLOW_ROWS, seed=1))
+    interrupted = _wait(lambda: _running_in(handle, first, "TrainModel"), 300, "the training job started")
+    (job,) = _wait(lambda: _train_processes(workdir), 120, "train.py running")
+
+    assert (_lock(handle) or {}).get("execution_id") == interrupted["arn"]  # the lock names its owner
+
+    pid = int(handle.state["pid"])
+    os.kill(pid, signal.SIGKILL)  # the fault: no shutdown, no last step, no release
+    os.waitpid(pid, 0)
+    assert _alive(job), "train.py outlives the killed twin (the state the restart must clean up)"
+
+    handle = control.start(cdk_out, workdir, port=0, time_scale=TIME_SCALE)
+    # the execution is failed, with its cause, and described as such through the API
+    sfn = handle.client("stepfunctions")
+    described = sfn.describe_execution(executionArn=interrupted["arn"])
+    assert described["status"] == "FAILED" and described.get("cause"), described
+    # no orphan: the job's process did not survive the restart
+    _wait(lambda: not _alive(job) and not _train_processes(workdir), 30, "the orphaned train.py stopped")
+
+    # the lock names an execution that is not RUNNING: the next upload trains at once
+    second = _validated_version(handle, _upload(handle, tmp_path, "after-restart.csv", 1500, seed=2))
+    training = _training_of(handle, second)
+    assert training["status"] == "SUCCEEDED", training.get("cause")
+    assert "TrainModel" in entered_states(training["history"])
+    assert entered_states(training["history"])[-1] == "ModelRegistered"
+    assert _lock(handle) is None  # released by the run that finished
+
+    fates = _fates(handle)
+    assert fates[first]["state"] == Fate.FAILED
+    assert "did not finish" in fates[first]["detail"] and "FAILED" in fates[first]["detail"]
+    assert fates[second]["state"] == Fate.TRAINED
+
+
+def test_a_stopped_training_does_not_keep_the_model_locked(cdk_out: Path, workdir: Path, tmp_path: Path) -> None:
+    handle = control.start(cdk_out, workdir, port=0, time_scale=TIME_SCALE)
+    first = _validated_version(handle, _upload(handle, tmp_path, "slow.csv", SLOW_ROWS // 2, seed=3))
+    running = _wait(lambda: _running_in(handle, first, "TrainModel"), 300, "the training job started")
+    handle.client("stepfunctions").stop_execution(
+        executionArn=running["arn"], error="Operator", cause="stopped to test the lock"
+    )
+    second = _validated_version(handle, _upload(handle, tmp_path, "next.csv", 1500, seed=4))
+    training = _training_of(handle, second)
+    assert training["status"] == "SUCCEEDED", training.get("cause")
+    assert "TrainModel" in entered_states(training["history"])
+    assert _fates(handle)[first]["state"] == Fate.FAILED  # taken over: recorded with why
+
+
+def test_a_burst_of_uploads_trains_the_newest_once_the_running_training_ends(
+    cdk_out: Path, workdir: Path, tmp_path: Path
+) -> None:
+    handle = control.start(cdk_out, workdir, port=0, time_scale=TIME_SCALE)
+    first = _validated_version(handle, _upload(handle, tmp_path, "first.csv", SLOW_ROWS // 2, seed=5))
+    _wait(lambda: _running_in(handle, first, "TrainModel"), 300, "the first training job started")
+
+    keys: list[str] = []
+    uploads = [
+        threading.Thread(target=lambda i=i: keys.append(_upload(handle, tmp_path, f"burst-{i}.csv", 1500, 10 + i)))
+        for i in range(5)
+    ]
+    for thread in uploads:
+        thread.start()
+    for thread in uploads:
+        thread.join()
+    burst = sorted(_validated_version(handle, key) for key in keys)
+    queued = [_training_of(handle, version) for version in burst]
+    for execution in queued:
+        assert execution["status"] == "SUCCEEDED", execution.get("cause")
+        assert entered_states(execution["history"])[-1] == "TrainingQueued", "uploaded while the model trained"
+    assert _training_of(handle, first)["status"] == "SUCCEEDED"
+
+    def follow_ups() -> list[dict[str, Any]]:
+        found = [e for e in control.load_executions(workdir, "Training") if "follow-up" in e["name"]]
+        return found if found and all(e["status"] != "RUNNING" for e in found) else []
+
+    (follow_up,) = _wait(follow_ups, 600, "the follow-up run")
+    assert follow_up["status"] == "SUCCEEDED", follow_up.get("cause")
+    assert follow_up["input"]["trigger"] == "follow-up" and "TrainModel" in entered_states(follow_up["history"])
+    newest = burst[-1]
+    fates = _fates(handle)
+    assert fates[first]["state"] == Fate.TRAINED
+    assert fates[newest]["state"] == Fate.TRAINED
+    assert fates[newest]["runs"][-1]["execution"] == follow_up["arn"]  # the follow-up trained the newest
+    for version in burst[:-1]:
+        assert fates[version]["state"] == Fate.SUPERSEDED and fates[version]["superseded_by"] == newest
+    trainings = [
+        e for e in control.load_executions(workdir, "Training") if "TrainModel" in entered_states(e["history"])
+    ]
+    assert len(trainings) == 2, "the first upload and one follow-up: nothing trained twice, nothing newer lost"
+    assert _lock(handle) is None
