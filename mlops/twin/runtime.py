@@ -13,7 +13,9 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +120,9 @@ class Twin:
         self.s3 = S3Service(self.workdir, self._on_s3_event, account=self.assembly.account)
         self.bus = EventBus(self._deliver, account=self.assembly.account, region=self.assembly.region)
         self.dispatcher = TaskDispatcher(self)
-        self.stepfunctions = StepFunctions(self.workdir, self.dispatcher, time_scale=time_scale, busy=self._busy)
+        self.stepfunctions = StepFunctions(
+            self.workdir, self.dispatcher, time_scale=time_scale, busy=self._busy, on_status=self._execution_status
+        )
         self.engine = self.stepfunctions.engine
         self.clock = TwinClock(time_scale, state_dir=self.workdir)
         # CloudWatch and its Logs: durable in the work dir (metrics, alarm history, log events)
@@ -214,6 +218,8 @@ class Twin:
         self.interrupted_executions = self.stepfunctions.recover()
         for res in self.assembly.resources("AWS::Events::Rule"):
             self._create_rule(res)
+        for execution in self.interrupted_executions:  # as AWS would have told of their end
+            self._execution_status(execution)
         for problem in self.report.unsupported:
             log.warning("unsupported resource %s (%s): not run by the twin", *problem)
         for machine, state, resource in self.report.unsupported_tasks:
@@ -385,6 +391,36 @@ class Twin:
 
         threading.Thread(target=deliver, daemon=True).start()
 
+    def _execution_status(self, execution: Execution) -> None:
+        """A "Step Functions Execution Status Change" event, as Step Functions sends it to the default bus."""
+        detail = {
+            "executionArn": execution.arn,
+            "stateMachineArn": execution.state_machine_arn,
+            "name": execution.name,
+            "status": execution.status,
+            "startDate": _epoch_ms(execution.start_date),
+            "stopDate": _epoch_ms(execution.stop_date) if execution.stop_date else None,
+            "input": json.dumps(execution.input),
+            "inputDetails": {"included": True},
+            "output": json.dumps(execution.output) if execution.status == "SUCCEEDED" else None,
+            "outputDetails": {"included": True} if execution.status == "SUCCEEDED" else None,
+            "error": execution.error,
+            "cause": execution.cause,
+        }
+        self.emit(
+            {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "Step Functions Execution Status Change",
+                "source": "aws.states",
+                "account": self.assembly.account,
+                "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": self.assembly.region,
+                "resources": [execution.arn],
+                "detail": detail,
+            }
+        )
+
     def emit(self, event: dict[str, Any], bus_name: str = "default") -> None:
         self._record({"kind": "event", "event": event})
         with self._busy():
@@ -469,3 +505,7 @@ class Twin:
 
     def state_machine(self, name_or_arn: str) -> StateMachine:
         return self.stepfunctions.state_machine(name_or_arn)
+
+
+def _epoch_ms(iso: str | None) -> int | None:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000) if iso else None

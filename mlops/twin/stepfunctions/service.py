@@ -96,8 +96,11 @@ class StepFunctions:
         *,
         time_scale: float = 1.0,
         busy: Callable[[], AbstractContextManager[Any]] | None = None,
+        on_status: Callable[[Execution], None] | None = None,
     ) -> None:
-        """``busy`` is entered when an execution starts and left when it ends (Twin.wait_idle)."""
+        """``busy`` is entered when an execution starts and left when it ends (Twin.wait_idle);
+        ``on_status`` is told when an execution starts and when it ends (status-change events)."""
+        self.on_status = on_status
         self.engine = AslEngine(dispatcher, time_scale=time_scale, on_change=self._changed)
         self.store = ExecutionStore(Path(workdir) / "executions")
         self.machines: dict[str, StateMachine] = {}  # by ARN
@@ -196,13 +199,22 @@ class StepFunctions:
                 guard.__exit__(None, None, None)
             return execution
         self.store.save(execution, durable=True)
+        self._status(execution)
         threading.Thread(target=self._finish, args=(execution, guard), name="sfn-finish", daemon=True).start()
         return execution
+
+    def _status(self, execution: Execution) -> None:
+        if self.on_status is not None:
+            try:
+                self.on_status(execution)
+            except Exception:  # a listener's failure must not fail the execution
+                log.exception("status-change listener failed for %s", execution.arn)
 
     def _finish(self, execution: Execution, guard: AbstractContextManager[Any] | None) -> None:
         try:
             execution.wait()
             self.store.save(execution, durable=True)
+            self._status(execution)
         finally:
             if guard is not None:
                 guard.__exit__(None, None, None)

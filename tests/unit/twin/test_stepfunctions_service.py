@@ -346,3 +346,40 @@ def test_start_execution_task_reports_api_errors_as_the_integration_names_them(t
         with pytest.raises(StatesError) as info:
             dispatch(resource, {"StateMachineArn": arn, "Name": name, "Input": {"x": 1}}, ctx)
         assert info.value.error == error
+
+
+def test_status_listeners_hear_each_start_and_end(tmp_path):
+    heard: list[tuple[str, str]] = []
+    sfn = service(tmp_path, on_status=lambda e: heard.append((e.name, e.status)))
+    sfn.start_execution(machine_arn("M"), {"x": 1}, "run-1").wait(5)
+    assert wait_until(lambda: len(heard) == 2)
+    assert heard == [("run-1", "RUNNING"), ("run-1", "SUCCEEDED")]
+
+
+def test_the_twin_sends_execution_status_change_events_also_for_interrupted_runs(tmp_path):
+    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
+    left = tmp_path / "work" / "executions" / "Pipeline" / "left.json"
+    left.parent.mkdir(parents=True)
+    arn = machine_arn("Pipeline").replace(f":{ACCOUNT}:", ":0:")
+    when = "2024-01-01T00:00:00+00:00"
+    started = {"id": 1, "previousEventId": 0, "timestamp": when, "type": "ExecutionStarted"}
+    stored = {"arn": arn.replace("stateMachine", "execution") + ":left", "name": "left", "status": "RUNNING"}
+    left.write_text(
+        json.dumps({**stored, "state_machine_arn": arn, "input": {}, "start_date": when, "history": [started]})
+    )
+    twin = _twin(tmp_path, definition)
+    sent: list[dict] = []
+    try:
+        twin.start()
+        twin.bus.emit = sent.append  # what goes onto the default bus from here on
+        twin._execution_status(twin.interrupted_executions[0])
+        twin.start_execution(twin.state_machine("Pipeline").arn, {"x": 1}, "fresh")
+        assert twin.wait_idle(timeout_s=10, settle_s=0.05)
+    finally:
+        twin.stop()
+    changes = [(e["detail"]["name"], e["detail"]["status"]) for e in sent]
+    assert changes == [("left", "FAILED"), ("fresh", "RUNNING"), ("fresh", "SUCCEEDED")]
+    failed = sent[0]
+    assert failed["source"] == "aws.states" and failed["detail-type"] == "Step Functions Execution Status Change"
+    assert failed["detail"]["stopDate"] > failed["detail"]["startDate"] == 1704067200000
+    assert sent[2]["detail"]["output"] is not None and failed["detail"]["output"] is None
