@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +22,6 @@ from mlops.services.registry import PackageRef, RegistryClient
 from mlops.settings import model_config
 from mlops.synth import SynthError, ensure_synthesized
 from mlops.twin import control
-from mlops.twin.stepfunctions.asl.history import compress_states, entered_states
 
 app = typer.Typer(help="Serverless MLOps on AWS CDK, with a local twin.", no_args_is_help=True)
 local = typer.Typer(help="The local twin: the synthesized app running on 127.0.0.1.", no_args_is_help=True)
@@ -298,45 +297,70 @@ def local_demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each stage.")] = 600,
 ) -> None:
     """The whole loop on the twin: upload, validate (and quarantine), train, evaluate, register,
-    deploy, predict, drift, alarm, retrain, canary deployment."""
+    deploy, predict, drift, alarm, retrain, canary deployment. Each run continues the story and
+    ends with a newer version serving; `mlops local reset` starts over."""
+    from mlops import demo
+
+    try:
+        _demo(demo, workdir, cdk_out, port, rows, time_scale, timeout)
+    except demo.DemoFailed as exc:
+        console.print(f"[bold red]the demo stopped:[/] {exc}")
+        if exc.hint:
+            console.print(f"[bold]next:[/] {exc.hint}")
+        raise typer.Exit(1) from None
+    except (PlatformError, ClientError, BotoCoreError, control.TwinError) as exc:
+        _fail(f"{exc} (is the twin still running? `mlops local status`)")
+
+
+def _demo(demo: Any, workdir: Path, cdk_out: Path, port: int, rows: int, time_scale: float, timeout: float) -> None:
     from examples.generate_data import generate, write_csv
-    from mlops import loop_demo
 
     model = MODEL_DEMO
-    times = loop_demo.LoopTimes()
+    config = _config(model)
+    times = demo.Times()
     times.mark("start")
     console.rule("[bold]1. the app, synthesized and running on the twin")
     handle = _start(workdir, cdk_out, port, synth=True, time_scale=time_scale)
+    story = demo.Story(console, handle, config, timeout)
+    before = story.versions()
+    run = len({v["dataset_version"] for v in before}) + 1
+    if before:
+        serving = story.serving()
+        console.print(
+            f"this work directory has {len(before)} version(s) of {model}"
+            + (f", version {serving} serving" if serving else "")
+            + f": this run continues the story (run {run}); `mlops local reset` starts over"
+        )
     times.mark("twin running")
-    s3 = handle.client()
+    platform = story.platform
+    s3 = platform.client("s3")
 
     console.rule("[bold]2. demo data")
     stamp = time.strftime("%Y%m%dT%H%M%S")
     files = {}
     for variant in ("good", "bad"):
-        path = write_csv(generate(model, variant, rows, seed=1), workdir / "demo" / f"{variant}-{stamp}.csv")
+        path = write_csv(generate(model, variant, rows, seed=run), workdir / "demo" / f"{variant}-{stamp}.csv")
         files[variant] = path
         console.print(f"generated {variant} dataset {path} ({path.stat().st_size:,} bytes)")
 
     console.rule("[bold]3. upload to S3 (what a data scientist or a job does)")
-    incoming = handle.bucket("incoming")
+    incoming = platform.bucket("incoming")
     keys = {}
+    since = datetime.now(UTC)
     for variant, path in files.items():
         keys[variant] = f"incoming/{model}/{path.name}"
         s3.upload_file(str(path), incoming, keys[variant])
         console.print(f"uploaded s3://{incoming}/{keys[variant]}")
 
     console.rule("[bold]4. S3 event → EventBridge rule → validation state machine → Lambda")
-    results = {}
     with console.status("waiting for the validation executions..."):
-        for variant, key in keys.items():
-            (results[variant],) = control.wait_for_executions(workdir, key, machine="Validation", timeout_s=timeout)
-    for variant, execution in results.items():
-        _print_execution(variant, execution)
+        results = story.validations(keys, since)
+    for variant, result in results.items():
+        _print_run(variant, result)
 
     console.rule("[bold]5. the results, in the buckets")
-    for variant, execution in results.items():
-        output = _validation_output(execution)
+    for variant, result in results.items():
+        output = _validation_output(result.output)
         if output.get("report_uri"):
             report = S3Location.parse(output["report_uri"])
             text = s3.get_object(Bucket=report.bucket, Key=report.key.replace(".json", ".txt"))["Body"].read()
@@ -346,74 +370,111 @@ def local_demo(
             if output.get(label):
                 console.print(f"  {label.replace('_uri', '')}: {output[label]}")
     times.mark("validated")
-    version = _validation_output(results["good"]).get("dataset_version")
+    version = _validation_output(results["good"].output).get("dataset_version")
     if not version:
-        _fail("the good dataset did not pass validation; see the report above")
-    deployed_before = len([e for e in control.load_executions(workdir, "Deploy") if e["status"] != "RUNNING"])
-    console.rule("[bold]6. validated data → training → evaluation → gate → model registry")
-    with console.status("training state machine: SageMaker training job, then evaluation job..."):
-        (training,) = control.wait_for_executions(workdir, version, machine="Training", timeout_s=timeout)
-    _print_execution("training", training)
-    models(MODEL_DEMO, workdir=workdir, aws=False, profile=None)
-    if training["status"] != "SUCCEEDED":
-        _fail(f"training failed: {training.get('cause')}")
-    lineage(MODEL_DEMO, workdir=workdir, aws=False, profile=None)
-    times.mark("registered")
+        raise demo.DemoFailed(
+            "the good dataset did not pass validation: see its report above",
+            f"mlops executions {results['good'].name}",
+        )
 
-    console.rule("[bold]7. approved package → EventBridge → deploy state machine → SageMaker endpoint")
-    with console.status("deploy state machine: model, endpoint config with data capture, endpoint..."):
-        deployment = loop_demo.wait_for_deployment(handle, deployed_before, timeout)
-    _print_execution("deployment", deployment)
-    console.print(f"endpoint [bold]{model}[/] serves version {loop_demo.serving_version(handle, model)}")
-    times.mark("deployed")
+    console.rule("[bold]6. validated data → training → evaluation → gate → model registry")
+    since = results["good"].started
+    with console.status("training state machine: SageMaker training job, then evaluation job..."):
+        training = story.training_of(version, since)
+    _print_run("training", training)
+    models(model, workdir=workdir, aws=False, profile=None)
+    registered = training.end_state == "ModelRegistered"
+    if registered:
+        lineage(model, workdir=workdir, aws=False, profile=None)
+    else:
+        console.print(
+            f"[yellow]the candidate was not approved[/] ({demo.reason(training)}); "
+            "the champion keeps serving and the story goes on with it"
+        )
+    times.mark("trained")
+
+    if registered:
+        console.rule("[bold]7. approved package → EventBridge → deploy state machine → SageMaker endpoint")
+        with console.status("deploy state machine: model, endpoint config with data capture, endpoint..."):
+            deployment = story.deployment(training.started)
+        _print_run("deployment", deployment)
+        console.print(f"endpoint [bold]{model}[/] serves version {story.serving()}")
+        times.mark("deployed")
 
     console.rule("[bold]8. an application calls the endpoint (boto3 sagemaker-runtime InvokeEndpoint)")
-    loop_demo.show_predictions(console, handle, _config(model), generate(model, "good", 5, seed=42))
+    demo_predictions(demo, handle, config, generate(model, "good", 5, seed=42))
     console.print(f"[dim]try: mlops predict {model} --file <csv>[/]")
 
-    console.rule("[bold]9. the world changes: drifted traffic → drift monitor → alarm → retrain → canary")
+    console.rule("[bold]9. the world changes: drifted traffic with new labels → drift alarm → retrain → canary")
     console.print(
-        f"the monitor runs every {_config(model).monitoring.schedule_minutes} twin minutes "
-        f"(the twin's clock runs {1 / time_scale:.0f}x fast); its metrics feed the drift alarm"
+        f"the monitor runs every {config.monitoring.schedule_minutes} twin minutes "
+        f"(the twin's clock runs {1 / time_scale:.0f}x fast); its metrics feed the drift alarm, which starts a "
+        "retrain when there is new labelled data to learn from"
     )
-    drifted = generate(model, "drifted", 3000, seed=7)
-    redeploy = loop_demo.drive_drift(console, handle, _config(model), drifted, timeout)
-    _print_execution("canary deployment", redeploy)
+    story.wait_for_calm(generate(model, "good", 2000, seed=100 + run))
+    story.wait_for_cooldown()
+    since = datetime.now(UTC)
+    drifted = generate(model, "drifted", 3000, seed=7 + run)
+    story.send_labelled(drifted.iloc[:300], f"drift-run{run}-{stamp}")
+    retrain, redeploy = story.drift(drifted.iloc[300:], since)
+    _print_run("retraining", retrain)
+    _print_run("canary deployment", redeploy)
     times.mark("retrained and redeployed")
 
     console.rule("[bold]10. summary")
-    models(MODEL_DEMO, workdir=workdir, aws=False, profile=None)
-    console.print(loop_demo.alarm_table(workdir, model))
-    console.print(loop_demo.times_table(times))
-    console.print(f"endpoint [bold]{model}[/] now serves version {loop_demo.serving_version(handle, model)}")
+    models(model, workdir=workdir, aws=False, profile=None)
+    console.print(demo.AlarmHistory(platform, model, results["good"].started).table())
+    console.print(times.table())
+    console.print(f"endpoint [bold]{model}[/] now serves version {story.serving()}")
     console.rule("[bold]where everything is")
-    console.print(f"S3 API: {handle.endpoint}  (try: aws --endpoint-url {handle.endpoint} s3 ls)")
-    console.print(f"SageMaker Runtime: {handle.endpoint}  (try: mlops predict {model} --file ...)")
-    console.print(f"SNS notifications: {workdir / 'notifications.jsonl'}")
-    console.print(f"executions: `mlops executions`, files in {workdir / 'executions'}")
-    console.print(f"Lambda logs: {workdir / 'logs'}   events: {workdir / 'events.jsonl'}")
-    console.print("the twin keeps running; stop it with `mlops local down`")
+    console.print(f"every AWS API: export AWS_ENDPOINT_URL={handle.endpoint}  (try: aws s3 ls)")
+    console.print(
+        "runs: `mlops executions` (one in full: `mlops executions <name>`); endpoints, alarms: `mlops status`"
+    )
+    console.print(f"SNS notifications: {workdir / 'notifications.jsonl'}   logs: {workdir / 'logs'}")
+    console.print("the twin keeps running: `mlops local down` stops it; run the demo again to continue the story")
 
 
-def _validation_output(execution: dict[str, Any]) -> dict[str, Any]:
-    """The validation Lambda's result, from the execution's history (also present when it failed)."""
-    for event in reversed(execution.get("history", [])):
-        details = event.get("taskSucceededEventDetails") or event.get("lambdaFunctionSucceededEventDetails")
-        if details and details.get("output"):
-            out = json.loads(details["output"]) if isinstance(details["output"], str) else details["output"]
-            out = out.get("Payload", out) if isinstance(out, dict) else out
-            if isinstance(out, dict) and "report_uri" in out:
-                return out
+def demo_predictions(demo: Any, handle: control.TwinHandle, config: Any, rows: Any) -> None:
+    answer = demo.runtime_client(handle).invoke_endpoint(
+        EndpointName=config.name,
+        ContentType="text/csv",
+        Accept="application/json",
+        Body=demo.feature_frame(rows, config).to_csv(header=False, index=False),
+    )
+    predictions = json.loads(answer["Body"].read())["predictions"]
+    variant = answer["ResponseMetadata"]["HTTPHeaders"].get("x-amzn-invoked-production-variant", "?")
+    table = Table(title=f"InvokeEndpoint {config.name} (variant {variant})", header_style="bold")
+    shown = [c.name for c in config.dataset.features][:3]
+    for col in [*shown, "prediction", "probabilities"]:
+        table.add_column(col)
+    for (_, row), p in zip(rows.iterrows(), predictions, strict=False):
+        probs = p.get("probabilities")
+        table.add_row(
+            *(str(row[c]) for c in shown),
+            str(p.get("label", p.get("prediction"))),
+            ", ".join(f"{k}: {v:.3f}" for k, v in probs.items()) if probs else "",
+        )
+    console.print(table)
+
+
+def _print_run(label: str, run: Any) -> None:
+    colour = "green" if run.status == "SUCCEEDED" else "red"
+    console.print(
+        f"[bold]{label}[/]: [{colour}]{run.status}[/] at {run.end_state} in {run.seconds:.1f} s  [dim]{run.name}[/]"
+    )
+
+
+def _validation_output(output: Any) -> dict[str, Any]:
+    """The validation Lambda's result within the execution's output (or the output itself)."""
+    if isinstance(output, dict):
+        if "report_uri" in output:
+            return output
+        for value in output.values():
+            found = _validation_output(value)
+            if found:
+                return found
     return {}
-
-
-def _print_execution(label: str, execution: dict[str, Any]) -> None:
-    states = entered_states(execution.get("history", []))
-    colour = "green" if execution["status"] == "SUCCEEDED" else "red"
-    console.print(f"[bold]{label}[/]: [{colour}]{execution['status']}[/] in {_duration(execution)}")
-    console.print("  states: " + " → ".join(compress_states(states)))
-    if execution.get("error"):
-        console.print(f"  error: {execution['error']}")
 
 
 @app.command()

@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 
+from mlops.twin.clock import STATE_FILE as CLOCK_FILE
 from mlops.twin.daemon import STATE_FILE, read_state
 
 DEFAULT_PORT = 4599
@@ -134,6 +135,15 @@ STATE = {
     "clock.json": "the twin's timeline",
     "demo": "demo datasets",
 }
+
+
+def twin_now(workdir: Path) -> float:
+    """The twin's current time (its timeline, see ``mlops.twin.clock``); the wall clock if it has none."""
+    try:
+        last = json.loads((workdir / CLOCK_FILE).read_text())
+        return float(last["twin"]) + (time.time() - float(last["real"])) / float(last["time_scale"])
+    except (OSError, ValueError, KeyError, ZeroDivisionError):
+        return time.time()
 
 
 def reset(workdir: Path) -> list[tuple[Path, str]]:

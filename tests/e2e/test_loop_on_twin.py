@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 from examples.generate_data import generate, write_csv
 from mlops.cli import app
-from mlops.loop_demo import feature_frame, runtime_client, serving_version, wait_until
+from mlops.demo import feature_frame, runtime_client, serving_version, wait_until
+from mlops.platform import Platform
 from mlops.settings import model_config
 from mlops.twin import control
 from mlops.twin.stepfunctions.asl.history import entered_states
@@ -86,7 +87,7 @@ def test_upload_is_validated_trained_registered_and_deployed(loop: control.TwinH
         "the first deployment",
     )
     assert deploy[0]["status"] == "SUCCEEDED", deploy[0].get("cause")
-    assert serving_version(loop, MODEL) == "1"
+    assert serving_version(Platform.twin(loop.endpoint), MODEL) == "1"
 
     rows = feature_frame(generate(MODEL, "good", 5, seed=11), CONFIG)
     answer = runtime_client(loop).invoke_endpoint(
@@ -186,7 +187,7 @@ def test_drifted_traffic_raises_the_alarm_and_the_retrained_model_is_deployed(lo
     assert "newly labelled captured requests" in lineage["labelled_capture"]["new_information"]
     metrics = {k: v for k, v in newest["CustomerMetadataProperties"].items() if k.startswith("metric_")}
     assert metrics != {k: v for k, v in first["CustomerMetadataProperties"].items() if k.startswith("metric_")}
-    assert serving_version(loop, MODEL) == str(newest["ModelPackageVersion"])
+    assert serving_version(Platform.twin(loop.endpoint), MODEL) == str(newest["ModelPackageVersion"])
     notes = [json.loads(line) for line in (loop.workdir / "notifications.jsonl").read_text().splitlines()]
     assert any("retraining" in n["message"] for n in notes)
     assert any(f"v{newest['ModelPackageVersion']}" in n["message"] and "deployed" in n["message"] for n in notes)
@@ -215,7 +216,7 @@ def test_worse_candidate_is_rejected_and_the_champion_keeps_serving(loop: contro
     assert reason.startswith("gate failed") and "roc_auc" in reason, reason
     time.sleep(2)
     assert [e["status"] for e in _deployments(loop)] == ["SUCCEEDED", "SUCCEEDED"]
-    assert serving_version(loop, MODEL) == "2"
+    assert serving_version(Platform.twin(loop.endpoint), MODEL) == "2"
 
 
 def test_deployment_that_fails_health_checks_rolls_back(loop: control.TwinHandle) -> None:
@@ -238,7 +239,7 @@ def test_deployment_that_fails_health_checks_rolls_back(loop: control.TwinHandle
     )
     assert rolled_back[0]["error"] == "DeploymentRolledBack", rolled_back[0].get("cause")
     assert "failed to start" in rolled_back[0]["cause"]
-    assert serving_version(loop, MODEL) == "2"
+    assert serving_version(Platform.twin(loop.endpoint), MODEL) == "2"
     broken_package = _packages(loop)[-1]
     assert broken_package["ModelApprovalStatus"] == "Rejected"
     assert "rolled_back" in broken_package["ApprovalDescription"]

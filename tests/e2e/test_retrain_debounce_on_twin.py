@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from examples.generate_data import generate, write_csv
-from mlops.loop_demo import feature_frame
+from mlops.demo import feature_frame
 from mlops.settings import model_config
 from mlops.twin.daemon import outputs
 from mlops.twin.runtime import Twin
