@@ -15,6 +15,7 @@ so whatever they owned (a training lock, for example) can be released by its own
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -199,7 +200,10 @@ class StepFunctions:
                 guard.__exit__(None, None, None)
             return execution
         self.store.save(execution, durable=True)
-        self._status(execution)
+        # as it started: a quick execution may already have ended by now
+        self._status(
+            dataclasses.replace(execution, status="RUNNING", stop_date=None, output=None, error=None, cause=None)
+        )
         threading.Thread(target=self._finish, args=(execution, guard), name="sfn-finish", daemon=True).start()
         return execution
 
