@@ -61,7 +61,7 @@ class Detected:
 
 def _zstd_module():  # type: ignore[no-untyped-def]
     try:
-        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+        from compression import zstd  # type: ignore[import-not-found]  # novermin: Python 3.14+, else the backport
     except ImportError:
         from backports import zstd  # type: ignore[import-not-found,no-redef]
     return zstd
