@@ -52,9 +52,10 @@ def test_training_machine_reads_the_tags_of_its_own_jobs(training: dict[str, Any
         assert f"training-job/{model}-*" in text and f"processing-job/{model}-*" in text
 
 
-def test_prepare_may_delete_only_the_training_locks(training: dict[str, Any]) -> None:
-    (statement,) = _granted(training, "PrepareRole", "s3:DeleteObject")
-    assert json.dumps(statement["Resource"]).endswith('"/locks/training/*"]]}')
+def test_prepare_may_delete_only_training_locks_and_dataset_fates(training: dict[str, Any]) -> None:
+    statements = _granted(training, "PrepareRole", "s3:DeleteObject")
+    ends = sorted(json.dumps(s["Resource"]).rsplit('"', 2)[-2] for s in statements)
+    assert ends == ["/fates/*", "/locks/training/*"], ends
 
 
 def test_jobs_list_the_code_asset_key_only(training: dict[str, Any]) -> None:
