@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from moto.core.responses import ActionResult
 from moto.s3 import notifications as s3_notifications
-from moto.s3.models import S3Backend
+from moto.s3 import utils as s3_utils
+from moto.s3.models import FakeBucket, FakeDeleteMarker, FakeKey, FakeMultipart, S3Backend
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
@@ -26,6 +28,9 @@ PATCHED: list[tuple[object, str]] = [
     (s3_notifications, "send_event"),
     (S3Backend, "_set_delete_marker"),
     (S3Backend, "complete_multipart_upload"),
+    (s3_utils._VersionedKeyStore, "setlist"),  # FakeBucket.keys is one, subclassed by track_versions
+    (s3_utils._VersionedKeyStore, "__setitem__"),
+    (s3_utils._VersionedKeyStore, "pop"),
     (SageMakerModelBackend, "create_model_package"),
     (SageMakerModelBackend, "update_model_package"),
     (SageMakerModelBackend, "create_endpoint"),
@@ -98,6 +103,127 @@ class MultipartCompletion:
             return complete_multipart_upload
 
         return wrap(backend, "complete_multipart_upload", make)
+
+
+def track_versions(bucket: FakeBucket, changed: Callable[[str, str], None]) -> None:
+    """``changed(bucket_name, key_name)`` after any change to a key's list of versions in ``bucket``.
+
+    moto keeps a key's versions (objects and delete markers, oldest first) in ``bucket.keys``,
+    a ``_VersionedKeyStore``; every put, copy, completed upload, delete marker and version
+    deletion goes through its ``setlist``, ``__setitem__`` or ``pop``.
+    """
+    if isinstance(bucket.keys, _TrackedKeyStore):
+        bucket.keys.changed = changed
+        return
+    store = _TrackedKeyStore(bucket.name, changed)
+    dict.update(store, bucket.keys)  # the lists as they are, without disposing of anything
+    bucket.keys = store
+
+
+class _TrackedKeyStore(s3_utils._VersionedKeyStore):
+    def __init__(self, bucket_name: str, changed: Callable[[str, str], None]) -> None:
+        super().__init__()
+        self.bucket_name = bucket_name
+        self.changed = changed
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.changed(self.bucket_name, key)
+
+    def setlist(self, key: Any, list_: Any) -> None:
+        super().setlist(key, list_)
+        self.changed(self.bucket_name, key)
+
+    def pop(self, key: str) -> None:  # type: ignore[override]
+        super().pop(key)
+        self.changed(self.bucket_name, key)
+
+
+def versions(bucket: FakeBucket, key_name: str) -> list[Any]:
+    """The key's versions, oldest first (objects and delete markers)."""
+    return list(bucket.keys.getlist(key_name, []) or [])
+
+
+def is_delete_marker(version: Any) -> bool:
+    return isinstance(version, FakeDeleteMarker)
+
+
+KEY_FIELDS = (  # FakeKey attributes a version record keeps, besides name, version id, size, etag and date
+    "encryption",
+    "kms_key_id",
+    "bucket_key_enabled",
+    "lock_mode",
+    "lock_legal_status",
+    "lock_until",
+    "checksum_algorithm",
+    "checksum_value",
+    "checksum_type",
+    "checksum_parts",
+    "website_redirect_location",
+)
+
+
+def version_record(backend: S3Backend, version: Any) -> dict[str, Any]:
+    """What a version is, as plain data (its bytes aside): enough for :func:`restore_versions`."""
+    record: dict[str, Any] = {
+        "version_id": version.version_id,
+        "last_modified": version.last_modified.isoformat(),
+    }
+    if is_delete_marker(version):
+        record["delete_marker"] = True
+        return record
+    record.update(
+        size=version.size,
+        etag=version.etag.strip('"'),
+        storage_class=version.storage_class,
+        metadata=dict(version.metadata),
+        tags=backend.tagger.get_tag_dict_for_resource(version.arn),
+        part_sizes=list(version.multipart.completed_part_sizes) if version.multipart else [],
+        **{field: getattr(version, field, None) for field in KEY_FIELDS},
+    )
+    return record
+
+
+def restore_versions(
+    backend: S3Backend, bucket_name: str, key_name: str, records: list[dict[str, Any]], value: Callable[[int], Any]
+) -> list[Any]:
+    """Put a key's versions back as they were, ids and dates included (``value(i)``: the bytes of record i)."""
+    bucket = backend.get_bucket(bucket_name)
+    restored: list[Any] = []
+    for i, record in enumerate(records):
+        when = datetime.fromisoformat(record["last_modified"])
+        if record.get("delete_marker"):
+            # a marker points at what it hid; moto only looks at whether that is a marker too
+            hidden = restored[-1] if restored else FakeKey(key_name, b"", backend.account_id, backend.region_name)
+            marker = FakeDeleteMarker(hidden)
+            marker._version_id = record["version_id"]
+            marker.last_modified = when
+            restored.append(marker)
+            continue
+        key = FakeKey(
+            name=key_name,
+            value=value(i),
+            account_id=backend.account_id,
+            region_name=backend.region_name,
+            storage=record.get("storage_class"),
+            etag=record["etag"],
+            is_versioned=record["version_id"] != "null",
+            version_id=record["version_id"],
+            bucket_name=bucket_name,
+        )
+        for field in KEY_FIELDS:
+            setattr(key, field, record.get(field))
+        key.last_modified = when
+        key.metadata.update(record.get("metadata") or {})  # Content-Type included
+        if record.get("part_sizes"):
+            key.multipart = FakeMultipart(key_name, {}, backend.account_id, backend.region_name)
+            key.multipart.completed_part_sizes = list(record["part_sizes"])
+        if record.get("tags"):
+            backend.tagger.tag_resource(key.arn, [{"Key": k, "Value": v} for k, v in record["tags"].items()])
+        restored.append(key)
+    if restored:
+        bucket.keys.setlist(key_name, restored)
+    return restored
 
 
 # -- SageMaker ------------------------------------------------------------------------------

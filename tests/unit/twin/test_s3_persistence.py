@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
+from botocore.exceptions import ClientError
 from moto.s3.models import s3_backends
 
 from mlops.twin.gateway import Gateway
@@ -79,3 +85,89 @@ def test_a_multipart_upload_is_one_object_created_event(tmp_path: Path) -> None:
         service.stop()
     created = [e["detail"] for e in events if e["detail-type"] == "Object Created"]
     assert [(d["object"]["key"], d["reason"]) for d in created] == [("incoming/m/big.csv", "CompleteMultipartUpload")]
+
+
+def test_every_version_and_delete_marker_survives_a_restart_with_its_id(tmp_path: Path) -> None:
+    events: list[dict[str, Any]] = []
+    service, s3 = _run(tmp_path, events)
+    try:
+        v1 = s3.put_object(Bucket="incoming", Key="k.csv", Body=b"one", ContentType="text/csv")["VersionId"]
+        v2 = s3.put_object(Bucket="incoming", Key="k.csv", Body=b"two", Metadata={"who": "me"})["VersionId"]
+        marker = s3.delete_object(Bucket="incoming", Key="k.csv")["VersionId"]
+        s3.put_object(Bucket="incoming", Key="gone.csv", Body=b"x")
+        gone = s3.put_object(Bucket="incoming", Key="gone.csv", Body=b"y")["VersionId"]
+        s3.delete_object(Bucket="incoming", Key="gone.csv", VersionId=gone)  # a version deleted for good
+        before = s3.list_object_versions(Bucket="incoming")
+    finally:
+        service.stop()
+
+    service, s3 = _run(tmp_path, events)
+    try:
+        after = s3.list_object_versions(Bucket="incoming")
+        for field in ("Versions", "DeleteMarkers"):
+            assert [(v["Key"], v["VersionId"], v["IsLatest"], v["LastModified"]) for v in after[field]] == [
+                (v["Key"], v["VersionId"], v["IsLatest"], v["LastModified"]) for v in before[field]
+            ]
+        assert [v["ETag"] for v in after["Versions"]] == [v["ETag"] for v in before["Versions"]]
+        assert marker in [m["VersionId"] for m in after["DeleteMarkers"]]
+        old = s3.get_object(Bucket="incoming", Key="k.csv", VersionId=v1)
+        assert (old["Body"].read(), old["ContentType"]) == (b"one", "text/csv")
+        newer = s3.get_object(Bucket="incoming", Key="k.csv", VersionId=v2)
+        assert (newer["Body"].read(), newer["Metadata"]) == (b"two", {"who": "me"})
+        with pytest.raises(ClientError) as err:
+            s3.get_object(Bucket="incoming", Key="k.csv")
+        assert err.value.response["Error"]["Code"] == "NoSuchKey"
+        assert s3.get_object(Bucket="incoming", Key="gone.csv")["Body"].read() == b"x"
+        s3.delete_object(Bucket="incoming", Key="k.csv", VersionId=marker)  # undelete, as in S3
+        assert s3.get_object(Bucket="incoming", Key="k.csv")["VersionId"] == v2
+    finally:
+        service.stop()
+    service, s3 = _run(tmp_path, events)
+    try:
+        assert s3.get_object(Bucket="incoming", Key="k.csv")["Body"].read() == b"two"  # the undelete was kept
+    finally:
+        service.stop()
+
+
+_CHILD = """
+import sys, time
+from pathlib import Path
+from moto.s3.models import s3_backends
+from mlops.twin.gateway import Gateway
+from mlops.twin.iam import Principals
+from mlops.twin.s3.service import S3Service
+service = S3Service(Path(sys.argv[1]), lambda e: None, account="000000000000")
+service.start()
+gateway = Gateway(Principals("000000000000"))
+gateway.mount_wsgi("s3", service.app)
+print(gateway.start(), flush=True)
+service.create_bucket("incoming", versioned=True, eventbridge=True)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_kill_9_right_after_a_put_is_answered_loses_nothing(tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[3]
+    )
+    try:
+        assert child.stdout is not None
+        endpoint = child.stdout.readline().strip()
+        assert child.stdout.readline().strip() == "ready"
+        s3 = _client(endpoint)
+        body = os.urandom(3 * 1024 * 1024 + 7)
+        first = s3.put_object(Bucket="incoming", Key="incoming/m/a.bin", Body=b"first")["VersionId"]
+        put = s3.put_object(Bucket="incoming", Key="incoming/m/a.bin", Body=body)
+        child.send_signal(signal.SIGKILL)  # at once: no shutdown path runs
+    finally:
+        child.kill()
+        child.wait()
+
+    service, s3 = _run(tmp_path, [])
+    try:
+        got = s3.get_object(Bucket="incoming", Key="incoming/m/a.bin")
+        assert (got["VersionId"], got["ETag"], got["Body"].read()) == (put["VersionId"], put["ETag"], body)
+        assert s3.get_object(Bucket="incoming", Key="incoming/m/a.bin", VersionId=first)["Body"].read() == b"first"
+    finally:
+        service.stop()
