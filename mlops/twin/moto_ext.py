@@ -16,18 +16,25 @@ from datetime import datetime
 from typing import Any
 
 from moto.core.responses import ActionResult
+from moto.s3 import models as s3_models
 from moto.s3 import notifications as s3_notifications
 from moto.s3 import utils as s3_utils
+from moto.s3.exceptions import EntityTooSmall, InvalidPart
 from moto.s3.models import FakeBucket, FakeDeleteMarker, FakeKey, FakeMultipart, S3Backend
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
+from moto.utilities.utils import md5_hash
 
 # (owner, attribute) of every moto name the twin replaces or adds
 PATCHED: list[tuple[object, str]] = [
     (s3_notifications, "send_event"),
     (S3Backend, "_set_delete_marker"),
     (S3Backend, "complete_multipart_upload"),
+    (FakeKey, "__init__"),  # a key whose value is a file on disk (file_backed_keys)
+    (FakeMultipart, "complete"),
+    (S3Backend, "put_object"),
+    (S3Backend, "upload_part"),
     (s3_utils._VersionedKeyStore, "setlist"),  # FakeBucket.keys is one, subclassed by track_versions
     (s3_utils._VersionedKeyStore, "__setitem__"),
     (s3_utils._VersionedKeyStore, "pop"),
@@ -139,6 +146,131 @@ class _TrackedKeyStore(s3_utils._VersionedKeyStore):
         self.changed(self.bucket_name, key)
 
 
+# -- S3 data on disk --------------------------------------------------------------------------
+# A "file-backed value" is any object with ``size``, ``etag`` (hex, or None) and ``reader()``
+# (a file-like moto can seek and read, holding nothing in memory): moto keeps it as the key's
+# value buffer, so the key's bytes stay on disk and moto reads them only where it needs them.
+
+
+def _is_bytes(value: Any) -> bool:
+    return isinstance(value, bytes | bytearray | str | memoryview)
+
+
+def file_backed_keys() -> Callable[[], None]:
+    """Let ``FakeKey(name, value, ...)`` take a file-backed value in place of bytes."""
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def __init__(self: FakeKey, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+            if _is_bytes(value):
+                original(self, name, value, *args, **kwargs)
+                return
+            if kwargs.get("etag") is None and len(args) < 4:
+                kwargs["etag"] = value.etag
+            original(self, name, b"", *args, **kwargs)
+            attach_body(self, value)
+
+        return __init__
+
+    return wrap(FakeKey, "__init__", make)
+
+
+def attach_body(key: FakeKey, body: Any) -> None:
+    """Make ``body`` (file-backed) the key's value; its bytes no longer live in memory."""
+    key._value_buffer.close()
+    key._value_buffer = body.reader()
+    key.contentsize = body.size
+    key._twin_body = body
+
+
+def part_sizes(key: Any) -> list[int]:
+    """Sizes of the parts a completed multipart upload made the object of ([] for a single PUT)."""
+    return list(key.multipart.completed_part_sizes) if getattr(key, "multipart", None) else []
+
+
+def body_of(key: Any) -> Any:
+    """The file-backed value of a key, None for a key whose value moto holds."""
+    return getattr(key, "_twin_body", None)
+
+
+class StreamedValue:
+    """The body of the current request, already on disk, for moto to store in place of the
+    (empty) body it was handed: PutObject and UploadPart take it as their value."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def offer(self, value: Any) -> None:
+        self._local.value = value
+
+    def withdraw(self) -> Any:
+        """The value if moto did not take it (the request failed first), else None."""
+        value, self._local.value = getattr(self._local, "value", None), None
+        return value
+
+    def _take(self, value: Any) -> Any:
+        offered = getattr(self._local, "value", None)
+        if offered is None or value:
+            return value
+        self._local.value = None
+        return offered
+
+    def install(self, backend: S3Backend) -> Callable[[], None]:
+        def make_put(original: Callable[..., Any]) -> Callable[..., Any]:
+            def put_object(bucket_name: str, key_name: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+                return original(bucket_name, key_name, self._take(value), *args, **kwargs)
+
+            return put_object
+
+        def make_part(original: Callable[..., Any]) -> Callable[..., Any]:
+            def upload_part(bucket_name: str, multipart_id: str, part_id: int, value: Any) -> Any:
+                return original(bucket_name, multipart_id, part_id, self._take(value))
+
+            return upload_part
+
+        undo = [wrap(backend, "put_object", make_put), wrap(backend, "upload_part", make_part)]
+        return lambda: [u() for u in reversed(undo)] and None
+
+
+def complete_from_files(
+    assemble: Callable[[list[Any], str | None, str | None], tuple[Any, tuple[str, str, int] | None]],
+) -> Callable[[], None]:
+    """CompleteMultipartUpload without loading the parts, when they are file-backed.
+
+    ``assemble(part_bodies, checksum_algorithm, checksum_type) -> (value, checksum_details)``
+    makes the object's value from the parts' bodies; the checks and the ETag are moto's
+    (``InvalidPart``, ``EntityTooSmall``, ``MalformedXML``; md5 of the part md5s, ``-N``).
+    """
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def complete(self: FakeMultipart, body: Any) -> Any:
+            listed = list(body)
+            chosen = [self.parts.get(pn) for pn, _etag in listed]
+            known = [p for p in chosen if p is not None]
+            if not known or not all(body_of(p) is not None for p in known):
+                return original(self, iter(listed))
+            md5s = bytearray()
+            last = None
+            for (_pn, etag), part in zip(listed, chosen, strict=True):
+                part_etag = part.etag.replace('"', "") if part is not None else None
+                if part is None or part_etag != etag.replace('"', ""):
+                    raise InvalidPart()
+                if last is not None and last.contentsize < s3_models.S3_UPLOAD_PART_MIN_SIZE:
+                    raise EntityTooSmall()
+                md5s.extend(bytes.fromhex(part_etag))
+                last = part
+            value, checksum = assemble(
+                [body_of(p) for p in chosen],
+                self.metadata.get("x-amz-checksum-algorithm"),
+                self.metadata.get("x-amz-checksum-type"),
+            )
+            self.completed_part_sizes = [p.size for p in chosen]
+            return value, f"{md5_hash(bytes(md5s)).hexdigest()}-{len(listed)}", checksum
+
+        return complete
+
+    return wrap(FakeMultipart, "complete", make)
+
+
 def versions(bucket: FakeBucket, key_name: str) -> list[Any]:
     """The key's versions, oldest first (objects and delete markers)."""
     return list(bucket.keys.getlist(key_name, []) or [])
@@ -178,7 +310,7 @@ def version_record(backend: S3Backend, version: Any) -> dict[str, Any]:
         storage_class=version.storage_class,
         metadata=dict(version.metadata),
         tags=backend.tagger.get_tag_dict_for_resource(version.arn),
-        part_sizes=list(version.multipart.completed_part_sizes) if version.multipart else [],
+        part_sizes=part_sizes(version),
         **{field: getattr(version, field, None) for field in KEY_FIELDS},
     )
     return record

@@ -28,6 +28,7 @@ from moto.s3.models import s3_backends
 from moto.server import create_backend_app
 
 from mlops.twin import moto_ext
+from mlops.twin.s3.datapath import DataPath
 from mlops.twin.s3.store import CHUNK, BucketStore
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
@@ -78,11 +79,13 @@ class S3Service:
         # Every request lands in the assembly's account, whatever access key the client uses
         # (moto would otherwise derive an account from the key); the twin owns this process.
         os.environ["MOTO_ACCOUNT_ID"] = self.account
+        data = DataPath(create_backend_app("s3"), self._stores.get, lambda: self.backend)
         self._undo = [
             moto_ext.on_s3_change(self.backend, self._send_event),
             self._completing.install(self.backend),
+            data.install(self.backend),
         ]
-        self.app = self._durable(create_backend_app("s3"))
+        self.app = self._durable(data)
 
     def stop(self) -> None:
         for undo in reversed(self._undo):
@@ -106,11 +109,7 @@ class S3Service:
         moto_ext.track_versions(self.backend.get_bucket(bucket), self._changed)
         count = 0
         for key, records in store.stored():
-            restored = moto_ext.restore_versions(
-                self.backend, bucket, key, records, lambda i, r=records: _read(store.data / r[i]["file"])
-            )
-            for version, record in zip(restored, records, strict=True):
-                version._twin_file = record.get("file")
+            moto_ext.restore_versions(self.backend, bucket, key, records, lambda i, r=records: store.body(r[i]))
             count += 1
         self._import_legacy(bucket, store)
         return count
@@ -162,9 +161,11 @@ class S3Service:
             for version in moto_ext.versions(self.backend.get_bucket(bucket), key):
                 record = moto_ext.version_record(self.backend, version)
                 if not moto_ext.is_delete_marker(version):
-                    if getattr(version, "_twin_file", None) is None:
-                        version._twin_file = store.write_data(_chunks(version))
-                    record["file"] = version._twin_file
+                    body = moto_ext.body_of(version)
+                    if body is None:  # a value moto made in memory (CopyObject): to disk, and out of memory
+                        body = store.write_data(_chunks(version))
+                        moto_ext.attach_body(version, body)
+                    record["files"] = [[path.name, size] for path, size in body.files]
                 records.append(record)
             store.write_index(key, records)
 
@@ -210,10 +211,6 @@ class S3Service:
             "resources": [f"arn:aws:s3:::{bucket.name}"],
             "detail": detail,
         }
-
-
-def _read(path: Path) -> bytes:
-    return path.read_bytes()
 
 
 def _chunks(version: Any) -> Iterator[bytes]:

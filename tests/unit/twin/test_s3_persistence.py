@@ -86,6 +86,15 @@ def test_a_multipart_upload_is_one_object_created_event(tmp_path: Path) -> None:
     created = [e["detail"] for e in events if e["detail-type"] == "Object Created"]
     assert [(d["object"]["key"], d["reason"]) for d in created] == [("incoming/m/big.csv", "CompleteMultipartUpload")]
 
+    service, s3 = _run(tmp_path, events)  # restored from its parts' files, parts known
+    try:
+        got = s3.get_object(Bucket="incoming", Key="incoming/m/big.csv", Range="bytes=5242878-5242881")
+        assert got["Body"].read() == b"xxxx" and got["ETag"].endswith('-2"')
+        part = s3.get_object(Bucket="incoming", Key="incoming/m/big.csv", PartNumber=2)
+        assert (part["ContentLength"], part["PartsCount"]) == (1024 * 1024, 2)
+    finally:
+        service.stop()
+
 
 def test_every_version_and_delete_marker_survives_a_restart_with_its_id(tmp_path: Path) -> None:
     events: list[dict[str, Any]] = []
@@ -129,27 +138,12 @@ def test_every_version_and_delete_marker_survives_a_restart_with_its_id(tmp_path
         service.stop()
 
 
-_CHILD = """
-import sys, time
-from pathlib import Path
-from moto.s3.models import s3_backends
-from mlops.twin.gateway import Gateway
-from mlops.twin.iam import Principals
-from mlops.twin.s3.service import S3Service
-service = S3Service(Path(sys.argv[1]), lambda e: None, account="000000000000")
-service.start()
-gateway = Gateway(Principals("000000000000"))
-gateway.mount_wsgi("s3", service.app)
-print(gateway.start(), flush=True)
-service.create_bucket("incoming", versioned=True, eventbridge=True)
-print("ready", flush=True)
-time.sleep(600)
-"""
-
-
 def test_a_kill_9_right_after_a_put_is_answered_loses_nothing(tmp_path: Path) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[3]
+        [sys.executable, "-m", "mlops.twin.s3", str(tmp_path), "incoming"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[3],
     )
     try:
         assert child.stdout is not None
