@@ -35,6 +35,8 @@ PATCHED: list[tuple[object, str]] = [
     (FakeMultipart, "complete"),
     (S3Backend, "put_object"),
     (S3Backend, "upload_part"),
+    (S3Backend, "upload_part_copy"),
+    (S3Backend, "copy_object"),
     (s3_utils._VersionedKeyStore, "setlist"),  # FakeBucket.keys is one, subclassed by track_versions
     (s3_utils._VersionedKeyStore, "__setitem__"),
     (s3_utils._VersionedKeyStore, "pop"),
@@ -227,8 +229,43 @@ class StreamedValue:
 
             return upload_part
 
-        undo = [wrap(backend, "put_object", make_put), wrap(backend, "upload_part", make_part)]
+        def make_part_copy(original: Callable[..., Any]) -> Callable[..., Any]:
+            def upload_part_copy(dest_bucket_name: str, multipart_id: str, part_id: int, *args: Any, **kw: Any) -> Any:
+                copied = self._take(b"")
+                if copied is None:
+                    return original(dest_bucket_name, multipart_id, part_id, *args, **kw)
+                multipart = backend.get_bucket(dest_bucket_name).multiparts[multipart_id]
+                return multipart.set_part(part_id, copied)  # moto would read the whole source to slice it
+
+            return upload_part_copy
+
+        def make_copy(original: Callable[..., Any]) -> Callable[..., Any]:
+            def copy_object(src_key: Any, *args: Any, **kwargs: Any) -> Any:
+                if getattr(self._local, "value", None) is not None:
+                    src_key = _WithoutValue(src_key)  # moto passes src_key.value to put_object, which takes ours
+                return original(src_key, *args, **kwargs)
+
+            return copy_object
+
+        undo = [
+            wrap(backend, "put_object", make_put),
+            wrap(backend, "upload_part", make_part),
+            wrap(backend, "upload_part_copy", make_part_copy),
+            wrap(backend, "copy_object", make_copy),
+        ]
         return lambda: [u() for u in reversed(undo)] and None
+
+
+class _WithoutValue:
+    """A source key as moto's copy_object sees it when its bytes were already copied on disk."""
+
+    value = b""
+
+    def __init__(self, key: Any) -> None:
+        self._key = key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._key, name)
 
 
 def complete_from_files(

@@ -5,10 +5,14 @@ In front of moto's S3 app, for the operations that carry object data:
 - **PutObject, UploadPart**: the body is written to disk as it is read (``aws-chunked``
   framing and trailing checksums decoded), with its MD5 and the requested
   ``x-amz-checksum-*`` computed on the way and verified against what the client sent
-  (``BadDigest``); a PutObject's file is fsynced before moto records it. moto then handles
+  (``BadDigest``); the file is fsynced before moto records it (parts too: their flush
+  overlaps the transfer of the other parts, and completing an upload only renames files). moto then handles
   the request with an empty body and stores the file as the key's value
   (:class:`mlops.twin.moto_ext.StreamedValue`), so headers, metadata, conditions
   (``If-Match``/``If-None-Match``), versioning and events stay moto's.
+- **CopyObject, UploadPartCopy**: the source's bytes (or the range asked) are copied file to
+  file, in bounded memory, and handed to moto the same way (moto would load the whole source,
+  for every part of a multipart copy).
 - **GetObject**: moto answers the request as a HEAD (conditions, headers, ``partNumber``,
   errors); the bytes asked for (``Range``, suffix and open ranges, ``416 InvalidRange``)
   are read from the object's files.
@@ -23,6 +27,8 @@ import base64
 import hashlib
 import io
 import os
+import queue
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,6 +49,7 @@ OVERRIDES = {  # GetObject's query parameters that set a response header
 }
 READ_CHUNK = 4 * 1024 * 1024
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+OPERATIONS = {"PutObject", "UploadPart", "CopyObject", "UploadPartCopy", "GetObject", "HeadObject"}
 
 
 class S3Error(Exception):
@@ -84,14 +91,16 @@ class DataPath:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         operation = environ.get("mlops.twin.operation")
         bucket = (environ.get("mlops.twin.labels") or {}).get("Bucket", "")
-        store = self.stores(bucket) if operation in ("PutObject", "UploadPart", "GetObject", "HeadObject") else None
-        if store is None or (operation == "PutObject" and _header(environ, "x-amz-copy-source")):
+        store = self.stores(bucket) if operation in OPERATIONS else None
+        if store is None:
             return self.app(environ, start_response)
         if operation == "HeadObject":
             return self._head(environ, start_response)
         try:
             if operation == "GetObject":
                 return self._get(environ, start_response)
+            if operation in ("CopyObject", "UploadPartCopy"):
+                return self._copy(environ, start_response, store, part=operation == "UploadPartCopy")
             return self._put(environ, start_response, store, part=operation == "UploadPart")
         except S3Error as exc:
             return exc.respond(start_response, environ.get("PATH_INFO", "/"))
@@ -112,7 +121,7 @@ class DataPath:
                 MaxSizeAllowed=MAX_SINGLE_UPLOAD,
             )
         path = store.new_upload_path() if part else store.new_data_path()
-        body, sent, md5_b64 = _receive(environ, path, durable=not part)
+        body, sent, md5_b64 = _receive(environ, path)  # durable before the 200, a part as an object
         body.owned = True  # until moto holds it
         try:
             _verify(body, sent, md5_b64, _header(environ, "Content-MD5"))
@@ -133,6 +142,50 @@ class DataPath:
         if not part:
             body.owned = False  # the store's now: removed when no version names it
         return result
+
+    def _copy(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], store: BucketStore, *, part: bool
+    ) -> Any:
+        """CopyObject and UploadPartCopy from a file-backed source: the bytes copied file to file."""
+        if part and not _valid_part_number(environ):
+            return self.app(environ, start_response)  # moto's InvalidArgument
+        source = self._copy_source(environ)
+        body = moto_ext.body_of(source) if source is not None else None
+        if body is None:  # no such source (moto's error), or one moto holds
+            return self.app(environ, start_response)
+        first, last = 0, body.size - 1
+        span = _copy_range(_header(environ, "x-amz-copy-source-range"), body.size) if part else None
+        if span is not None:
+            first, last = span
+        if last - first + 1 > MAX_SINGLE_UPLOAD:
+            raise S3Error(
+                400,
+                "InvalidRequest",
+                "The specified copy source is larger than the maximum allowable size for a copy source: 5368709120",
+            )
+        path = store.new_upload_path() if part else store.new_data_path()
+        copied = _write(path, body.read(first, last) if last >= first else iter(()), {})[0]
+        copied.owned = True
+        try:
+            self.streamed.offer(copied)
+            result = self.app(environ, start_response)
+        finally:
+            left = self.streamed.withdraw()
+            if left is not None:  # moto refused (a condition on the source, a missing upload)
+                left.reader().close()
+        if not part:
+            copied.owned = False
+        return result
+
+    def _copy_source(self, environ: dict[str, Any]) -> Any:
+        raw = _header(environ, "x-amz-copy-source") or ""
+        parsed = urllib.parse.urlparse(raw)
+        bucket, _, key = urllib.parse.unquote(parsed.path).lstrip("/").partition("/")
+        version = urllib.parse.parse_qs(parsed.query).get("versionId", [None])[0]
+        try:
+            return self.backend().get_object(bucket, key, version_id=version)
+        except Exception:  # moto answers with its error
+            return None
 
     def _assemble(
         self, parts: list[DiskBody], algorithm: str | None, checksum_type: str | None
@@ -231,21 +284,32 @@ class DataPath:
 
 
 # -- request bodies ----------------------------------------------------------------------------
-def _receive(environ: dict[str, Any], path: Path, *, durable: bool) -> tuple[DiskBody, dict[str, str], str]:
+def _receive(environ: dict[str, Any], path: Path) -> tuple[DiskBody, dict[str, str], str]:
     """Write the request body to ``path``; returns it (ETag, checksums), the checksums sent, its base64 MD5."""
     wanted = _wanted_algorithm(environ)
-    digests = {a: checksums.new(a) for a in ([wanted] if wanted else [])}
-    md5 = hashlib.md5(usedforsecurity=False)
     sent = {a: _header(environ, f"x-amz-checksum-{a.lower()}") for a in checksums.ALGORITHMS}
     sent = {a: v for a, v in sent.items() if v}
     stream = environ["wsgi.input"]
     chunked = "aws-chunked" in (_header(environ, "Content-Encoding") or "") or (
         _header(environ, "x-amz-content-sha256") or ""
     ).startswith("STREAMING-")
+    pieces = _aws_chunks(stream, sent) if chunked else _plain(stream, _length(environ))
+    body, md5_b64 = _write(path, pieces, {a: checksums.new(a) for a in ([wanted] if wanted else [])})
+    return body, sent, md5_b64
+
+
+def _write(path: Path, pieces: Iterator[bytes], digests: dict[str, checksums.Checksum]) -> tuple[DiskBody, str]:
+    """``pieces`` into a new file at ``path``, fsynced; the body (MD5 ETag, checksums) and its base64 MD5.
+
+    A writer thread puts the pieces on disk while this one reads and hashes the next ones
+    (both release the GIL): a write that the kernel throttles to the disk's speed then costs
+    no more than the hashing, and at most ``QUEUED`` pieces wait in memory.
+    """
+    md5 = hashlib.md5(usedforsecurity=False)
     size = 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    writer = _Writer(fd)
     try:
-        pieces = _aws_chunks(stream, sent) if chunked else _plain(stream, _length(environ))
         for piece in pieces:
             if size + len(piece) > MAX_SINGLE_UPLOAD:
                 raise S3Error(
@@ -255,23 +319,56 @@ def _receive(environ: dict[str, Any], path: Path, *, durable: bool) -> tuple[Dis
                     ProposedSize=size + len(piece),
                     MaxSizeAllowed=MAX_SINGLE_UPLOAD,
                 )
-            os.write(fd, piece)
+            writer.put(piece)
             md5.update(piece)
             for digest in digests.values():
                 digest.update(piece)
             size += len(piece)
-        if durable:
-            os.fsync(fd)
+        writer.finish()
+        os.fsync(fd)
     except BaseException:
+        writer.finish(failed=True)
         os.close(fd)
         path.unlink(missing_ok=True)
         raise
     os.close(fd)
-    if durable:
-        fsync_dir(path.parent)
+    fsync_dir(path.parent)
     body = DiskBody([(path, size)], md5.hexdigest())
     body.checksums = {a: checksums.b64(d.digest()) for a, d in digests.items()}
-    return body, sent, base64.b64encode(md5.digest()).decode()
+    return body, base64.b64encode(md5.digest()).decode()
+
+
+class _Writer:
+    QUEUED = 8
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUED)
+        self.error: OSError | None = None
+        self.thread = threading.Thread(target=self._drain, daemon=True, name="s3-writer")
+        self.thread.start()
+
+    def put(self, piece: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(piece)
+
+    def _drain(self) -> None:
+        while (piece := self.queue.get()) is not None:
+            if self.error is not None:
+                continue
+            view = memoryview(piece)
+            try:
+                while view:
+                    view = view[os.write(self.fd, view) :]
+            except OSError as exc:
+                self.error = exc
+
+    def finish(self, *, failed: bool = False) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and not failed:
+            raise self.error
 
 
 def _plain(stream: Any, length: int | None) -> Iterator[bytes]:
@@ -471,6 +568,20 @@ def _checksum_headers(headers: list[tuple[str, str]], key: Any, asked: bool) -> 
     if key.checksum_type:
         kept.append(("x-amz-checksum-type", key.checksum_type))
     return kept
+
+
+def _copy_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``x-amz-copy-source-range: bytes=first-last`` (both required, as S3 wants), None for the whole source."""
+    if not header or not header.startswith("bytes="):
+        return None
+    first_s, _, last_s = header.removeprefix("bytes=").partition("-")
+    try:
+        first, last = int(first_s), int(last_s)
+    except ValueError:
+        return None
+    if first > last or last >= size:
+        raise S3Error(400, "InvalidArgument", "Range specified is not valid for source object of size: " + str(size))
+    return first, last
 
 
 def _part_range(key: Any, number: str) -> tuple[int, int, str] | None:

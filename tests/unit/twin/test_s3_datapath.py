@@ -18,7 +18,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto.s3.models import s3_backends
+from moto.s3.models import FakeKey, s3_backends
 
 from mlops.twin import moto_ext
 from mlops.twin.gateway import Gateway
@@ -30,8 +30,15 @@ MB = 1024 * 1024
 
 
 @pytest.fixture
-def twin(tmp_path: Path) -> Iterator[tuple[S3Service, Any, str]]:
+def twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[S3Service, Any, str]]:
     s3_backends[ACCOUNT]["aws"].reset()
+    whole = FakeKey.value
+
+    def loaded(key: FakeKey) -> bytes:  # the data path never has moto load an object on disk whole
+        assert moto_ext.body_of(key) is None, f"moto loaded {key.name} whole"
+        return whole.fget(key)  # type: ignore[misc]
+
+    monkeypatch.setattr(FakeKey, "value", property(loaded, whole.fset))
     service = S3Service(tmp_path, lambda _e: None, account=ACCOUNT)
     service.start()
     gateway = Gateway(Principals(ACCOUNT))
@@ -209,3 +216,25 @@ def test_an_aws_chunked_body_with_a_trailing_checksum(twin: Any, good: bool) -> 
     got = s3.get_object(Bucket="bkt", Key="chunked", ChecksumMode="ENABLED")
     assert (got["Body"].read(), got["ChecksumCRC32"]) == (data, crc)
     assert "ContentEncoding" not in got  # aws-chunked is the transfer's, not the object's
+
+
+def test_copies_go_file_to_file(twin: Any) -> None:
+    service, s3, _ = twin
+    body = os.urandom(13 * MB)
+    source = s3.put_object(Bucket="bkt", Key="src", Body=body, ChecksumAlgorithm="CRC32")
+    s3.put_object(Bucket="bkt", Key="src", Body=b"newer")
+    copied = s3.copy_object(
+        Bucket="bkt", Key="one", CopySource={"Bucket": "bkt", "Key": "src", "VersionId": source["VersionId"]}
+    )
+    assert copied["CopyObjectResult"]["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+    config = TransferConfig(multipart_threshold=5 * MB, multipart_chunksize=5 * MB)
+    s3.copy({"Bucket": "bkt", "Key": "src", "VersionId": source["VersionId"]}, "bkt", "parts", Config=config)
+    for key in ("one", "parts"):
+        assert moto_ext.body_of(service.backend.get_object("bkt", key)) is not None
+        got = s3.get_object(Bucket="bkt", Key=key, ChecksumMode="ENABLED")
+        assert got["Body"].read() == body, key
+    assert s3.head_object(Bucket="bkt", Key="parts")["ETag"].endswith('-3"')
+    with pytest.raises(ClientError) as err:
+        s3.copy_object(Bucket="bkt", Key="x", CopySource={"Bucket": "bkt", "Key": "missing"})
+    assert _code(err)[0] == "NoSuchKey"
+    assert _data_bytes(service) == 3 * len(body) + len(b"newer")
