@@ -339,7 +339,7 @@ def _write(path: Path, pieces: Iterator[bytes], digests: dict[str, checksums.Che
 
 
 class _Writer:
-    QUEUED = 8
+    QUEUED = 4
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
