@@ -30,7 +30,7 @@ import os
 import queue
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -298,7 +298,7 @@ def _receive(environ: dict[str, Any], path: Path) -> tuple[DiskBody, dict[str, s
     return body, sent, md5_b64
 
 
-def _write(path: Path, pieces: Iterator[bytes], digests: dict[str, checksums.Checksum]) -> tuple[DiskBody, str]:
+def _write(path: Path, pieces: Iterable[bytes], digests: dict[str, checksums.Checksum]) -> tuple[DiskBody, str]:
     """``pieces`` into a new file at ``path``, fsynced; the body (MD5 ETag, checksums) and its base64 MD5.
 
     A writer thread puts the pieces on disk while this one reads and hashes the next ones

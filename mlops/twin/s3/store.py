@@ -47,20 +47,10 @@ class DiskBody:
                 yield path, lo - base, hi - lo + 1
             base += size
 
-    def read(self, start: int = 0, end: int | None = None, chunk: int = CHUNK) -> Iterator[bytes]:
-        end = self.size - 1 if end is None else end
-        for path, offset, length in self.ranges(start, end):
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                while length > 0:
-                    data = os.pread(fd, min(chunk, length), offset)
-                    if not data:
-                        raise OSError(f"{path} is shorter than recorded")
-                    offset += len(data)
-                    length -= len(data)
-                    yield data
-            finally:
-                os.close(fd)
+    def read(self, start: int = 0, end: int | None = None, chunk: int = CHUNK) -> RangeReader:
+        """Bytes ``start``..``end`` in chunks; the files are opened now, so a version deleted
+        meanwhile still reads whole (as S3 finishes a GET that started before a DELETE)."""
+        return RangeReader(self, start, self.size - 1 if end is None else end, chunk)
 
     def reader(self) -> BodyReader:
         return BodyReader(self)
@@ -68,6 +58,39 @@ class DiskBody:
     def adopt(self, files: list[tuple[Path, int]]) -> None:
         """The files moved (an upload's parts became an object's data): no longer this body's to remove."""
         self.files, self.owned = files, False
+
+
+class RangeReader:
+    """An iterable of a body's bytes over file descriptors opened up front; ``close()`` releases them
+    (WSGI servers call it when the response ends, complete or not)."""
+
+    def __init__(self, body: DiskBody, start: int, end: int, chunk: int) -> None:
+        self.chunk = chunk
+        self.pieces: list[tuple[int, int, int]] = []
+        try:
+            for path, offset, length in body.ranges(start, end):
+                self.pieces.append((os.open(path, os.O_RDONLY), offset, length))
+        except BaseException:
+            self.close()
+            raise
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for fd, offset, length in self.pieces:
+                while length > 0:
+                    data = os.pread(fd, min(self.chunk, length), offset)
+                    if not data:
+                        raise OSError(f"an object file is shorter than recorded (fd {fd})")
+                    offset += len(data)
+                    length -= len(data)
+                    yield data
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        pieces, self.pieces = self.pieces, []
+        for fd, _, _ in pieces:
+            os.close(fd)
 
 
 class BodyReader:

@@ -238,3 +238,14 @@ def test_copies_go_file_to_file(twin: Any) -> None:
         s3.copy_object(Bucket="bkt", Key="x", CopySource={"Bucket": "bkt", "Key": "missing"})
     assert _code(err)[0] == "NoSuchKey"
     assert _data_bytes(service) == 3 * len(body) + len(b"newer")
+
+
+def test_a_get_under_way_reads_whole_although_its_version_is_deleted(twin: Any) -> None:
+    service, s3, _ = twin
+    body = os.urandom(32 * MB)
+    version = s3.put_object(Bucket="bkt", Key="k", Body=body)["VersionId"]
+    stream = s3.get_object(Bucket="bkt", Key="k")["Body"]
+    first = stream.read(MB)
+    s3.delete_object(Bucket="bkt", Key="k", VersionId=version)
+    assert _data_bytes(service) == 0  # gone from the store at once
+    assert first + stream.read() == body
