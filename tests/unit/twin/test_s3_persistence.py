@@ -165,3 +165,22 @@ def test_a_kill_9_right_after_a_put_is_answered_loses_nothing(tmp_path: Path) ->
         assert s3.get_object(Bucket="incoming", Key="incoming/m/a.bin", VersionId=first)["Body"].read() == b"first"
     finally:
         service.stop()
+
+
+def test_objects_of_the_former_mirror_layout_are_taken_over(tmp_path: Path) -> None:
+    legacy = tmp_path / "s3" / "incoming" / "objects"
+    (legacy / "incoming" / "m").mkdir(parents=True)
+    (legacy / "incoming" / "m" / "data.csv").write_bytes(b"a,b\n1,2\n")
+    (legacy / "odd%20name.csv").write_bytes(b"odd")
+    service, s3 = _run(tmp_path, [])
+    try:
+        assert s3.get_object(Bucket="incoming", Key="incoming/m/data.csv")["Body"].read() == b"a,b\n1,2\n"
+        version = s3.get_object(Bucket="incoming", Key="odd name.csv")["VersionId"]
+    finally:
+        service.stop()
+    assert not [p for p in legacy.rglob("*") if p.is_file()]
+    service, s3 = _run(tmp_path, [])
+    try:
+        assert s3.get_object(Bucket="incoming", Key="odd name.csv")["VersionId"] == version  # now a stored version
+    finally:
+        service.stop()
