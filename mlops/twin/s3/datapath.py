@@ -430,9 +430,21 @@ class _Raw(io.RawIOBase):
 
 
 def _verify(body: DiskBody, sent: dict[str, str], md5_b64: str, md5_header: str | None) -> None:
-    if md5_header and md5_header != md5_b64:
-        raise S3Error(400, "BadDigest", "The Content-MD5 you specified did not match what we received.")
+    if md5_header:
+        expected = _b64_digest(md5_header, 16)
+        if expected is None:
+            raise S3Error(400, "InvalidDigest", "The Content-MD5 you specified was invalid.")
+        if md5_header != md5_b64:
+            raise S3Error(
+                400,
+                "BadDigest",
+                "The Content-MD5 you specified did not match what we received.",
+                ExpectedDigest=expected.hex(),
+                CalculatedDigest=md5_b64,
+            )
     for algorithm, value in sent.items():
+        if _b64_digest(value, len(checksums.of(algorithm, b""))) is None:
+            raise S3Error(400, "InvalidRequest", f"Value for x-amz-checksum-{algorithm.lower()} header is invalid.")
         computed = body.checksums.get(algorithm)
         if computed is None:  # a checksum sent without naming its algorithm: compute it now
             digest = checksums.new(algorithm)
@@ -441,6 +453,14 @@ def _verify(body: DiskBody, sent: dict[str, str], md5_b64: str, md5_header: str 
             computed = body.checksums[algorithm] = checksums.b64(digest.digest())
         if computed != value:
             raise S3Error(400, "BadDigest", f"The {algorithm} you specified did not match the calculated checksum.")
+
+
+def _b64_digest(value: str, size: int) -> bytes | None:
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+    return digest if len(digest) == size else None
 
 
 def _multipart_checksum(

@@ -94,6 +94,13 @@ def test_a_checksum_that_does_not_match_is_a_bad_digest_and_stores_nothing(twin:
     with pytest.raises(ClientError) as err:
         s3.put_object(Bucket="bkt", Key="k", Body=b"data", ContentMD5=base64.b64encode(b"0" * 16).decode())
     assert _code(err) == ("BadDigest", 400)
+    assert err.value.response["Error"]["CalculatedDigest"] == base64.b64encode(hashlib.md5(b"data").digest()).decode()
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="bkt", Key="k", Body=b"data", ContentMD5="not-md5")
+    assert _code(err) == ("InvalidDigest", 400)
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="bkt", Key="k", Body=b"data", ChecksumCRC32="x")
+    assert _code(err) == ("InvalidRequest", 400)
     assert "Versions" not in s3.list_object_versions(Bucket="bkt")
     assert _data_bytes(service) == 0
 
