@@ -33,6 +33,14 @@ from mlops.twin.s3.store import CHUNK, BucketStore
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 READS = {"GET", "HEAD", "OPTIONS"}
+# operations that change what a stored version record holds without changing the versions
+ABOUT_A_VERSION = {
+    "PutObjectTagging",
+    "DeleteObjectTagging",
+    "PutObjectAcl",
+    "PutObjectRetention",
+    "PutObjectLegalHold",
+}
 
 REASONS = {
     "s3:ObjectCreated:Put": "PutObject",
@@ -105,7 +113,7 @@ class S3Service:
 
     def _restore(self, bucket: str) -> int:
         """Every version of every key as it was stored; returns the number of keys."""
-        store = self._stores.get(bucket) or self._stores.setdefault(bucket, BucketStore(self.root / bucket))
+        store = self._stores.setdefault(bucket, BucketStore(self.root / bucket))
         moto_ext.track_versions(self.backend.get_bucket(bucket), self._changed)
         count = 0
         for key, records in store.stored():
@@ -136,6 +144,9 @@ class S3Service:
             self._request.changed = set()
             try:
                 result = app(environ, start_response)
+                labels = environ.get("mlops.twin.labels") or {}
+                if environ.get("mlops.twin.operation") in ABOUT_A_VERSION and labels.get("Key"):
+                    self._request.changed.add((labels.get("Bucket", ""), labels["Key"]))
                 for bucket, key in sorted(self._request.changed):
                     self.sync(bucket, key)
             finally:
@@ -162,7 +173,7 @@ class S3Service:
                 record = moto_ext.version_record(self.backend, version)
                 if not moto_ext.is_delete_marker(version):
                     body = moto_ext.body_of(version)
-                    if body is None:  # a value moto made in memory (CopyObject): to disk, and out of memory
+                    if body is None:  # a value moto holds (a POST upload, a copy of such): to disk, out of memory
                         body = store.write_data(_chunks(version))
                         moto_ext.attach_body(version, body)
                     record["files"] = [[path.name, size] for path, size in body.files]

@@ -184,3 +184,18 @@ def test_objects_of_the_former_mirror_layout_are_taken_over(tmp_path: Path) -> N
         assert s3.get_object(Bucket="incoming", Key="odd name.csv")["VersionId"] == version  # now a stored version
     finally:
         service.stop()
+
+
+def test_tags_set_after_the_upload_survive_a_restart(tmp_path: Path) -> None:
+    service, s3 = _run(tmp_path, [])
+    try:
+        version = s3.put_object(Bucket="incoming", Key="t.csv", Body=b"x", Tagging="stage=raw")["VersionId"]
+        s3.put_object_tagging(Bucket="incoming", Key="t.csv", Tagging={"TagSet": [{"Key": "stage", "Value": "done"}]})
+    finally:
+        service.stop()
+    service, s3 = _run(tmp_path, [])
+    try:
+        tags = s3.get_object_tagging(Bucket="incoming", Key="t.csv", VersionId=version)["TagSet"]
+        assert tags == [{"Key": "stage", "Value": "done"}]
+    finally:
+        service.stop()
