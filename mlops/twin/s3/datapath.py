@@ -121,7 +121,7 @@ class DataPath:
                 MaxSizeAllowed=MAX_SINGLE_UPLOAD,
             )
         path = store.new_upload_path() if part else store.new_data_path()
-        body, sent, md5_b64 = _receive(environ, path)  # durable before the 200, a part as an object
+        body, sent, md5_b64 = _receive(environ, path, name_durably=not part)
         body.owned = True  # until moto holds it
         try:
             _verify(body, sent, md5_b64, _header(environ, "Content-MD5"))
@@ -164,7 +164,7 @@ class DataPath:
                 "The specified copy source is larger than the maximum allowable size for a copy source: 5368709120",
             )
         path = store.new_upload_path() if part else store.new_data_path()
-        copied = _write(path, body.read(first, last) if last >= first else iter(()), {})[0]
+        copied = _write(path, body.read(first, last) if last >= first else iter(()), {}, name_durably=not part)[0]
         copied.owned = True
         try:
             self.streamed.offer(copied)
@@ -284,7 +284,7 @@ class DataPath:
 
 
 # -- request bodies ----------------------------------------------------------------------------
-def _receive(environ: dict[str, Any], path: Path) -> tuple[DiskBody, dict[str, str], str]:
+def _receive(environ: dict[str, Any], path: Path, *, name_durably: bool) -> tuple[DiskBody, dict[str, str], str]:
     """Write the request body to ``path``; returns it (ETag, checksums), the checksums sent, its base64 MD5."""
     wanted = _wanted_algorithm(environ)
     sent = {a: _header(environ, f"x-amz-checksum-{a.lower()}") for a in checksums.ALGORITHMS}
@@ -294,12 +294,19 @@ def _receive(environ: dict[str, Any], path: Path) -> tuple[DiskBody, dict[str, s
         _header(environ, "x-amz-content-sha256") or ""
     ).startswith("STREAMING-")
     pieces = _aws_chunks(stream, sent) if chunked else _plain(stream, _length(environ))
-    body, md5_b64 = _write(path, pieces, {a: checksums.new(a) for a in ([wanted] if wanted else [])})
+    digests = {a: checksums.new(a) for a in ([wanted] if wanted else [])}
+    body, md5_b64 = _write(path, pieces, digests, name_durably=name_durably)
     return body, sent, md5_b64
 
 
-def _write(path: Path, pieces: Iterable[bytes], digests: dict[str, checksums.Checksum]) -> tuple[DiskBody, str]:
+def _write(
+    path: Path, pieces: Iterable[bytes], digests: dict[str, checksums.Checksum], *, name_durably: bool
+) -> tuple[DiskBody, str]:
     """``pieces`` into a new file at ``path``, fsynced; the body (MD5 ETag, checksums) and its base64 MD5.
+
+    The data is always fsynced before the answer (a part's flush then overlaps the transfer of
+    the others); the file's name only when it is an object's (a part is renamed into ``data/``,
+    whose directory is fsynced then, and uploads in progress do not outlive the twin).
 
     A writer thread puts the pieces on disk while this one reads and hashes the next ones
     (both release the GIL): a write that the kernel throttles to the disk's speed then costs
@@ -332,7 +339,8 @@ def _write(path: Path, pieces: Iterable[bytes], digests: dict[str, checksums.Che
         path.unlink(missing_ok=True)
         raise
     os.close(fd)
-    fsync_dir(path.parent)
+    if name_durably:
+        fsync_dir(path.parent)
     body = DiskBody([(path, size)], md5.hexdigest())
     body.checksums = {a: checksums.b64(d.digest()) for a, d in digests.items()}
     return body, base64.b64encode(md5.digest()).decode()
