@@ -612,6 +612,47 @@ def models(
 
 
 @app.command()
+def datasets(
+    model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    workdir: Workdir = Path(".mlops"),
+    aws: AwsFlag = False,
+    profile: Profile = None,
+) -> None:
+    """What became of each uploaded dataset: validated, quarantined, queued, training, trained in run X,
+    failed, or superseded by a newer dataset."""
+    from mlops.services.fates import FATES_PREFIX, FateStore
+
+    platform = _platform(workdir, aws, profile)
+    s3, bucket = platform.client("s3"), platform.bucket("artifacts")
+    try:
+        if model:
+            names = [model]
+        else:
+            listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{FATES_PREFIX}/", Delimiter="/")
+            names = [p["Prefix"].split("/")[1] for p in listed.get("CommonPrefixes", [])]
+        fates = [(name, fate) for name in names for fate in FateStore(s3, bucket).list_fates(name)]
+    except (ClientError, BotoCoreError) as exc:
+        _fail(str(exc))
+        return
+    table = Table(show_header=True, header_style="bold")
+    for col in ("model", "dataset version", "fate", "runs", "source", "updated", "detail"):
+        table.add_column(col)
+    colours = {"trained": "green", "quarantined": "red", "failed": "red", "superseded": "dim"}
+    for name, fate in fates:
+        source = fate.get("source") if isinstance(fate.get("source"), dict) else {}
+        table.add_row(
+            name,
+            str(fate.get("dataset_version", "")),
+            f"[{colours.get(fate.get('state', ''), 'yellow')}]{fate.get('state', '')}[/]",
+            ", ".join(str(r.get("run_id", r)) if isinstance(r, dict) else str(r) for r in fate.get("runs", [])),
+            str(source.get("uri", "")),
+            str(fate.get("updated_at", ""))[:19],
+            str(fate.get("detail", ""))[:100],
+        )
+    console.print(table if fates else "no datasets recorded" + (f" for {model}" if model else ""))
+
+
+@app.command()
 def lineage(
     package: Annotated[str, typer.Argument(help="MODEL or MODEL:VERSION (default: newest).")],
     workdir: Workdir = Path(".mlops"),
