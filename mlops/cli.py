@@ -346,7 +346,7 @@ def _demo(demo: Any, workdir: Path, cdk_out: Path, port: int, rows: int, time_sc
     console.rule("[bold]3. upload to S3 (what a data scientist or a job does)")
     incoming = platform.bucket("incoming")
     keys = {}
-    since = datetime.now(UTC)
+    since = datetime.now(UTC)  # execution dates are wall-clock times
     for variant, path in files.items():
         keys[variant] = f"incoming/{model}/{path.name}"
         s3.upload_file(str(path), incoming, keys[variant])
@@ -413,7 +413,7 @@ def _demo(demo: Any, workdir: Path, cdk_out: Path, port: int, rows: int, time_sc
     )
     story.wait_for_calm(generate(model, "good", 2000, seed=100 + run))
     story.wait_for_cooldown()
-    since = datetime.now(UTC)
+    since = datetime.now(UTC)  # execution dates are wall-clock times
     drifted = generate(model, "drifted", 3000, seed=7 + run)
     story.send_labelled(drifted.iloc[:300], f"drift-run{run}-{stamp}")
     retrain, redeploy = story.drift(drifted.iloc[300:], since)
@@ -423,7 +423,7 @@ def _demo(demo: Any, workdir: Path, cdk_out: Path, port: int, rows: int, time_sc
 
     console.rule("[bold]10. summary")
     models(model, workdir=workdir, aws=False, profile=None)
-    console.print(demo.AlarmHistory(platform, model, results["good"].started).table())
+    console.print(demo.AlarmHistory(platform, model, story.began).table())
     console.print(times.table())
     console.print(f"endpoint [bold]{model}[/] now serves version {story.serving()}")
     console.rule("[bold]where everything is")

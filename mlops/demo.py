@@ -36,7 +36,7 @@ from rich.table import Table
 
 from mlops.config import ModelConfig
 from mlops.core.capture import GROUND_TRUTH_PREFIX
-from mlops.naming import alarm_name, endpoint_name
+from mlops.naming import ALARM_KINDS, alarm_name, endpoint_name
 from mlops.platform import Platform
 from mlops.twin import control
 
@@ -200,6 +200,7 @@ class Story:
         self.config = config
         self.model = config.name
         self.timeout_s = timeout_s
+        self.began = self.now()
 
     # -- what came before ------------------------------------------------------------------
     def versions(self) -> list[dict[str, Any]]:
@@ -213,6 +214,11 @@ class Story:
 
     def serving(self) -> str | None:
         return serving_version(self.platform, endpoint_name(self.model))
+
+    def now(self) -> datetime:
+        """The twin's time, which alarm and metric times are on (ahead of the wall clock);
+        execution dates are wall-clock times."""
+        return datetime.fromtimestamp(control.twin_now(self.handle.workdir), UTC)
 
     # -- validation --------------------------------------------------------------------------
     def validations(self, keys: dict[str, str], since: datetime) -> dict[str, Run]:
@@ -351,7 +357,7 @@ class Story:
         features = feature_frame(drifted, self.config)
         trainings = Executions(self.platform, "training", since)
         deploys = Executions(self.platform, "deploy", since)
-        history = AlarmHistory(self.platform, self.model, since)
+        history = AlarmHistory(self.platform, self.model, self.now())
         notes = Notifications(self.handle.workdir)
         retrain: Run | None = None
         sent = 0
@@ -433,9 +439,15 @@ class AlarmHistory:
         self._seen: set[str] = set()
 
     def items(self) -> list[dict[str, Any]]:
-        found = self.platform.client("cloudwatch").describe_alarm_history(
-            AlarmNamePrefix=f"mlops-{self.model}-", HistoryItemType="StateUpdate", StartDate=self.since, MaxRecords=100
-        )["AlarmHistoryItems"]
+        cloudwatch = self.platform.client("cloudwatch")
+        found = [
+            item
+            for kind in ALARM_KINDS  # DescribeAlarmHistory takes one alarm name (or none), no prefix
+            for item in cloudwatch.describe_alarm_history(
+                AlarmName=alarm_name(self.model, kind), HistoryItemType="StateUpdate", StartDate=self.since,
+                MaxRecords=100,
+            )["AlarmHistoryItems"]
+        ]  # fmt: skip
         return sorted(found, key=lambda i: i["Timestamp"])
 
     def new(self) -> list[str]:
