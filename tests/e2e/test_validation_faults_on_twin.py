@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,20 +51,65 @@ def _workers_of(function: str) -> list[int]:
 class WorkerKiller(threading.Thread):
     """Kills every worker of one function, as soon as it appears, until stopped."""
 
-    def __init__(self, function: str) -> None:
+    def __init__(self, function: str, limit: int | None = None, when: Callable[[], bool] = lambda: True) -> None:
         super().__init__(daemon=True, name=f"kill-{function}")
         self.function = function
+        self.limit = limit
+        self.when = when
         self.killed: set[int] = set()
         self.done = threading.Event()
 
     def run(self) -> None:
-        while not self.done.wait(0.005):
+        while not self.done.wait(0.005) and (self.limit is None or len(self.killed) < self.limit):
+            if not self.when():
+                continue
             for pid in _workers_of(self.function):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     continue
                 self.killed.add(pid)
+
+
+def _validating(twin: control.TwinHandle, key: str) -> bool:
+    """The execution for ``key`` has invoked the validate function and not heard back yet."""
+    for execution in control.load_executions(twin.workdir, "Validation"):
+        if key in json.dumps(execution.get("input")):
+            types = [e["type"] for e in execution.get("history") or []]
+            return "TaskStarted" in types and types[-1] == "TaskStarted"
+    return False
+
+
+def test_a_validate_worker_killed_once_is_retried_and_validates_once(twin: control.TwinHandle, tmp_path: Path) -> None:
+    key = f"incoming/{MODEL}/killed-once.csv"
+    # killed while it validates (an idle worker that dies is replaced before the next invoke, as in AWS)
+    killer = WorkerKiller(_output(twin, "ValidationFunctionName"), limit=1, when=lambda: _validating(twin, key))
+    killer.start()
+    try:
+        path = write_csv(generate(MODEL, "good", 100_000, seed=22), tmp_path / "killed-once.csv")
+        s3 = twin.client()
+        s3.put_object(Bucket=twin.bucket("incoming"), Key=key, Body=path.read_bytes())
+        (execution,) = control.wait_for_executions(twin.workdir, key, machine="Validation", timeout_s=240)
+    finally:
+        killer.done.set()
+        killer.join()
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    failures = [e["taskFailedEventDetails"]["error"] for e in execution["history"] if e["type"] == "TaskFailed"]
+    assert failures == ["Runtime.ExitError"]
+    assert entered_states(execution["history"]) == [
+        "ValidateDataset",
+        "DatasetPassed?",
+        "PublishDatasetValidated",
+        "ValidationPassed",
+    ]
+    version = execution["output"]["dataset_version"]
+    validated = [o["Key"] for o in s3.list_objects_v2(Bucket=twin.bucket("validated")).get("Contents", [])]
+    assert sorted(validated) == [
+        f"validated/{MODEL}/{version}/{name}" for name in ("data.csv", "manifest.json", "profile.json")
+    ]
+    fate = FateStore(s3, twin.bucket("artifacts")).get(MODEL, version)
+    assert fate is not None and fate["state"] in (Fate.VALIDATED, Fate.QUEUED, Fate.TRAINING, Fate.TRAINED)
+    assert not [n for n in _notifications(twin) if key in n["message"]]
 
 
 def test_a_validate_worker_killed_on_every_attempt_leaves_a_report_and_a_notification(
