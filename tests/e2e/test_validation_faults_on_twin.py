@@ -1,10 +1,12 @@
-"""A validate Lambda whose worker is killed on every attempt (issue 9, item 4), on the twin.
+"""Validate Lambda workers killed with SIGKILL (issue 9, item 4), on the twin.
 
-The worker processes of the validate function are killed with SIGKILL as soon as they appear,
-so every attempt ends ``Runtime.ExitError``. The state machine retries, then records the
-error: the execution fails with the cause, the object is quarantined with an error report,
-its fate is ``errored``, and the notification topic gets a message. Run apart with
-``pytest -m faults``.
+- killed once while validating: the state machine retries and the dataset validates once;
+- killed on every attempt: after the retries the error is recorded: the execution fails with
+  the cause, the object is quarantined with an error report, its fate is ``errored`` and the
+  notification topic gets a message;
+- the record step killed too: the notification still goes out, the object stays in incoming.
+
+Run apart with ``pytest -m faults``.
 """
 
 from __future__ import annotations
@@ -179,3 +181,34 @@ def _notifications(twin: control.TwinHandle) -> list[dict[str, Any]]:
     """What the twin's SNS would have sent (it keeps every published message)."""
     path = twin.workdir / "notifications.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def test_when_recording_the_error_fails_too_the_notification_still_goes_out(
+    twin: control.TwinHandle, tmp_path: Path
+) -> None:
+    killers = [
+        WorkerKiller(_output(twin, name)) for name in ("ValidationFunctionName", "RecordValidationErrorFunctionName")
+    ]
+    for killer in killers:
+        killer.start()
+    key = f"incoming/{MODEL}/nothing-works.csv"
+    try:
+        path = write_csv(generate(MODEL, "good", 2_000, seed=23), tmp_path / "nothing-works.csv")
+        s3 = twin.client()
+        s3.put_object(Bucket=twin.bucket("incoming"), Key=key, Body=path.read_bytes())
+        (execution,) = control.wait_for_executions(twin.workdir, key, machine="Validation", timeout_s=240)
+    finally:
+        for killer in killers:
+            killer.done.set()
+            killer.join()
+    assert execution["status"] == "FAILED" and execution["error"] == "Runtime.ExitError"
+    assert entered_states(execution["history"]) == [
+        "ValidateDataset",
+        "RecordValidationError",
+        "ErrorNotRecorded",
+        "PublishValidationErrored",
+        "ValidationErrored",
+    ]
+    (note,) = [n for n in _notifications(twin) if key in n["message"]]
+    assert "recording the error failed too (Runtime.ExitError)" in note["message"]
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=twin.bucket("incoming"), Prefix=key)["Contents"]] == [key]
