@@ -16,7 +16,7 @@
            (if that fails too: ErrorNotRecorded, what is known of the object)
         -> PublishValidationErrored ("Dataset Validation Errored", forwarded to SNS by MlopsServing)
         -> ValidationErrored (the validate step's error and cause)
-      CheckCommit failed after its retries -> ValidationErrored
+      CheckCommit failed after its retries -> CommitCheckErrored -> PublishValidationErrored -> ValidationErrored
 
 Retries: Lambda service errors 6 times with backoff; a crashed worker (``Runtime.ExitError``,
 ``Lambda.Unknown``) twice; a timeout or out-of-memory once, since those tend to repeat.
@@ -268,8 +268,12 @@ class ValidationStack(cdk.Stack):
         task.add_catch(errored, errors=[sfn.Errors.ALL], result_path="$.error")
         return task
 
-    def _error_trail(self, errored: sfn.Fail) -> sfn.IChainable:
-        """After the validate step failed for good: record it, tell people, then fail with its cause."""
+    def _error_trail(self, errored: sfn.Fail) -> tuple[sfn.IChainable, sfn.IChainable]:
+        """After a step failed for good: record it, tell people, then fail with its cause.
+
+        Returns where a failed ValidateDataset goes (record, publish) and where a failed
+        CheckCommit goes (publish: it has no object to record, and its parts stay in place).
+        """
         publish = tasks.EventBridgePutEvents(
             self,
             "PublishValidationErrored",
@@ -326,7 +330,27 @@ class ValidationStack(cdk.Stack):
             backoff_rate=3,
         )
         record.add_catch(not_recorded, errors=[sfn.Errors.ALL], result_path="$.record_error")
-        return record.next(publish)
+        check_failed = sfn.Pass(
+            self,
+            "CommitCheckErrored",
+            parameters={
+                "result": {
+                    "status": "errored",
+                    "summary": sfn.JsonPath.format(
+                        "ERRORED: checking the commit marker of s3://{}/{} could not complete: {}; "
+                        "its part files were left in place",
+                        sfn.JsonPath.string_at("$.bucket"),
+                        sfn.JsonPath.string_at("$.dataset_prefix"),
+                        sfn.JsonPath.string_at("$.error.Error"),
+                    ),
+                    "error": sfn.JsonPath.string_at("$.error.Error"),
+                    "model": sfn.JsonPath.string_at("$.model"),
+                    "dataset_prefix": sfn.JsonPath.string_at("$.dataset_prefix"),
+                }
+            },
+            result_path="$.recorded",
+        )
+        return record.next(publish), check_failed.next(publish)
 
     def _commit_watch(self, errored: sfn.IChainable) -> sfn.IChainable:
         """A part file's execution: wait for the folder's commit marker, then report if none came."""
@@ -346,7 +370,8 @@ class ValidationStack(cdk.Stack):
 
     def _state_machine(self) -> sfn.StateMachine:
         errored = sfn.Fail(self, "ValidationErrored", error_path="$.error.Error", cause_path="$.error.Cause")
-        validate = self._invoke("ValidateDataset", PAYLOAD, self._error_trail(errored))
+        validate_failed, check_failed = self._error_trail(errored)
+        validate = self._invoke("ValidateDataset", PAYLOAD, validate_failed)
 
         publish = tasks.EventBridgePutEvents(
             self,
@@ -369,7 +394,7 @@ class ValidationStack(cdk.Stack):
                 sfn.Condition.string_equals("$.status", "passed"),
                 publish.next(sfn.Succeed(self, "ValidationPassed")),
             )
-            .when(sfn.Condition.string_equals("$.status", "waiting"), self._commit_watch(errored))
+            .when(sfn.Condition.string_equals("$.status", "waiting"), self._commit_watch(check_failed))
             .when(sfn.Condition.string_equals("$.status", "ignored"), sfn.Succeed(self, "NotADataFile"))
             .otherwise(rejected)
         )

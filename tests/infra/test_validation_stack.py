@@ -156,6 +156,7 @@ def test_definition_states(definition: dict[str, Any]) -> None:
         "NotADataFile": "Succeed",
         "RecordValidationError": "Task",
         "ErrorNotRecorded": "Pass",
+        "CommitCheckErrored": "Pass",
         "PublishValidationErrored": "Task",
     }
 
@@ -301,7 +302,11 @@ def test_part_files_wait_for_the_commit_marker_then_check_it(definition: dict[st
         "dataset_prefix.$": "$.dataset_prefix",
         "model.$": "$.model",
     }
-    assert check["Catch"][0]["Next"] == "ValidationErrored"
+    assert check["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "CommitCheckErrored"}]
+    # no object to record (the parts stay in place): told, then failed with the cause
+    errored = states["CommitCheckErrored"]
+    assert errored["ResultPath"] == "$.recorded" and errored["Next"] == "PublishValidationErrored"
+    assert errored["Parameters"]["result"]["dataset_prefix.$"] == "$.dataset_prefix"
     assert states["CommitArrived?"]["Choices"] == [
         {"Variable": "$.status", "StringEquals": "committed", "Next": "DatasetCommitted"}
     ]
