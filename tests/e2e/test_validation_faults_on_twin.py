@@ -4,7 +4,8 @@
 - killed on every attempt: after the retries the error is recorded: the execution fails with
   the cause, the object is quarantined with an error report, its fate is ``errored`` and the
   notification topic gets a message;
-- the record step killed too: the notification still goes out, the object stays in incoming.
+- the record step killed too: the notification still goes out, the object stays in incoming;
+- killed while it checks a dataset folder's commit marker: notified, the parts stay in place.
 
 Run apart with ``pytest -m faults``.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from examples.generate_data import generate, write_csv
+from examples.generate_data import generate, write_csv, write_parts
 from mlops.services.fates import Fate, FateStore
 from mlops.twin import control
 from mlops.twin.stepfunctions.asl.history import entered_states
@@ -71,6 +72,13 @@ class WorkerKiller(threading.Thread):
                 except ProcessLookupError:
                     continue
                 self.killed.add(pid)
+
+
+def _entered(twin: control.TwinHandle, mentions: str, state: str) -> bool:
+    for execution in control.load_executions(twin.workdir, "Validation"):
+        if mentions in json.dumps(execution.get("input")) and state in entered_states(execution.get("history") or []):
+            return True
+    return False
 
 
 def _validating(twin: control.TwinHandle, key: str) -> bool:
@@ -212,3 +220,31 @@ def test_when_recording_the_error_fails_too_the_notification_still_goes_out(
     (note,) = [n for n in _notifications(twin) if key in n["message"]]
     assert "recording the error failed too (Runtime.ExitError)" in note["message"]
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=twin.bucket("incoming"), Prefix=key)["Contents"]] == [key]
+
+
+def test_a_commit_check_killed_on_every_attempt_is_notified(twin: control.TwinHandle, tmp_path: Path) -> None:
+    prefix = f"incoming/{MODEL}/killed-folder/"
+    part, _marker = write_parts(generate(MODEL, "good", 600, seed=24), tmp_path / "folder", 1)  # no marker sent
+    killer = WorkerKiller(
+        _output(twin, "ValidationFunctionName"), when=lambda: _entered(twin, prefix, "WaitForCommitMarker")
+    )
+    killer.start()
+    try:
+        s3 = twin.client()
+        s3.upload_file(str(part), twin.bucket("incoming"), prefix + part.name)
+        (execution,) = control.wait_for_executions(twin.workdir, prefix, machine="Validation", timeout_s=240)
+    finally:
+        killer.done.set()
+        killer.join()
+    assert execution["status"] == "FAILED" and execution["error"] == "Runtime.ExitError"
+    assert entered_states(execution["history"])[-4:] == [
+        "CheckCommit",
+        "CommitCheckErrored",
+        "PublishValidationErrored",
+        "ValidationErrored",
+    ]
+    (note,) = [n for n in _notifications(twin) if prefix in n["message"]]
+    assert "checking the commit marker" in note["message"] and "left in place" in note["message"]
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=twin.bucket("incoming"), Prefix=prefix)["Contents"]] == [
+        prefix + part.name
+    ]
