@@ -36,17 +36,20 @@ def _output(handle: control.TwinHandle, name: str) -> str:
     return str(value)
 
 
-def _workers_of(function: str) -> list[int]:
-    """The twin's Lambda worker processes running ``function`` (by the environment Lambda gives them)."""
+def _workers_of(twin_pid: int, function: str) -> list[int]:
+    """This twin's Lambda worker processes running ``function`` (children of its daemon, found by the
+    environment Lambda gives them): other twins on the machine (tests in parallel) run the same names."""
     found = []
     wanted = f"AWS_LAMBDA_FUNCTION_NAME={function}".encode()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
+            if int(proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]) != twin_pid:
+                continue
             if b"worker.py" in proc.joinpath("cmdline").read_bytes() and wanted in proc.joinpath(
                 "environ"
             ).read_bytes().split(b"\0"):
                 found.append(int(proc.name))
-        except OSError:
+        except (OSError, ValueError, IndexError):
             continue
     return found
 
@@ -54,8 +57,11 @@ def _workers_of(function: str) -> list[int]:
 class WorkerKiller(threading.Thread):
     """Kills every worker of one function, as soon as it appears, until stopped."""
 
-    def __init__(self, function: str, limit: int | None = None, when: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self, twin: control.TwinHandle, function: str, limit: int | None = None, when: Callable[[], bool] = lambda: True
+    ) -> None:
         super().__init__(daemon=True, name=f"kill-{function}")
+        self.twin_pid = int(twin.state["pid"])
         self.function = function
         self.limit = limit
         self.when = when
@@ -66,7 +72,7 @@ class WorkerKiller(threading.Thread):
         while not self.done.wait(0.005) and (self.limit is None or len(self.killed) < self.limit):
             if not self.when():
                 continue
-            for pid in _workers_of(self.function):
+            for pid in _workers_of(self.twin_pid, self.function):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -93,7 +99,7 @@ def _validating(twin: control.TwinHandle, key: str) -> bool:
 def test_a_validate_worker_killed_once_is_retried_and_validates_once(twin: control.TwinHandle, tmp_path: Path) -> None:
     key = f"incoming/{MODEL}/killed-once.csv"
     # killed while it validates (an idle worker that dies is replaced before the next invoke, as in AWS)
-    killer = WorkerKiller(_output(twin, "ValidationFunctionName"), limit=1, when=lambda: _validating(twin, key))
+    killer = WorkerKiller(twin, _output(twin, "ValidationFunctionName"), limit=1, when=lambda: _validating(twin, key))
     killer.start()
     try:
         path = write_csv(generate(MODEL, "good", 100_000, seed=22), tmp_path / "killed-once.csv")
@@ -125,7 +131,7 @@ def test_a_validate_worker_killed_once_is_retried_and_validates_once(twin: contr
 def test_a_validate_worker_killed_on_every_attempt_leaves_a_report_and_a_notification(
     twin: control.TwinHandle, tmp_path: Path
 ) -> None:
-    killer = WorkerKiller(_output(twin, "ValidationFunctionName"))
+    killer = WorkerKiller(twin, _output(twin, "ValidationFunctionName"))
     killer.start()
     key = f"incoming/{MODEL}/killed.csv"
     try:
@@ -195,7 +201,8 @@ def test_when_recording_the_error_fails_too_the_notification_still_goes_out(
     twin: control.TwinHandle, tmp_path: Path
 ) -> None:
     killers = [
-        WorkerKiller(_output(twin, name)) for name in ("ValidationFunctionName", "RecordValidationErrorFunctionName")
+        WorkerKiller(twin, _output(twin, name))
+        for name in ("ValidationFunctionName", "RecordValidationErrorFunctionName")
     ]
     for killer in killers:
         killer.start()
@@ -226,7 +233,7 @@ def test_a_commit_check_killed_on_every_attempt_is_notified(twin: control.TwinHa
     prefix = f"incoming/{MODEL}/killed-folder/"
     part, _marker = write_parts(generate(MODEL, "good", 600, seed=24), tmp_path / "folder", 1)  # no marker sent
     killer = WorkerKiller(
-        _output(twin, "ValidationFunctionName"), when=lambda: _entered(twin, prefix, "WaitForCommitMarker")
+        twin, _output(twin, "ValidationFunctionName"), when=lambda: _entered(twin, prefix, "WaitForCommitMarker")
     )
     killer.start()
     try:
