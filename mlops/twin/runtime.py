@@ -44,6 +44,7 @@ from mlops.twin.sagemaker.jobs import JobRunner
 from mlops.twin.sagemaker.registry import Registry
 from mlops.twin.sagemaker.runtime_api import RuntimeApi
 from mlops.twin.sagemaker.serving import CaptureWriter, EndpointRuntime
+from mlops.twin.sagemaker.state import ControlPlaneState
 from mlops.twin.sns.api import SnsApi
 from mlops.twin.sns.topics import Notifications
 from mlops.twin.stepfunctions.api import StepFunctionsApi
@@ -142,6 +143,10 @@ class Twin:
         self.endpoints: EndpointManager | None = None
         self.notifications = Notifications(self.workdir / "notifications.jsonl")
         self.registry = Registry(self.assembly.account, self.assembly.region, self.emit)
+        # registry, models, endpoint configs, endpoints and jobs: durable in <workdir>/sagemaker/
+        self.sagemaker_state = ControlPlaneState(
+            self.workdir / "sagemaker", self.assembly.account, self.assembly.region
+        )
         self.jobs: JobRunner | None = None
         self.functions: dict[str, LambdaRuntime] = {}
         self.report = StartReport()
@@ -152,10 +157,11 @@ class Twin:
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> StartReport:
         self._reset_moto()
+        self.sagemaker_state.restore()  # before any request is served
         self.s3.start()
         self.gateway.mount_wsgi("s3", self.s3.app)
         # moto keeps the SageMaker control plane's and Application Auto Scaling's records
-        self.gateway.mount_wsgi("sagemaker", create_backend_app("sagemaker"))
+        self.gateway.mount_wsgi("sagemaker", self.sagemaker_state.wsgi(create_backend_app("sagemaker")))
         self.gateway.mount_wsgi("application-autoscaling", create_backend_app("application-autoscaling"))
         self.gateway.mount_wsgi("sagemaker-runtime", RuntimeApi(self.endpoint_runtime))
         self.gateway.mount_api(CloudFormationApi(self.assembly))
@@ -187,6 +193,7 @@ class Twin:
             self.assembly.account,
             self.assembly.region,
             s3_as=lambda role: self.client("s3", role),  # a job reads and writes S3 as its RoleArn
+            record=self.sagemaker_state.record_job,
         )
         self.endpoints = EndpointManager(
             account=self.assembly.account,
@@ -198,8 +205,10 @@ class Twin:
             workdir=self.workdir,
             time_scale=self.clock.time_scale,
             clock=self.clock.now,
+            on_change=self.sagemaker_state.save,
         )
         self.endpoints.install()
+        self.endpoints.resume()  # endpoints restored from the work dir serve again (and the state is written)
         for res in self.assembly.resources("AWS::CloudWatch::Alarm"):
             self._create_alarm(res)
         self.notifications.install(self.assembly)

@@ -1,0 +1,130 @@
+"""The SageMaker control plane's records, durable in ``<workdir>/sagemaker/control-plane.pickle``.
+
+moto keeps the records (model package groups and packages, models, endpoint configs,
+endpoints, the jobs the twin ran) in dicts on its backend. After every change the twin
+writes a snapshot of those dicts, and restores it when it starts, before any request is
+served.
+
+Why a pickle of moto's dicts rather than a JSON record of each object: moto's record
+classes carry dozens of attributes (ARNs, versions, times, tags, nested specs) that its
+Describe/List responses read; a JSON schema of our own would copy each class and drift
+from it with every moto release, while a pickle keeps every attribute as moto wrote it.
+moto is pinned (:mod:`mlops.twin.moto_ext`); a snapshot that no longer loads is set aside
+with a warning, never half applied. The files are the user's own work dir, so unpickling
+them trusts nothing it should not.
+
+Written atomically: the snapshot goes to a temporary file, is fsynced, then renamed over
+the previous one (and the directory fsynced), so a kill -9 at any moment leaves either
+the previous snapshot or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from moto.sagemaker.models import sagemaker_backends
+
+from mlops.twin import moto_ext
+
+log = logging.getLogger("mlops.twin.sagemaker.state")
+
+FILE = "control-plane.pickle"
+FORMAT = 1  # bumped when what is written changes shape
+# API actions that only read: every other action may have changed a record
+READ_PREFIXES = ("Describe", "List", "Search", "Get", "Query", "BatchDescribe", "BatchGet")
+# a job's process does not outlive the twin (JobRunner.stop_all, or the kill that ended it)
+JOB_INTERRUPTED = "InternalServerError: the twin stopped while the job was running; the job's process ended with it"
+
+
+class ControlPlaneState:
+    def __init__(self, root: Path, account: str, region: str) -> None:
+        self.root = Path(root)
+        self.path = self.root / FILE
+        self.account = account
+        self.region = region
+        self._lock = threading.Lock()
+
+    @property
+    def backend(self) -> Any:
+        return sagemaker_backends[self.account][self.region]
+
+    def _records(self) -> dict[str, Any]:
+        """The backend's record collections (every dict it holds; its settings and methods are not state)."""
+        return {name: value for name, value in vars(self.backend).items() if isinstance(value, dict)}
+
+    # -- write ----------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write the snapshot now. Safe from any thread: writes are serialized and each is whole."""
+        with self._lock:
+            data = self._dumps()
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with tmp.open("wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # the rename itself survives a crash of the machine
+            finally:
+                os.close(fd)
+
+    def _dumps(self) -> bytes:
+        # Another request may add a record while this one pickles: retry (its own save follows anyway).
+        for attempt in range(20):
+            try:
+                return pickle.dumps({"format": FORMAT, "records": self._records()}, protocol=pickle.HIGHEST_PROTOCOL)
+            except RuntimeError:  # "dictionary changed size during iteration"
+                if attempt == 19:
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- read -----------------------------------------------------------------------------
+    def restore(self) -> bool:
+        """Load the last snapshot into the (empty) backend; False when there is none to load."""
+        self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)  # a write cut short: never renamed
+        if not self.path.is_file():
+            return False
+        try:
+            snapshot = pickle.loads(self.path.read_bytes())
+            if snapshot.get("format") != FORMAT:
+                raise ValueError(f"format {snapshot.get('format')!r}, expected {FORMAT}")
+            records = dict(snapshot["records"])
+        except Exception as exc:  # unreadable: keep it for inspection, start empty rather than half restored
+            aside = self.path.with_name(self.path.name + ".unreadable")
+            os.replace(self.path, aside)
+            log.warning("SageMaker state %s could not be read (%s): moved to %s, starting empty", self.path, exc, aside)
+            return False
+        backend = self.backend
+        for name, value in records.items():
+            if isinstance(getattr(backend, name, None), dict):
+                setattr(backend, name, value)
+        for job in [*backend.training_jobs.values(), *backend.processing_jobs.values()]:
+            if isinstance(job, moto_ext.RecordedJob) and job.status in ("InProgress", "Stopping"):
+                job.fail(JOB_INTERRUPTED)
+        return True
+
+    def record_job(self, describe: dict[str, Any]) -> None:
+        """Keep a job's Describe*Job response (JobRunner's ``record``) and write the snapshot."""
+        moto_ext.record_job(self.backend, describe)
+        self.save()
+
+    # -- when to write ----------------------------------------------------------------------
+    def wsgi(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+        """``app`` (moto's SageMaker API) writing the snapshot after every request that is not a read."""
+
+        def persisted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            action = str(environ.get("HTTP_X_AMZ_TARGET", "")).rpartition(".")[2]
+            body = list(app(environ, start_response))  # moto answers whole; the change is made once this returns
+            if action and not action.startswith(READ_PREFIXES):
+                self.save()
+            return body
+
+        return persisted
