@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from moto.applicationautoscaling.models import applicationautoscaling_backends
 from moto.s3.models import s3_backends
 from moto.sagemaker.models import sagemaker_backends
 from moto.server import create_backend_app
@@ -44,7 +45,7 @@ from mlops.twin.sagemaker.jobs import JobRunner
 from mlops.twin.sagemaker.registry import Registry
 from mlops.twin.sagemaker.runtime_api import RuntimeApi
 from mlops.twin.sagemaker.serving import CaptureWriter, EndpointRuntime
-from mlops.twin.sagemaker.state import ControlPlaneState
+from mlops.twin.sagemaker.state import ControlPlaneState, MotoRecords
 from mlops.twin.sns.api import SnsApi
 from mlops.twin.sns.topics import Notifications
 from mlops.twin.stepfunctions.api import StepFunctionsApi
@@ -147,6 +148,10 @@ class Twin:
         self.sagemaker_state = ControlPlaneState(
             self.workdir / "sagemaker", self.assembly.account, self.assembly.region
         )
+        self.autoscaling_state = MotoRecords(  # the endpoints' scalable targets and scaling policies
+            self.workdir / "sagemaker" / "application-autoscaling.pickle",
+            lambda: applicationautoscaling_backends[self.assembly.account][self.assembly.region],
+        )
         self.jobs: JobRunner | None = None
         self.functions: dict[str, LambdaRuntime] = {}
         self.report = StartReport()
@@ -158,11 +163,14 @@ class Twin:
     def start(self) -> StartReport:
         self._reset_moto()
         self.sagemaker_state.restore()  # before any request is served
+        self.autoscaling_state.restore()
         self.s3.start()
         self.gateway.mount_wsgi("s3", self.s3.app)
         # moto keeps the SageMaker control plane's and Application Auto Scaling's records
         self.gateway.mount_wsgi("sagemaker", self.sagemaker_state.wsgi(create_backend_app("sagemaker")))
-        self.gateway.mount_wsgi("application-autoscaling", create_backend_app("application-autoscaling"))
+        self.gateway.mount_wsgi(
+            "application-autoscaling", self.autoscaling_state.wsgi(create_backend_app("application-autoscaling"))
+        )
         self.gateway.mount_wsgi("sagemaker-runtime", RuntimeApi(self.endpoint_runtime))
         self.gateway.mount_api(CloudFormationApi(self.assembly))
         self.gateway.mount_api(StepFunctionsApi(self.stepfunctions))
@@ -236,13 +244,14 @@ class Twin:
         return self.report
 
     def _reset_moto(self) -> None:
-        """Start from empty S3 and SageMaker backends (objects are restored from the work dir).
+        """Start from empty S3, SageMaker and Application Auto Scaling backends (restored from the work dir).
 
         moto's backends are process-wide: a twin started in a process where another one ran
         (tests do this) would otherwise see that twin's buckets, packages and endpoints.
         """
         s3_backends[self.assembly.account]["aws"].reset()
         sagemaker_backends[self.assembly.account][self.assembly.region].reset()
+        applicationautoscaling_backends[self.assembly.account][self.assembly.region].reset()
 
     def stop(self) -> None:
         self.clock.checkpoint()

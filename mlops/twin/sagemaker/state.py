@@ -1,9 +1,9 @@
-"""The SageMaker control plane's records, durable in ``<workdir>/sagemaker/control-plane.pickle``.
+"""The SageMaker control plane's records, durable in ``<workdir>/sagemaker/``.
 
 moto keeps the records (model package groups and packages, models, endpoint configs,
-endpoints, the jobs the twin ran) in dicts on its backend. After every change the twin
-writes a snapshot of those dicts, and restores it when it starts, before any request is
-served.
+endpoints, the jobs the twin ran; the endpoints' scalable targets and scaling policies in
+Application Auto Scaling) in dicts and lists on its backends. After every change the twin
+writes a snapshot of them, and restores it when it starts, before any request is served.
 
 Why a pickle of moto's dicts rather than a JSON record of each object: moto's record
 classes carry dozens of attributes (ARNs, versions, times, tags, nested specs) that its
@@ -42,21 +42,23 @@ READ_PREFIXES = ("Describe", "List", "Search", "Get", "Query", "BatchDescribe", 
 JOB_INTERRUPTED = "InternalServerError: the twin stopped while the job was running; the job's process ended with it"
 
 
-class ControlPlaneState:
-    def __init__(self, root: Path, account: str, region: str) -> None:
-        self.root = Path(root)
-        self.path = self.root / FILE
-        self.account = account
-        self.region = region
+class MotoRecords:
+    """One moto backend's records, snapshotted to ``path``."""
+
+    def __init__(self, path: Path, backend: Callable[[], Any]) -> None:
+        self.path = Path(path)
+        self.root = self.path.parent
+        self._backend = backend
         self._lock = threading.Lock()
 
     @property
     def backend(self) -> Any:
-        return sagemaker_backends[self.account][self.region]
+        return self._backend()
 
     def _records(self) -> dict[str, Any]:
-        """The backend's record collections (every dict it holds; its settings and methods are not state)."""
-        return {name: value for name, value in vars(self.backend).items() if isinstance(value, dict)}
+        """The backend's record collections (every dict and list it holds; not its settings, methods
+        or the other backends it refers to)."""
+        return {name: value for name, value in vars(self.backend).items() if isinstance(value, dict | list)}
 
     # -- write ----------------------------------------------------------------------------
     def save(self) -> None:
@@ -100,25 +102,16 @@ class ControlPlaneState:
         except Exception as exc:  # unreadable: keep it for inspection, start empty rather than half restored
             aside = self.path.with_name(self.path.name + ".unreadable")
             os.replace(self.path, aside)
-            log.warning("SageMaker state %s could not be read (%s): moved to %s, starting empty", self.path, exc, aside)
+            log.warning("twin state %s could not be read (%s): moved to %s, starting empty", self.path, exc, aside)
             return False
         backend = self.backend
         for name, value in records.items():
-            if isinstance(getattr(backend, name, None), dict):
+            if isinstance(getattr(backend, name, None), dict | list):
                 setattr(backend, name, value)
-        for job in [*backend.training_jobs.values(), *backend.processing_jobs.values()]:
-            if isinstance(job, moto_ext.RecordedJob) and job.status in ("InProgress", "Stopping"):
-                job.fail(JOB_INTERRUPTED)
         return True
 
-    def record_job(self, describe: dict[str, Any]) -> None:
-        """Keep a job's Describe*Job response (JobRunner's ``record``) and write the snapshot."""
-        moto_ext.record_job(self.backend, describe)
-        self.save()
-
-    # -- when to write ----------------------------------------------------------------------
     def wsgi(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-        """``app`` (moto's SageMaker API) writing the snapshot after every request that is not a read."""
+        """``app`` (moto's API of the backend) writing the snapshot after every request that is not a read."""
 
         def persisted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             action = str(environ.get("HTTP_X_AMZ_TARGET", "")).rpartition(".")[2]
@@ -128,3 +121,24 @@ class ControlPlaneState:
             return body
 
         return persisted
+
+
+class ControlPlaneState(MotoRecords):
+    """SageMaker's records; jobs the twin ran are kept as moto's, and those a stop cut short end Failed."""
+
+    def __init__(self, root: Path, account: str, region: str) -> None:
+        super().__init__(Path(root) / FILE, lambda: sagemaker_backends[account][region])
+
+    def restore(self) -> bool:
+        if not super().restore():
+            return False
+        backend = self.backend
+        for job in [*backend.training_jobs.values(), *backend.processing_jobs.values()]:
+            if isinstance(job, moto_ext.RecordedJob) and job.status in ("InProgress", "Stopping"):
+                job.fail(JOB_INTERRUPTED)
+        return True
+
+    def record_job(self, describe: dict[str, Any]) -> None:
+        """Keep a job's Describe*Job response (JobRunner's ``record``) and write the snapshot."""
+        moto_ext.record_job(self.backend, describe)
+        self.save()

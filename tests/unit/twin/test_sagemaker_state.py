@@ -29,6 +29,11 @@ from tests.unit.twin.mini_app import running, write_assembly
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 ROLE = "arn:aws:iam::000000000000:role/model"
+TARGET = {
+    "ServiceNamespace": "sagemaker",
+    "ResourceId": "endpoint/ep/variant/AllTraffic",
+    "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+}
 INFERENCE = """
 import json
 def model_fn(d):
@@ -137,6 +142,17 @@ def test_a_restart_keeps_the_registry_models_endpoints_and_serving(tmp_path: Pat
         _deploy(twin, "v1", 2, v1)
         sm.create_endpoint(EndpointName="ep", EndpointConfigName="cfg-v1")
         assert _predict(twin, "ep", 1.5) == 3.0
+        scaling = twin.client("application-autoscaling")
+        scaling.register_scalable_target(**TARGET, MinCapacity=1, MaxCapacity=3)
+        scaling.put_scaling_policy(
+            **TARGET,
+            PolicyName="ep-invocations",
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingScalingPolicyConfiguration={
+                "TargetValue": 100.0,
+                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+            },
+        )
         with pytest.raises(JobFailed):  # a job the twin ran (it fails at once: an image SageMaker has not)
             twin.jobs.train(
                 {
@@ -153,6 +169,8 @@ def test_a_restart_keeps_the_registry_models_endpoints_and_serving(tmp_path: Pat
             "config": _shown(sm.describe_endpoint_config(EndpointConfigName="cfg-v1")),
             "endpoint": sm.describe_endpoint(EndpointName="ep"),
             "job": sm.describe_training_job(TrainingJobName="train-1"),
+            "targets": scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"],
+            "policies": scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"],
         }
     assert (tmp_path / "work" / "sagemaker" / FILE).is_file()
 
@@ -176,6 +194,10 @@ def test_a_restart_keeps_the_registry_models_endpoints_and_serving(tmp_path: Pat
         job = sm.describe_training_job(TrainingJobName="train-1")
         assert job["TrainingJobStatus"] == "Failed"
         assert job["FailureReason"] == before["job"]["FailureReason"]
+        scaling = twin.client("application-autoscaling")
+        assert scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == before["targets"]
+        assert scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] == before["policies"]
+        assert len(before["targets"]) == len(before["policies"]) == 1
         # and the restored registry goes on numbering where it was
         assert sm.describe_model_package(ModelPackageName=_register(sm, "Approved", {}))["ModelPackageVersion"] == 3
 
