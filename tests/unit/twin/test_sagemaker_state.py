@@ -101,6 +101,11 @@ def _predict(twin: Twin, endpoint: str, x: float) -> Any:
     return json.loads(answer["Body"].read())
 
 
+def _state_changes(root: Path) -> int:
+    lines = (root / "work" / "events.jsonl").read_text().splitlines()
+    return sum('"SageMaker Model Package State Change"' in line for line in lines)
+
+
 def _shown(answer: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answer.items() if k != "ResponseMetadata"}
 
@@ -173,6 +178,8 @@ def test_a_restart_keeps_the_registry_models_endpoints_and_serving(tmp_path: Pat
             "policies": scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"],
         }
     assert (tmp_path / "work" / "sagemaker" / FILE).is_file()
+    changes = _state_changes(tmp_path)
+    assert changes == 3  # two created, one approved
 
     with running(_twin(tmp_path)) as twin:
         sm = twin.client("sagemaker")
@@ -198,6 +205,7 @@ def test_a_restart_keeps_the_registry_models_endpoints_and_serving(tmp_path: Pat
         assert scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == before["targets"]
         assert scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] == before["policies"]
         assert len(before["targets"]) == len(before["policies"]) == 1
+        assert _state_changes(tmp_path) == changes  # restoring is not registering: nothing is deployed again
         # and the restored registry goes on numbering where it was
         assert sm.describe_model_package(ModelPackageName=_register(sm, "Approved", {}))["ModelPackageVersion"] == 3
 
