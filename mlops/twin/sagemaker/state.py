@@ -20,6 +20,7 @@ the previous snapshot or the new one, never a torn one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -79,14 +80,15 @@ class MotoRecords:
                 os.close(fd)
 
     def _dumps(self) -> bytes:
-        # Another request may add a record while this one pickles: retry (its own save follows anyway).
-        for attempt in range(20):
-            try:
-                return pickle.dumps({"format": FORMAT, "records": self._records()}, protocol=pickle.HIGHEST_PROTOCOL)
-            except RuntimeError:  # "dictionary changed size during iteration"
-                if attempt == 19:
-                    raise
-        raise AssertionError("unreachable")
+        # Another request may add a record while this one pickles ("dictionary changed size during
+        # iteration"): try again (that request writes its own snapshot once it is done anyway).
+        for _ in range(19):
+            with contextlib.suppress(RuntimeError):
+                return self._pickle()
+        return self._pickle()
+
+    def _pickle(self) -> bytes:
+        return pickle.dumps({"format": FORMAT, "records": self._records()}, protocol=pickle.HIGHEST_PROTOCOL)
 
     # -- read -----------------------------------------------------------------------------
     def restore(self) -> bool:

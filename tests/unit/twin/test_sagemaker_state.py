@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -327,3 +328,25 @@ def test_kill_9_while_writing_leaves_a_readable_snapshot(state: ControlPlaneStat
     groups = _groups()
     assert len(groups) > 20
     assert groups == [f"g{i:06d}" for i in range(len(groups))]  # a whole snapshot: no group missing
+
+
+def test_concurrent_saves_are_serialized_and_the_last_sees_every_record(state: ControlPlaneState) -> None:
+    backend, errors = state.backend, []
+
+    def add(prefix: str) -> None:
+        try:
+            for i in range(100):
+                backend.create_model_package_group(f"{prefix}{i:04d}", "", [])
+                state.save()
+        except Exception as exc:  # any failure of a writer fails the test
+            errors.append(exc)
+
+    writers = [threading.Thread(target=add, args=(p,)) for p in "ab"]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    assert errors == []
+    backend.reset()
+    assert state.restore()
+    assert len(_groups()) == 200  # the last save saw every record
