@@ -10,6 +10,8 @@ endpoint; moto keeps the records. This module makes those records serve:
   fleet takes the canary share of traffic for the wait interval while the
   auto-rollback alarms are watched; any alarm in ALARM, or a model that fails to load,
   rolls back to the old fleet and records the reason. Otherwise all traffic shifts.
+- ``resume()``, when the twin starts again on a work dir whose records were restored
+  (:mod:`.state`), starts the model servers of its endpoints again from the model data in S3.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class EndpointManager:
         workdir: Path,
         time_scale: float = 1.0,
         clock: Callable[[], float] = time.time,
+        on_change: Callable[[], None] = lambda: None,  # a record changed outside an API request
     ) -> None:
         self.account = account
         self.region = region
@@ -60,6 +63,7 @@ class EndpointManager:
         self.deployments: list[dict[str, Any]] = []  # history, newest last
         self.s3_as = s3_as
         self.roles: dict[str, str] = {}  # endpoint name -> the execution role its capture is written as
+        self.on_change = on_change
 
     @property
     def backend(self) -> Any:
@@ -68,6 +72,43 @@ class EndpointManager:
     def install(self) -> None:
         moto_ext.on_create_endpoint(self.backend, self._serve_new)
         moto_ext.add_update_endpoint(self.update)
+
+    def resume(self) -> None:
+        """Serve the endpoints restored from the work dir again (the twin restarted).
+
+        What a restart does to an endpoint, by the status it was recorded in:
+
+        - InService: its model servers start again from the model data in S3, with its endpoint
+          config's variants and weights; InvokeEndpoint answers as before, no new deployment.
+        - Creating: finished, as SageMaker finishes a creation whoever asked for it: InService,
+          or Failed if its model does not load.
+        - Updating: the blue/green deployment cannot go on (its canary and alarm watch lived in
+          the stopped twin, and the execution that waited for it was failed at start), so it ends
+          as SageMaker ends a failed update: InService on the config it served before, with a
+          FailureReason saying why. The new config's model never takes traffic.
+        - Failed (and the rest): left as recorded.
+
+        A model that no longer loads (its data gone from S3) leaves its endpoint Failed with the reason.
+        """
+        for record in list(self.backend.endpoints.values()):
+            status = record.endpoint_status
+            if status not in ("InService", "Creating", "Updating"):
+                continue
+            try:
+                self.runtime.set_endpoint(self._endpoint(record.endpoint_name, record.endpoint_config_name))
+            except Exception as exc:
+                record.endpoint_status = "Failed"
+                record.failure_reason = f"the twin restarted and the model failed to load: {exc}"
+                log.warning("endpoint %s: %s", record.endpoint_name, record.failure_reason)
+                continue
+            record.endpoint_status = "InService"
+            if status == "Updating":
+                record.failure_reason = (
+                    "rolled back: the twin stopped during the deployment; "
+                    f"the endpoint serves its previous config {record.endpoint_config_name}"
+                )
+                record.last_modified_time = utcnow()
+        self.on_change()
 
     def _serve_new(self, endpoint: Any) -> None:
         try:
@@ -228,4 +269,5 @@ class EndpointManager:
         record.last_modified_time = utcnow()
         outcome.update(status="RolledBack" if failure else "Succeeded", reason=failure, finished=self.clock())
         self.deployments.append(outcome)
+        self.on_change()
         log.info("deployment of %s: %s", record.endpoint_name, outcome)
