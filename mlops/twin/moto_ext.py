@@ -16,17 +16,30 @@ from datetime import datetime
 from typing import Any
 
 from moto.core.responses import ActionResult
+from moto.s3 import models as s3_models
 from moto.s3 import notifications as s3_notifications
-from moto.s3.models import S3Backend
+from moto.s3 import utils as s3_utils
+from moto.s3.exceptions import EntityTooSmall, InvalidPart
+from moto.s3.models import FakeBucket, FakeDeleteMarker, FakeKey, FakeMultipart, S3Backend
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
+from moto.utilities.utils import md5_hash
 
 # (owner, attribute) of every moto name the twin replaces or adds
 PATCHED: list[tuple[object, str]] = [
     (s3_notifications, "send_event"),
     (S3Backend, "_set_delete_marker"),
     (S3Backend, "complete_multipart_upload"),
+    (FakeKey, "__init__"),  # a key whose value is a file on disk (file_backed_keys)
+    (FakeMultipart, "complete"),
+    (S3Backend, "put_object"),
+    (S3Backend, "upload_part"),
+    (S3Backend, "upload_part_copy"),
+    (S3Backend, "copy_object"),
+    (s3_utils._VersionedKeyStore, "setlist"),  # FakeBucket.keys is one, subclassed by track_versions
+    (s3_utils._VersionedKeyStore, "__setitem__"),
+    (s3_utils._VersionedKeyStore, "pop"),
     (SageMakerModelBackend, "create_model_package"),
     (SageMakerModelBackend, "update_model_package"),
     (SageMakerModelBackend, "create_endpoint"),
@@ -99,6 +112,287 @@ class MultipartCompletion:
             return complete_multipart_upload
 
         return wrap(backend, "complete_multipart_upload", make)
+
+
+def track_versions(bucket: FakeBucket, changed: Callable[[str, str], None]) -> None:
+    """``changed(bucket_name, key_name)`` after any change to a key's list of versions in ``bucket``.
+
+    moto keeps a key's versions (objects and delete markers, oldest first) in ``bucket.keys``,
+    a ``_VersionedKeyStore``; every put, copy, completed upload, delete marker and version
+    deletion goes through its ``setlist``, ``__setitem__`` or ``pop``.
+    """
+    if isinstance(bucket.keys, _TrackedKeyStore):
+        bucket.keys.changed = changed
+        return
+    store = _TrackedKeyStore(bucket.name, changed)
+    dict.update(store, bucket.keys)  # the lists as they are, without disposing of anything
+    bucket.keys = store
+
+
+class _TrackedKeyStore(s3_utils._VersionedKeyStore):
+    def __init__(self, bucket_name: str, changed: Callable[[str, str], None]) -> None:
+        super().__init__()
+        self.bucket_name = bucket_name
+        self.changed = changed
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.changed(self.bucket_name, key)
+
+    def setlist(self, key: Any, list_: Any) -> None:
+        super().setlist(key, list_)
+        self.changed(self.bucket_name, key)
+
+    def pop(self, key: str) -> None:  # type: ignore[override]
+        super().pop(key)
+        self.changed(self.bucket_name, key)
+
+
+# -- S3 data on disk --------------------------------------------------------------------------
+# A "file-backed value" is any object with ``size``, ``etag`` (hex, or None) and ``reader()``
+# (a file-like moto can seek and read, holding nothing in memory): moto keeps it as the key's
+# value buffer, so the key's bytes stay on disk and moto reads them only where it needs them.
+
+
+def _is_bytes(value: Any) -> bool:
+    return isinstance(value, bytes | bytearray | str | memoryview)
+
+
+def file_backed_keys() -> Callable[[], None]:
+    """Let ``FakeKey(name, value, ...)`` take a file-backed value in place of bytes."""
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def __init__(self: FakeKey, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+            if _is_bytes(value):
+                original(self, name, value, *args, **kwargs)
+                return
+            if kwargs.get("etag") is None and len(args) < 4:
+                kwargs["etag"] = value.etag
+            original(self, name, b"", *args, **kwargs)
+            attach_body(self, value)
+
+        return __init__
+
+    return wrap(FakeKey, "__init__", make)
+
+
+def attach_body(key: FakeKey, body: Any) -> None:
+    """Make ``body`` (file-backed) the key's value; its bytes no longer live in memory."""
+    key._value_buffer.close()
+    key._value_buffer = body.reader()
+    key.contentsize = body.size
+    key._twin_body = body
+
+
+def part_sizes(key: Any) -> list[int]:
+    """Sizes of the parts a completed multipart upload made the object of ([] for a single PUT)."""
+    return list(key.multipart.completed_part_sizes) if getattr(key, "multipart", None) else []
+
+
+def body_of(key: Any) -> Any:
+    """The file-backed value of a key, None for a key whose value moto holds."""
+    return getattr(key, "_twin_body", None)
+
+
+class StreamedValue:
+    """The body of the current request, already on disk, for moto to store in place of the
+    (empty) body it was handed: PutObject and UploadPart take it as their value."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def offer(self, value: Any) -> None:
+        self._local.value = value
+
+    def withdraw(self) -> Any:
+        """The value if moto did not take it (the request failed first), else None."""
+        value, self._local.value = getattr(self._local, "value", None), None
+        return value
+
+    def _take(self, value: Any) -> Any:
+        offered = getattr(self._local, "value", None)
+        if offered is None or value:
+            return value
+        self._local.value = None
+        return offered
+
+    def install(self, backend: S3Backend) -> Callable[[], None]:
+        def make_put(original: Callable[..., Any]) -> Callable[..., Any]:
+            def put_object(bucket_name: str, key_name: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+                return original(bucket_name, key_name, self._take(value), *args, **kwargs)
+
+            return put_object
+
+        def make_part(original: Callable[..., Any]) -> Callable[..., Any]:
+            def upload_part(bucket_name: str, multipart_id: str, part_id: int, value: Any) -> Any:
+                return original(bucket_name, multipart_id, part_id, self._take(value))
+
+            return upload_part
+
+        def make_part_copy(original: Callable[..., Any]) -> Callable[..., Any]:
+            def upload_part_copy(dest_bucket_name: str, multipart_id: str, part_id: int, *args: Any, **kw: Any) -> Any:
+                copied = self._take(b"")
+                if copied is None:
+                    return original(dest_bucket_name, multipart_id, part_id, *args, **kw)
+                multipart = backend.get_bucket(dest_bucket_name).multiparts[multipart_id]
+                return multipart.set_part(part_id, copied)  # moto would read the whole source to slice it
+
+            return upload_part_copy
+
+        def make_copy(original: Callable[..., Any]) -> Callable[..., Any]:
+            def copy_object(src_key: Any, *args: Any, **kwargs: Any) -> Any:
+                if getattr(self._local, "value", None) is not None:
+                    src_key = _WithoutValue(src_key)  # moto passes src_key.value to put_object, which takes ours
+                return original(src_key, *args, **kwargs)
+
+            return copy_object
+
+        undo = [
+            wrap(backend, "put_object", make_put),
+            wrap(backend, "upload_part", make_part),
+            wrap(backend, "upload_part_copy", make_part_copy),
+            wrap(backend, "copy_object", make_copy),
+        ]
+        return lambda: [u() for u in reversed(undo)] and None
+
+
+class _WithoutValue:
+    """A source key as moto's copy_object sees it when its bytes were already copied on disk."""
+
+    value = b""
+
+    def __init__(self, key: Any) -> None:
+        self._key = key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._key, name)
+
+
+def complete_from_files(
+    assemble: Callable[[list[Any], str | None, str | None], tuple[Any, tuple[str, str, int] | None]],
+) -> Callable[[], None]:
+    """CompleteMultipartUpload without loading the parts, when they are file-backed.
+
+    ``assemble(part_bodies, checksum_algorithm, checksum_type) -> (value, checksum_details)``
+    makes the object's value from the parts' bodies; the checks and the ETag are moto's
+    (``InvalidPart``, ``EntityTooSmall``, ``MalformedXML``; md5 of the part md5s, ``-N``).
+    """
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def complete(self: FakeMultipart, body: Any) -> Any:
+            listed = list(body)
+            chosen = [self.parts.get(pn) for pn, _etag in listed]
+            known = [p for p in chosen if p is not None]
+            if not known or not all(body_of(p) is not None for p in known):
+                return original(self, iter(listed))
+            md5s = bytearray()
+            last = None
+            for (_pn, etag), part in zip(listed, chosen, strict=True):
+                part_etag = part.etag.replace('"', "") if part is not None else None
+                if part is None or part_etag != etag.replace('"', ""):
+                    raise InvalidPart()
+                if last is not None and last.contentsize < s3_models.S3_UPLOAD_PART_MIN_SIZE:
+                    raise EntityTooSmall()
+                md5s.extend(bytes.fromhex(part_etag))
+                last = part
+            value, checksum = assemble(
+                [body_of(p) for p in chosen],
+                self.metadata.get("x-amz-checksum-algorithm"),
+                self.metadata.get("x-amz-checksum-type"),
+            )
+            self.completed_part_sizes = [p.size for p in chosen]
+            return value, f"{md5_hash(bytes(md5s)).hexdigest()}-{len(listed)}", checksum
+
+        return complete
+
+    return wrap(FakeMultipart, "complete", make)
+
+
+def versions(bucket: FakeBucket, key_name: str) -> list[Any]:
+    """The key's versions, oldest first (objects and delete markers)."""
+    return list(bucket.keys.getlist(key_name, []) or [])
+
+
+def is_delete_marker(version: Any) -> bool:
+    return isinstance(version, FakeDeleteMarker)
+
+
+KEY_FIELDS = (  # FakeKey attributes a version record keeps, besides name, version id, size, etag and date
+    "encryption",
+    "kms_key_id",
+    "bucket_key_enabled",
+    "lock_mode",
+    "lock_legal_status",
+    "lock_until",
+    "checksum_algorithm",
+    "checksum_value",
+    "checksum_type",
+    "checksum_parts",
+    "website_redirect_location",
+)
+
+
+def version_record(backend: S3Backend, version: Any) -> dict[str, Any]:
+    """What a version is, as plain data (its bytes aside): enough for :func:`restore_versions`."""
+    record: dict[str, Any] = {
+        "version_id": version.version_id,
+        "last_modified": version.last_modified.isoformat(),
+    }
+    if is_delete_marker(version):
+        record["delete_marker"] = True
+        return record
+    record.update(
+        size=version.size,
+        etag=version.etag.strip('"'),
+        storage_class=version.storage_class,
+        metadata=dict(version.metadata),
+        tags=backend.tagger.get_tag_dict_for_resource(version.arn),
+        part_sizes=part_sizes(version),
+        **{field: getattr(version, field, None) for field in KEY_FIELDS},
+    )
+    return record
+
+
+def restore_versions(
+    backend: S3Backend, bucket_name: str, key_name: str, records: list[dict[str, Any]], value: Callable[[int], Any]
+) -> list[Any]:
+    """Put a key's versions back as they were, ids and dates included (``value(i)``: the bytes of record i)."""
+    bucket = backend.get_bucket(bucket_name)
+    restored: list[Any] = []
+    for i, record in enumerate(records):
+        when = datetime.fromisoformat(record["last_modified"])
+        if record.get("delete_marker"):
+            # a marker points at what it hid; moto only looks at whether that is a marker too
+            hidden = restored[-1] if restored else FakeKey(key_name, b"", backend.account_id, backend.region_name)
+            marker = FakeDeleteMarker(hidden)
+            marker._version_id = record["version_id"]
+            marker.last_modified = when
+            restored.append(marker)
+            continue
+        key = FakeKey(
+            name=key_name,
+            value=value(i),
+            account_id=backend.account_id,
+            region_name=backend.region_name,
+            storage=record.get("storage_class"),
+            etag=record["etag"],
+            is_versioned=record["version_id"] != "null",
+            version_id=record["version_id"],
+            bucket_name=bucket_name,
+        )
+        for field in KEY_FIELDS:
+            setattr(key, field, record.get(field))
+        key.last_modified = when
+        key.metadata.update(record.get("metadata") or {})  # Content-Type included
+        if record.get("part_sizes"):
+            key.multipart = FakeMultipart(key_name, {}, backend.account_id, backend.region_name)
+            key.multipart.completed_part_sizes = list(record["part_sizes"])
+        if record.get("tags"):
+            backend.tagger.tag_resource(key.arn, [{"Key": k, "Value": v} for k, v in record["tags"].items()])
+        restored.append(key)
+    if restored:
+        bucket.keys.setlist(key_name, restored)
+    return restored
 
 
 # -- SageMaker ------------------------------------------------------------------------------

@@ -127,6 +127,7 @@ class Gateway:
                 raise not_implemented(service, operation)
             params = self._light_params(op, environ, headers, body, query, form, labels)
             self.authorizer.authorize(principal, service, operation, params)
+            environ["mlops.twin.operation"], environ["mlops.twin.labels"] = operation, labels
             return app(environ, start_response)
         except ApiError as exc:
             return self._error(service or "s3", environ, start_response, headers, path, exc)

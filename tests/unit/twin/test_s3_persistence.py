@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
+from botocore.exceptions import ClientError
 from moto.s3.models import s3_backends
 
 from mlops.twin.gateway import Gateway
@@ -79,3 +85,117 @@ def test_a_multipart_upload_is_one_object_created_event(tmp_path: Path) -> None:
         service.stop()
     created = [e["detail"] for e in events if e["detail-type"] == "Object Created"]
     assert [(d["object"]["key"], d["reason"]) for d in created] == [("incoming/m/big.csv", "CompleteMultipartUpload")]
+
+    service, s3 = _run(tmp_path, events)  # restored from its parts' files, parts known
+    try:
+        got = s3.get_object(Bucket="incoming", Key="incoming/m/big.csv", Range="bytes=5242878-5242881")
+        assert got["Body"].read() == b"xxxx" and got["ETag"].endswith('-2"')
+        part = s3.get_object(Bucket="incoming", Key="incoming/m/big.csv", PartNumber=2)
+        assert (part["ContentLength"], part["PartsCount"]) == (1024 * 1024, 2)
+    finally:
+        service.stop()
+
+
+def test_every_version_and_delete_marker_survives_a_restart_with_its_id(tmp_path: Path) -> None:
+    events: list[dict[str, Any]] = []
+    service, s3 = _run(tmp_path, events)
+    try:
+        v1 = s3.put_object(Bucket="incoming", Key="k.csv", Body=b"one", ContentType="text/csv")["VersionId"]
+        v2 = s3.put_object(Bucket="incoming", Key="k.csv", Body=b"two", Metadata={"who": "me"})["VersionId"]
+        marker = s3.delete_object(Bucket="incoming", Key="k.csv")["VersionId"]
+        s3.put_object(Bucket="incoming", Key="gone.csv", Body=b"x")
+        gone = s3.put_object(Bucket="incoming", Key="gone.csv", Body=b"y")["VersionId"]
+        s3.delete_object(Bucket="incoming", Key="gone.csv", VersionId=gone)  # a version deleted for good
+        before = s3.list_object_versions(Bucket="incoming")
+    finally:
+        service.stop()
+
+    service, s3 = _run(tmp_path, events)
+    try:
+        after = s3.list_object_versions(Bucket="incoming")
+        for field in ("Versions", "DeleteMarkers"):
+            assert [(v["Key"], v["VersionId"], v["IsLatest"], v["LastModified"]) for v in after[field]] == [
+                (v["Key"], v["VersionId"], v["IsLatest"], v["LastModified"]) for v in before[field]
+            ]
+        assert [v["ETag"] for v in after["Versions"]] == [v["ETag"] for v in before["Versions"]]
+        assert marker in [m["VersionId"] for m in after["DeleteMarkers"]]
+        old = s3.get_object(Bucket="incoming", Key="k.csv", VersionId=v1)
+        assert (old["Body"].read(), old["ContentType"]) == (b"one", "text/csv")
+        newer = s3.get_object(Bucket="incoming", Key="k.csv", VersionId=v2)
+        assert (newer["Body"].read(), newer["Metadata"]) == (b"two", {"who": "me"})
+        with pytest.raises(ClientError) as err:
+            s3.get_object(Bucket="incoming", Key="k.csv")
+        assert err.value.response["Error"]["Code"] == "NoSuchKey"
+        assert s3.get_object(Bucket="incoming", Key="gone.csv")["Body"].read() == b"x"
+        s3.delete_object(Bucket="incoming", Key="k.csv", VersionId=marker)  # undelete, as in S3
+        assert s3.get_object(Bucket="incoming", Key="k.csv")["VersionId"] == v2
+    finally:
+        service.stop()
+    service, s3 = _run(tmp_path, events)
+    try:
+        assert s3.get_object(Bucket="incoming", Key="k.csv")["Body"].read() == b"two"  # the undelete was kept
+    finally:
+        service.stop()
+
+
+def test_a_kill_9_right_after_a_put_is_answered_loses_nothing(tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mlops.twin.s3", str(tmp_path), "incoming"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[3],
+    )
+    try:
+        assert child.stdout is not None
+        endpoint = child.stdout.readline().strip()
+        assert child.stdout.readline().strip() == "ready"
+        s3 = _client(endpoint)
+        body = os.urandom(3 * 1024 * 1024 + 7)
+        first = s3.put_object(Bucket="incoming", Key="incoming/m/a.bin", Body=b"first")["VersionId"]
+        put = s3.put_object(Bucket="incoming", Key="incoming/m/a.bin", Body=body)
+        child.send_signal(signal.SIGKILL)  # at once: no shutdown path runs
+    finally:
+        child.kill()
+        child.wait()
+
+    service, s3 = _run(tmp_path, [])
+    try:
+        got = s3.get_object(Bucket="incoming", Key="incoming/m/a.bin")
+        assert (got["VersionId"], got["ETag"], got["Body"].read()) == (put["VersionId"], put["ETag"], body)
+        assert s3.get_object(Bucket="incoming", Key="incoming/m/a.bin", VersionId=first)["Body"].read() == b"first"
+    finally:
+        service.stop()
+
+
+def test_objects_of_the_former_mirror_layout_are_taken_over(tmp_path: Path) -> None:
+    legacy = tmp_path / "s3" / "incoming" / "objects"
+    (legacy / "incoming" / "m").mkdir(parents=True)
+    (legacy / "incoming" / "m" / "data.csv").write_bytes(b"a,b\n1,2\n")
+    (legacy / "odd%20name.csv").write_bytes(b"odd")
+    service, s3 = _run(tmp_path, [])
+    try:
+        assert s3.get_object(Bucket="incoming", Key="incoming/m/data.csv")["Body"].read() == b"a,b\n1,2\n"
+        version = s3.get_object(Bucket="incoming", Key="odd name.csv")["VersionId"]
+    finally:
+        service.stop()
+    assert not [p for p in legacy.rglob("*") if p.is_file()]
+    service, s3 = _run(tmp_path, [])
+    try:
+        assert s3.get_object(Bucket="incoming", Key="odd name.csv")["VersionId"] == version  # now a stored version
+    finally:
+        service.stop()
+
+
+def test_tags_set_after_the_upload_survive_a_restart(tmp_path: Path) -> None:
+    service, s3 = _run(tmp_path, [])
+    try:
+        version = s3.put_object(Bucket="incoming", Key="t.csv", Body=b"x", Tagging="stage=raw")["VersionId"]
+        s3.put_object_tagging(Bucket="incoming", Key="t.csv", Tagging={"TagSet": [{"Key": "stage", "Value": "done"}]})
+    finally:
+        service.stop()
+    service, s3 = _run(tmp_path, [])
+    try:
+        tags = s3.get_object_tagging(Bucket="incoming", Key="t.csv", VersionId=version)["TagSet"]
+        assert tags == [{"Key": "stage", "Value": "done"}]
+    finally:
+        service.stop()
