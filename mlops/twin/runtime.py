@@ -42,6 +42,7 @@ from mlops.twin.s3.service import S3Service
 from mlops.twin.sagemaker.endpoints import EndpointManager
 from mlops.twin.sagemaker.jobs import JobRunner
 from mlops.twin.sagemaker.registry import Registry
+from mlops.twin.sagemaker.rules import SageMakerRules
 from mlops.twin.sagemaker.runtime_api import RuntimeApi
 from mlops.twin.sagemaker.serving import CaptureWriter, EndpointRuntime
 from mlops.twin.sns.api import SnsApi
@@ -142,6 +143,12 @@ class Twin:
         self.endpoints: EndpointManager | None = None
         self.notifications = Notifications(self.workdir / "notifications.jsonl")
         self.registry = Registry(self.assembly.account, self.assembly.region, self.emit)
+        # SageMaker's request rules: every SageMaker request the twin serves passes them
+        self.sagemaker_rules = SageMakerRules(
+            lambda: sagemaker_backends[self.assembly.account][self.assembly.region],
+            self.assembly.account,
+            self.assembly.region,
+        )
         self.jobs: JobRunner | None = None
         self.functions: dict[str, LambdaRuntime] = {}
         self.report = StartReport()
@@ -155,7 +162,7 @@ class Twin:
         self.s3.start()
         self.gateway.mount_wsgi("s3", self.s3.app)
         # moto keeps the SageMaker control plane's and Application Auto Scaling's records
-        self.gateway.mount_wsgi("sagemaker", create_backend_app("sagemaker"))
+        self.gateway.mount_wsgi("sagemaker", create_backend_app("sagemaker"), check=self.sagemaker_rules)
         self.gateway.mount_wsgi("application-autoscaling", create_backend_app("application-autoscaling"))
         self.gateway.mount_wsgi("sagemaker-runtime", RuntimeApi(self.endpoint_runtime))
         self.gateway.mount_api(CloudFormationApi(self.assembly))
