@@ -233,6 +233,8 @@ class ServingStack(cdk.Stack):
             acknowledge_wildcard_resources(
                 fn.role, self._registry_arns(), "Versions of this app's model package groups; numbered as registered."
             )
+        # a Failed endpoint accepts only DeleteEndpoint: plan deletes it before the deployment creates it again
+        plan.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:DeleteEndpoint"], resources=endpoints))
         record.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=endpoints))
         # a rolled-back model package is set to Rejected
         record.add_to_role_policy(
@@ -480,13 +482,16 @@ class ServingStack(cdk.Stack):
     ) -> None:
         pid = _pascal(name)
         mon = config.monitoring
-        events.Rule(
-            self,
-            f"Monitor{pid}",
-            description=f"Drift and quality monitor for {name}",
-            schedule=events.Schedule.rate(cdk.Duration.minutes(mon.schedule_minutes)),
-            targets=[targets.LambdaFunction(monitor, event=events.RuleTargetInput.from_object({"model": name}))],
-        )
+        # drift and quality read captured requests: a model without capture (serverless) has neither
+        captures = config.endpoint.data_capture_percent > 0
+        if captures:
+            events.Rule(
+                self,
+                f"Monitor{pid}",
+                description=f"Drift and quality monitor for {name}",
+                schedule=events.Schedule.rate(cdk.Duration.minutes(mon.schedule_minutes)),
+                targets=[targets.LambdaFunction(monitor, event=events.RuleTargetInput.from_object({"model": name}))],
+            )
         a = mon.alarms
         endpoint_dims = {"EndpointName": endpoint_name(name), "VariantName": "AllTraffic"}
         # Powertools Metrics adds the service as a dimension; CloudWatch matches the exact set
@@ -515,7 +520,9 @@ class ServingStack(cdk.Stack):
                 a.latency_p99_ms * 1000,  # ModelLatency is in microseconds
                 cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             ),
-            "drift": (
+        }
+        if captures:
+            alarms["drift"] = (
                 cw.Metric(
                     namespace=METRICS_NAMESPACE,
                     metric_name="DriftedFeatureShare",
@@ -525,9 +532,8 @@ class ServingStack(cdk.Stack):
                 ),
                 a.drifted_feature_share,
                 cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            ),
-        }
-        if a.quality_metric_threshold is not None:
+            )
+        if a.quality_metric_threshold is not None:  # the config requires capture for it
             lower_is_worse = config.problem_type is not ProblemType.REGRESSION  # accuracy falls, RMSE rises
             alarms["quality"] = (
                 cw.Metric(
@@ -557,37 +563,38 @@ class ServingStack(cdk.Stack):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             )
         retrain_alarms = [alarm_name(name, k) for k in RETRAIN_ALARM_KINDS if k in created]
-        events.Rule(
-            self,
-            f"Retrain{pid}",
-            description=f"Retrain {name} when its drift or quality alarm fires",
-            event_pattern=events.EventPattern(
-                source=["aws.cloudwatch"],
-                detail_type=["CloudWatch Alarm State Change"],
-                detail={"alarmName": retrain_alarms, "state": {"value": ["ALARM"]}},
-            ),
-            targets=[
-                targets.SfnStateMachine(
-                    training,
-                    input=events.RuleTargetInput.from_object(
-                        {
-                            "model": name,
-                            "trigger": "alarm",
-                            "alarm": events.EventField.from_path("$.detail.alarmName"),
-                            "alarm_time": events.EventField.time,
-                        }
-                    ),
-                    retry_attempts=3,
+        if retrain_alarms:  # none without captured requests
+            events.Rule(
+                self,
+                f"Retrain{pid}",
+                description=f"Retrain {name} when its drift or quality alarm fires",
+                event_pattern=events.EventPattern(
+                    source=["aws.cloudwatch"],
+                    detail_type=["CloudWatch Alarm State Change"],
+                    detail={"alarmName": retrain_alarms, "state": {"value": ["ALARM"]}},
                 ),
-                targets.SnsTopic(
-                    self.topic,
-                    message=events.RuleTargetInput.from_text(
-                        f"alarm {events.EventField.from_path('$.detail.alarmName')} is in ALARM: retraining {name} "
-                        "if there is new labelled data"
+                targets=[
+                    targets.SfnStateMachine(
+                        training,
+                        input=events.RuleTargetInput.from_object(
+                            {
+                                "model": name,
+                                "trigger": "alarm",
+                                "alarm": events.EventField.from_path("$.detail.alarmName"),
+                                "alarm_time": events.EventField.time,
+                            }
+                        ),
+                        retry_attempts=3,
                     ),
-                ),
-            ],
-        )
+                    targets.SnsTopic(
+                        self.topic,
+                        message=events.RuleTargetInput.from_text(
+                            f"alarm {events.EventField.from_path('$.detail.alarmName')} is in ALARM: retraining {name} "
+                            "if there is new labelled data"
+                        ),
+                    ),
+                ],
+            )
         cw.Dashboard(
             self,
             f"{pid}Dashboard",
@@ -598,7 +605,11 @@ class ServingStack(cdk.Stack):
                     cw.GraphWidget(title="model latency p99 (µs)", left=[alarms["latency"][0]], width=12),
                 ],
                 [
-                    cw.GraphWidget(title="drifted feature share", left=[alarms["drift"][0]], width=12),
+                    *(
+                        [cw.GraphWidget(title="drifted feature share", left=[alarms["drift"][0]], width=12)]
+                        if "drift" in alarms
+                        else []
+                    ),
                     cw.AlarmStatusWidget(title="alarms", alarms=list(created.values()), width=12),
                 ],
             ],
