@@ -1,13 +1,15 @@
 """Deployment to endpoints, monitoring, alarms, and alarm-driven retraining.
 
 - Deploy state machine, started by "SageMaker Model Package State Change" (Approved):
-  PlanDeployment ─▶ CreateModel ─▶ CreateEndpointConfig ─▶ CreateEndpoint | UpdateEndpoint
-  (blue/green canary, auto-rollback on the 5XX and latency alarms) ─▶ poll DescribeEndpoint
+  PlanDeployment (retried while the endpoint is busy; a Failed endpoint is deleted first and
+  retried until it is gone) ─▶ CreateModel ─▶ CreateEndpointConfig ─▶ CreateEndpoint |
+  UpdateEndpoint (blue/green: canary from two instances, else all at once with a baking
+  period; auto-rollback on the 5XX and latency alarms) ─▶ poll DescribeEndpoint
   ─▶ RecordDeployment ─▶ Notify ─▶ ModelDeployed | DeploymentRolledBack.
-- Per model: a scheduled monitor Lambda (drift + quality as EMF metrics), alarms on
-  drift, quality, 5XX and latency, a dashboard, and a rule that starts the training
-  state machine when a drift or quality alarm goes to ALARM (the training's prepare
-  step debounces one episode into one retrain).
+- Per model with captured requests (not serverless): a scheduled monitor Lambda (drift +
+  quality as EMF metrics), drift and quality alarms, and a rule that starts the training
+  state machine when one goes to ALARM (the training's prepare step debounces one episode
+  into one retrain). Per model: 5XX and latency alarms and a dashboard.
 - An SNS topic tells people about deployments, rollbacks, rejections and retrains.
 """
 
