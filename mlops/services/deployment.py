@@ -29,6 +29,7 @@ from mlops.config import ModelConfig
 from mlops.naming import CAPTURE_PREFIX, ROLLBACK_ALARM_KINDS, alarm_name, endpoint_name
 from mlops.s3io import S3Location, put_json
 from mlops.services.monitoring import PACKAGE_TAG
+from mlops.services.registry import approval_description
 
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
 
@@ -186,7 +187,7 @@ class Deployer:
             self.sm.update_model_package(
                 ModelPackageArn=plan["package_arn"],
                 ModelApprovalStatus="Rejected",
-                ApprovalDescription=f"deployment {result['status']}: {result['failure_reason']}"[:1024],
+                ApprovalDescription=approval_description(f"deployment {result['status']}: {result['failure_reason']}"),
             )
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         record = S3Location(self.settings.artifacts_bucket, f"deployments/{config.name}/{stamp}.json")

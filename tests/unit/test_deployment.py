@@ -14,8 +14,9 @@ from moto.sagemaker.models import sagemaker_backends
 
 from mlops.config import ModelConfig
 from mlops.services.deployment import Deployer, DeploymentBusy, DeploySettings
+from mlops.services.registry import approval_description
 from mlops.settings import model_config
-from mlops.twin.sagemaker.rules import SageMakerRules
+from mlops.twin.sagemaker.rules import Invalid, SageMakerRules, check_model
 
 RULES = SageMakerRules(lambda: sagemaker_backends["123456789012"]["us-east-1"], "123456789012", "us-east-1")
 
@@ -149,3 +150,12 @@ def test_only_approved_packages_deploy(deployer: Deployer) -> None:
     arn = _package(deployer.sm, "tumor-classifier", status="PendingManualApproval")
     plan = deployer.plan({"ModelPackageArn": arn}, model_config("tumor-classifier"))
     assert plan["action"] == "skip" and "PendingManualApproval" in plan["reason"]
+
+
+def test_a_failure_reason_over_several_lines_is_one_line_for_the_registry() -> None:
+    reason = "deployment rolled_back: new fleet failed to start:\n- method gz: ReadError('truncated header')"
+    request = {"ModelPackageArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/m/1"}
+    with pytest.raises(Invalid, match="at 'approvalDescription' failed to satisfy constraint"):
+        check_model("UpdateModelPackage", {**request, "ApprovalDescription": reason})
+    check_model("UpdateModelPackage", {**request, "ApprovalDescription": approval_description(reason)})
+    assert len(approval_description("x" * 2000)) == 1024
