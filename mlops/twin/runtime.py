@@ -148,6 +148,7 @@ class Twin:
             lambda: sagemaker_backends[self.assembly.account][self.assembly.region],
             self.assembly.account,
             self.assembly.region,
+            job_exists=lambda kind, name: (self.workdir / "sagemaker" / kind / name).exists(),  # JobRunner's dirs
         )
         self.jobs: JobRunner | None = None
         self.functions: dict[str, LambdaRuntime] = {}

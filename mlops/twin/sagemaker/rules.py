@@ -14,8 +14,8 @@ calls it after IAM; the ``.sync`` job integrations call it before they run a job
   DeleteEndpoint; no update while the endpoint is creating, updating, rolling back or
   deleting; a canary or linear step of at most 50% of the variant's instances; managed
   spot training needs ``MaxWaitTimeInSeconds`` >= ``MaxRuntimeInSeconds`` (and only spot
-  takes one); names of models, endpoint configs and endpoints are unique, and what a
-  request names must exist.
+  takes one); names of models, endpoint configs, endpoints and jobs are unique, and what
+  a request names must exist.
 """
 
 from __future__ import annotations
@@ -132,10 +132,17 @@ def check_model(operation: str, params: dict[str, Any]) -> None:
 class SageMakerRules:
     """Validates SageMaker requests against the model and the rules, reading the records of ``backend()``."""
 
-    def __init__(self, backend: Callable[[], Any], account: str, region: str) -> None:
+    def __init__(
+        self,
+        backend: Callable[[], Any],
+        account: str,
+        region: str,
+        job_exists: Callable[[str, str], bool] = lambda kind, name: False,
+    ) -> None:
         self.backend = backend
         self.account = account
         self.region = region
+        self.job_exists = job_exists  # ("training" | "processing", name): the twin runs jobs outside moto
 
     def __call__(self, operation: str, params: dict[str, Any]) -> None:
         check_model(operation, params)
@@ -238,7 +245,19 @@ class SageMakerRules:
         return config
 
     # training -------------------------------------------------------------------------------------
+    def _unique_job(self, kind: str, name: str) -> None:
+        if self.job_exists(kind, name):
+            arn = self._arn(f"{kind}-job", name)
+            raise Invalid(
+                f"{kind.capitalize()} job names must be unique within an AWS account and region, and a "
+                f"{kind} job with this name already exists ({arn})"
+            )
+
+    def _create_processing_job(self, params: dict[str, Any]) -> None:
+        self._unique_job("processing", params["ProcessingJobName"])
+
     def _create_training_job(self, params: dict[str, Any]) -> None:
+        self._unique_job("training", params["TrainingJobName"])
         stopping = params.get("StoppingCondition") or {}
         max_wait = stopping.get("MaxWaitTimeInSeconds")
         if params.get("EnableManagedSpotTraining"):

@@ -247,3 +247,21 @@ def test_spot_training_needs_a_max_wait_of_at_least_the_max_runtime(rules: SageM
         rules("CreateTrainingJob", _training(StoppingCondition={"MaxRuntimeInSeconds": 60, "MaxWaitTimeInSeconds": 60}))
     spot = {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 3600}
     rules("CreateTrainingJob", _training(EnableManagedSpotTraining=True, StoppingCondition=spot))
+
+
+def test_a_job_name_is_used_once() -> None:
+    ran = {("training", "job"), ("processing", "evaluate")}
+    rules = SageMakerRules(_backend, ACCOUNT, REGION, job_exists=lambda kind, name: (kind, name) in ran)
+    with pytest.raises(Invalid, match=r"Training job names must be unique .* already exists \(arn:aws:sagemaker:"):
+        rules("CreateTrainingJob", _training())
+    rules("CreateTrainingJob", _training(TrainingJobName="job-2"))
+    processing = {
+        "ProcessingJobName": "evaluate",
+        "RoleArn": ROLE,
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 10}
+        },
+        "AppSpecification": {"ImageUri": SKLEARN_IMAGE},
+    }
+    with pytest.raises(Invalid, match="Processing job names must be unique"):
+        rules("CreateProcessingJob", processing)
