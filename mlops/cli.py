@@ -346,7 +346,7 @@ def _demo(demo: Any, workdir: Path, cdk_out: Path, port: int, rows: int, time_sc
     console.rule("[bold]3. upload to S3 (what a data scientist or a job does)")
     incoming = platform.bucket("incoming")
     keys = {}
-    since = datetime.now(UTC)
+    since = datetime.now(UTC)  # execution dates are wall-clock times
     for variant, path in files.items():
         keys[variant] = f"incoming/{model}/{path.name}"
         s3.upload_file(str(path), incoming, keys[variant])
@@ -413,7 +413,7 @@ def _demo(demo: Any, workdir: Path, cdk_out: Path, port: int, rows: int, time_sc
     )
     story.wait_for_calm(generate(model, "good", 2000, seed=100 + run))
     story.wait_for_cooldown()
-    since = datetime.now(UTC)
+    since = datetime.now(UTC)  # execution dates are wall-clock times
     drifted = generate(model, "drifted", 3000, seed=7 + run)
     story.send_labelled(drifted.iloc[:300], f"drift-run{run}-{stamp}")
     retrain, redeploy = story.drift(drifted.iloc[300:], since)
@@ -423,7 +423,7 @@ def _demo(demo: Any, workdir: Path, cdk_out: Path, port: int, rows: int, time_sc
 
     console.rule("[bold]10. summary")
     models(model, workdir=workdir, aws=False, profile=None)
-    console.print(demo.AlarmHistory(platform, model, results["good"].started).table())
+    console.print(demo.AlarmHistory(platform, model, story.began).table())
     console.print(times.table())
     console.print(f"endpoint [bold]{model}[/] now serves version {story.serving()}")
     console.rule("[bold]where everything is")
@@ -609,6 +609,47 @@ def models(
                 v["description"][:80],
             )
     console.print(table if table.row_count else "no registered model versions")
+
+
+@app.command()
+def datasets(
+    model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    workdir: Workdir = Path(".mlops"),
+    aws: AwsFlag = False,
+    profile: Profile = None,
+) -> None:
+    """What became of each uploaded dataset: validated, quarantined, queued, training, trained in run X,
+    failed, or superseded by a newer dataset."""
+    from mlops.services.fates import FATES_PREFIX, FateStore
+
+    platform = _platform(workdir, aws, profile)
+    s3, bucket = platform.client("s3"), platform.bucket("artifacts")
+    try:
+        if model:
+            names = [model]
+        else:
+            listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{FATES_PREFIX}/", Delimiter="/")
+            names = [p["Prefix"].split("/")[1] for p in listed.get("CommonPrefixes", [])]
+        fates = [(name, fate) for name in names for fate in FateStore(s3, bucket).list_fates(name)]
+    except (ClientError, BotoCoreError) as exc:
+        _fail(str(exc))
+        return
+    table = Table(show_header=True, header_style="bold")
+    for col in ("model", "dataset version", "fate", "runs", "source", "updated", "detail"):
+        table.add_column(col)
+    colours = {"trained": "green", "quarantined": "red", "failed": "red", "superseded": "dim"}
+    for name, fate in fates:
+        source = fate.get("source") if isinstance(fate.get("source"), dict) else {}
+        table.add_row(
+            name,
+            str(fate.get("dataset_version", "")),
+            f"[{colours.get(fate.get('state', ''), 'yellow')}]{fate.get('state', '')}[/]",
+            ", ".join(str(r.get("run_id", r)) if isinstance(r, dict) else str(r) for r in fate.get("runs", [])),
+            str(source.get("uri", "")),
+            str(fate.get("updated_at", ""))[:19],
+            str(fate.get("detail", ""))[:100],
+        )
+    console.print(table if fates else "no datasets recorded" + (f" for {model}" if model else ""))
 
 
 @app.command()

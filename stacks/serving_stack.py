@@ -45,6 +45,8 @@ from stacks.functions import project_function
 from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 from stacks.training_stack import RETRAIN_NOT_NEEDED, TRAINING_EVENT_SOURCE
+from stacks.validation_stack import DATASET_VALIDATION_ERRORED
+from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
 
 LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"]
 MONITOR_SERVICE = "mlops-monitor"
@@ -172,6 +174,20 @@ class ServingStack(cdk.Stack):
             targets=[
                 targets.SnsTopic(
                     self.topic, message=events.RuleTargetInput.from_text(events.EventField.from_path("$.detail.reason"))
+                )
+            ],
+        )
+        events.Rule(
+            self,
+            "OnValidationErrored",
+            description="Tell people when a dataset's validation could not complete (crash, timeout)",
+            event_pattern=events.EventPattern(
+                source=[VALIDATION_EVENT_SOURCE], detail_type=[DATASET_VALIDATION_ERRORED]
+            ),
+            targets=[
+                targets.SnsTopic(
+                    self.topic,
+                    message=events.RuleTargetInput.from_text(events.EventField.from_path("$.detail.summary")),
                 )
             ],
         )

@@ -11,7 +11,18 @@
                                    otherwise    -> AwaitingCommitMarker (another execution watches)
            bookkeeping file   -> NotADataFile (names starting with _ or .)
            failed             -> ValidationFailed (DatasetRejected, the summary with the report URI)
-      any error after retries -> ValidationErrored
+      ValidateDataset failed after its retries (crash, timeout, bug)
+        -> RecordValidationError (Lambda: report, quarantine, fate; see mlops/services/validation_errors.py)
+           (if that fails too: ErrorNotRecorded, what is known of the object)
+        -> PublishValidationErrored ("Dataset Validation Errored", forwarded to SNS by MlopsServing)
+        -> ValidationErrored (the validate step's error and cause)
+      CheckCommit failed after its retries -> CommitCheckErrored -> PublishValidationErrored -> ValidationErrored
+
+Retries: Lambda service errors 6 times with backoff; a crashed worker (``Runtime.ExitError``,
+``Lambda.Unknown``) twice; a timeout or out-of-memory once, since those tend to repeat.
+Retrying is safe: a retry of one execution takes over its own lock and writes the same keys
+(the dataset version's time is the execution's start), and removes an upload only if it still
+is the version it copied.
 
 A multi-part dataset (``incoming/<model>/<dataset>/part-*`` + ``_SUCCESS`` or
 ``_manifest.json``) is validated by its marker's execution; see ``mlops/services/parts.py``.
@@ -45,12 +56,18 @@ from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 
 EVENT_SOURCE = "mlops.validation"
 DATASET_VALIDATED = "Dataset Validated"
+DATASET_VALIDATION_ERRORED = "Dataset Validation Errored"
 LAMBDA_RETRY_ERRORS = [
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
     "Lambda.TooManyRequestsException",
 ]
+# Unhandled failures of the function itself: a worker that died (Lambda reports Lambda.Unknown,
+# or the runtime's errorType), retried twice; a timeout or out-of-memory once (they tend to repeat).
+CRASH_RETRY_ERRORS = ["Lambda.Unknown", "Runtime.ExitError"]
+TIMEOUT_RETRY_ERRORS = ["Sandbox.Timedout", "States.Timeout", "Runtime.OutOfMemory"]
 CONCURRENCY_CONTEXT = "mlops:validation-concurrency"
 # The handler's input, from the S3 "Object Created" event (see functions/validate/handler.py).
 PAYLOAD = {
@@ -61,6 +78,13 @@ PAYLOAD = {
     "size": sfn.JsonPath.number_at("$.detail.object.size"),
     "event_id": sfn.JsonPath.string_at("$.id"),
     "execution_id": sfn.JsonPath.execution_id,
+    "execution_started": sfn.JsonPath.execution_start_time,
+}
+# After the validate step failed for good: the same object, and the error caught in $.error.
+RECORD_ERROR_PAYLOAD = {
+    **PAYLOAD,
+    "error": sfn.JsonPath.string_at("$.error.Error"),
+    "cause": sfn.JsonPath.string_at("$.error.Cause"),
 }
 # After the wait: the handler's check of the folder's commit marker (from the waiting result).
 CHECK_COMMIT_PAYLOAD = {
@@ -90,11 +114,15 @@ class ValidationStack(cdk.Stack):
         self.removal_policy = removal_policy
         self.layers = ProjectLayers(self, "Layers")
         self.function = self._function(incoming_bucket, validated_bucket, artifacts_bucket, quarantine_bucket)
+        self.record_function = self._record_function(
+            incoming_bucket, validated_bucket, artifacts_bucket, quarantine_bucket
+        )
         self.state_machine = self._state_machine()
         self.rule, self.dead_letter_queue = self._rule(incoming_bucket)
         self._acknowledge_machine_findings()
         cdk.CfnOutput(self, "ValidationStateMachineArn", value=self.state_machine.state_machine_arn)
         cdk.CfnOutput(self, "ValidationFunctionName", value=self.function.function_name)
+        cdk.CfnOutput(self, "RecordValidationErrorFunctionName", value=self.record_function.function_name)
 
     # -- Lambda ------------------------------------------------------------------------
     def _log_group(self, construct_id: str) -> logs.LogGroup:
@@ -116,15 +144,7 @@ class ValidationStack(cdk.Stack):
             code="functions/validate",
             handler="handler.handler",
             description="Validates an uploaded dataset against its model's contract",
-            environment={
-                "INCOMING_BUCKET": incoming.bucket_name,
-                "VALIDATED_BUCKET": validated.bucket_name,
-                "ARTIFACTS_BUCKET": artifacts.bucket_name,
-                "QUARANTINE_BUCKET": quarantine.bucket_name,
-                "POWERTOOLS_SERVICE_NAME": "mlops-validation",
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                "POWERTOOLS_LOG_LEVEL": "INFO",
-            },
+            environment=self._environment(incoming, validated, artifacts, quarantine),
             layers=self.layers.all,
             key=self.key,
             # Datasets up to 5 GB are streamed from /tmp by the contract engine.
@@ -139,6 +159,63 @@ class ValidationStack(cdk.Stack):
         self._grant_data_access(role, incoming, validated, artifacts, quarantine)
         return function
 
+    @staticmethod
+    def _environment(
+        incoming: s3.IBucket, validated: s3.IBucket, artifacts: s3.IBucket, quarantine: s3.IBucket
+    ) -> dict[str, str]:
+        return {
+            "INCOMING_BUCKET": incoming.bucket_name,
+            "VALIDATED_BUCKET": validated.bucket_name,
+            "ARTIFACTS_BUCKET": artifacts.bucket_name,
+            "QUARANTINE_BUCKET": quarantine.bucket_name,
+            "POWERTOOLS_SERVICE_NAME": "mlops-validation",
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+
+    def _record_function(
+        self, incoming: s3.IBucket, validated: s3.IBucket, artifacts: s3.IBucket, quarantine: s3.IBucket
+    ) -> lambda_.Function:
+        """RecordValidationError: small, its own role; it reads no data, it copies and reports."""
+        function = project_function(
+            self,
+            "RecordValidationError",
+            code="functions/validate",
+            handler="handler.record_error",
+            description="Leaves a report, a quarantined copy and a fate when validation could not complete",
+            # the validated bucket's name only (Buckets reads all four): no access to it
+            environment=self._environment(incoming, validated, artifacts, quarantine),
+            layers=self.layers.all,
+            key=self.key,
+            memory_mb=512,
+            timeout=cdk.Duration.minutes(5),  # a server-side copy of up to 5 GB
+            removal_policy=self.removal_policy,
+        )
+        role = function.role
+        assert isinstance(role, iam.Role)
+        uploads = incoming.arn_for_objects(f"{INCOMING_PREFIX}*")
+        quarantined = quarantine.arn_for_objects("quarantine/*")
+        reports = artifacts.arn_for_objects("reports/*")
+        locks = artifacts.arn_for_objects("locks/validation/*")
+        fates = artifacts.arn_for_objects("fates/*")
+        statements = [
+            # copy the failed upload's version to quarantine (the copy reads it), then a plain delete
+            ("ReadUploads", ["s3:GetObject", "s3:GetObjectVersion"], [uploads]),
+            ("RemoveQuarantinedUploads", ["s3:DeleteObject"], [uploads]),
+            ("WriteResults", ["s3:PutObject", "s3:AbortMultipartUpload"], [quarantined, reports, locks, fates]),
+            ("ReadLocksAndFates", ["s3:GetObject"], [locks, fates]),
+            ("ListForNotFound", ["s3:ListBucket"], [incoming.bucket_arn, artifacts.bucket_arn]),
+            ("UseDataKey", ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], [self.key.key_arn]),
+        ]
+        for sid, actions, resources in statements:
+            role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+        acknowledge_wildcard_resources(
+            role,
+            [uploads, quarantined, reports, locks, fates],
+            "Object ARNs under the prefixes the handler owns in the app's own buckets; keys are data-dependent.",
+        )
+        return function
+
     def _grant_data_access(
         self, role: iam.Role, incoming: s3.IBucket, validated: s3.IBucket, artifacts: s3.IBucket, quarantine: s3.IBucket
     ) -> None:
@@ -146,12 +223,17 @@ class ValidationStack(cdk.Stack):
         promoted = validated.arn_for_objects("validated/*")
         quarantined = quarantine.arn_for_objects("quarantine/*")
         reports, locks = artifacts.arn_for_objects("reports/*"), artifacts.arn_for_objects("locks/*")
+        fates = artifacts.arn_for_objects("fates/*")  # each dataset's first fate: validated or quarantined
         statements = [
             ("ReadUploads", ["s3:GetObject", "s3:GetObjectVersion"], [uploads]),
             # a failing upload is moved to quarantine: copy, then a plain delete (the version stays)
             ("RemoveQuarantinedUploads", ["s3:DeleteObject"], [uploads]),
-            ("WriteResults", ["s3:PutObject", "s3:AbortMultipartUpload"], [promoted, quarantined, reports, locks]),
-            ("ReadReportsAndLocks", ["s3:GetObject"], [reports, locks]),
+            (
+                "WriteResults",
+                ["s3:PutObject", "s3:AbortMultipartUpload"],
+                [promoted, quarantined, reports, locks, fates],
+            ),
+            ("ReadReportsLocksAndFates", ["s3:GetObject"], [reports, locks, fates]),
             # without ListBucket a missing key answers 403 instead of 404
             ("ListForNotFound", ["s3:ListBucket"], [incoming.bucket_arn, artifacts.bucket_arn]),
         ]
@@ -166,7 +248,7 @@ class ValidationStack(cdk.Stack):
         )
         acknowledge_wildcard_resources(
             role,
-            [uploads, promoted, quarantined, reports, locks],
+            [uploads, promoted, quarantined, reports, locks, fates],
             "Object ARNs under the prefixes the handler owns in the app's own buckets; keys are data-dependent.",
         )
 
@@ -180,14 +262,95 @@ class ValidationStack(cdk.Stack):
             output_path="$.Payload",  # the handler's result is the state's output
             retry_on_service_exceptions=False,
         )
-        task.add_retry(
-            errors=LAMBDA_RETRY_ERRORS,
-            interval=cdk.Duration.seconds(2),
-            max_attempts=6,
-            backoff_rate=2,
-        )
+        task.add_retry(errors=LAMBDA_RETRY_ERRORS, interval=cdk.Duration.seconds(2), max_attempts=6, backoff_rate=2)
+        task.add_retry(errors=CRASH_RETRY_ERRORS, interval=cdk.Duration.seconds(5), max_attempts=2, backoff_rate=3)
+        task.add_retry(errors=TIMEOUT_RETRY_ERRORS, interval=cdk.Duration.seconds(10), max_attempts=1)
         task.add_catch(errored, errors=[sfn.Errors.ALL], result_path="$.error")
         return task
+
+    def _error_trail(self, errored: sfn.Fail) -> tuple[sfn.IChainable, sfn.IChainable]:
+        """After a step failed for good: record it, tell people, then fail with its cause.
+
+        Returns where a failed ValidateDataset goes (record, publish) and where a failed
+        CheckCommit goes (publish: it has no object to record, and its parts stay in place).
+        """
+        publish = tasks.EventBridgePutEvents(
+            self,
+            "PublishValidationErrored",
+            entries=[
+                tasks.EventBridgePutEventsEntry(
+                    source=EVENT_SOURCE,
+                    detail_type=DATASET_VALIDATION_ERRORED,
+                    detail=sfn.TaskInput.from_json_path_at("$.recorded.result"),
+                )
+            ],
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        publish.add_retry(errors=["EventBridge.EventBridgeException", "States.Timeout"], max_attempts=3)
+        publish.add_catch(errored, errors=[sfn.Errors.ALL], result_path="$.publish_error")
+        publish.next(errored)
+        # the record step failed as well: the event still goes out, with what is known
+        not_recorded = sfn.Pass(
+            self,
+            "ErrorNotRecorded",
+            parameters={
+                "result": {
+                    "status": "errored",
+                    "summary": sfn.JsonPath.format(
+                        "ERRORED: validation of s3://{}/{} (version {}) could not complete: {}; "
+                        "recording the error failed too ({}): the object may still be in incoming/",
+                        sfn.JsonPath.string_at("$.detail.bucket.name"),
+                        sfn.JsonPath.string_at("$.detail.object.key"),
+                        sfn.JsonPath.string_at("$.detail.object.version-id"),
+                        sfn.JsonPath.string_at("$.error.Error"),
+                        sfn.JsonPath.string_at("$.record_error.Error"),
+                    ),
+                    "error": sfn.JsonPath.string_at("$.error.Error"),
+                    "source_key": sfn.JsonPath.string_at("$.detail.object.key"),
+                    "source_version_id": sfn.JsonPath.string_at("$.detail.object.version-id"),
+                }
+            },
+            result_path="$.recorded",
+        )
+        not_recorded.next(publish)
+        record = tasks.LambdaInvoke(
+            self,
+            "RecordValidationError",
+            lambda_function=self.record_function,
+            payload=sfn.TaskInput.from_object(RECORD_ERROR_PAYLOAD),
+            retry_on_service_exceptions=False,
+            result_selector={"result": sfn.JsonPath.object_at("$.Payload")},
+            result_path="$.recorded",
+        )
+        record.add_retry(errors=LAMBDA_RETRY_ERRORS, interval=cdk.Duration.seconds(2), max_attempts=6, backoff_rate=2)
+        record.add_retry(
+            errors=[*CRASH_RETRY_ERRORS, *TIMEOUT_RETRY_ERRORS],
+            interval=cdk.Duration.seconds(5),
+            max_attempts=2,
+            backoff_rate=3,
+        )
+        record.add_catch(not_recorded, errors=[sfn.Errors.ALL], result_path="$.record_error")
+        check_failed = sfn.Pass(
+            self,
+            "CommitCheckErrored",
+            parameters={
+                "result": {
+                    "status": "errored",
+                    "summary": sfn.JsonPath.format(
+                        "ERRORED: checking the commit marker of s3://{}/{} could not complete: {}; "
+                        "its part files were left in place",
+                        sfn.JsonPath.string_at("$.bucket"),
+                        sfn.JsonPath.string_at("$.dataset_prefix"),
+                        sfn.JsonPath.string_at("$.error.Error"),
+                    ),
+                    "error": sfn.JsonPath.string_at("$.error.Error"),
+                    "model": sfn.JsonPath.string_at("$.model"),
+                    "dataset_prefix": sfn.JsonPath.string_at("$.dataset_prefix"),
+                }
+            },
+            result_path="$.recorded",
+        )
+        return record.next(publish), check_failed.next(publish)
 
     def _commit_watch(self, errored: sfn.IChainable) -> sfn.IChainable:
         """A part file's execution: wait for the folder's commit marker, then report if none came."""
@@ -207,7 +370,8 @@ class ValidationStack(cdk.Stack):
 
     def _state_machine(self) -> sfn.StateMachine:
         errored = sfn.Fail(self, "ValidationErrored", error_path="$.error.Error", cause_path="$.error.Cause")
-        validate = self._invoke("ValidateDataset", PAYLOAD, errored)
+        validate_failed, check_failed = self._error_trail(errored)
+        validate = self._invoke("ValidateDataset", PAYLOAD, validate_failed)
 
         publish = tasks.EventBridgePutEvents(
             self,
@@ -230,7 +394,7 @@ class ValidationStack(cdk.Stack):
                 sfn.Condition.string_equals("$.status", "passed"),
                 publish.next(sfn.Succeed(self, "ValidationPassed")),
             )
-            .when(sfn.Condition.string_equals("$.status", "waiting"), self._commit_watch(errored))
+            .when(sfn.Condition.string_equals("$.status", "waiting"), self._commit_watch(check_failed))
             .when(sfn.Condition.string_equals("$.status", "ignored"), sfn.Succeed(self, "NotADataFile"))
             .otherwise(rejected)
         )
@@ -301,6 +465,6 @@ class ValidationStack(cdk.Stack):
         )
         acknowledge_wildcard_resources(
             role,
-            [f"{self.function.function_arn}:*"],
-            "LambdaInvoke is granted on the validation function's versions and aliases, that function only.",
+            [f"{self.function.function_arn}:*", f"{self.record_function.function_arn}:*"],
+            "LambdaInvoke is granted on the versions and aliases of the validation and record-error functions only.",
         )

@@ -6,6 +6,10 @@ a part file of a dataset folder comes back as ``status: waiting`` (``watch: true
 the one execution that waits for the commit marker), and the state machine's later
 ``action: check_commit`` call answers ``committed`` or ``incomplete``. An exception
 means infrastructure trouble and is left to the state machine's Retry/Catch.
+
+``record_error`` is the RecordValidationError function's handler (same code, its own role):
+the state machine calls it when validation failed for good, to leave a report, quarantine
+the object and record its fate (``mlops.services.validation_errors``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from aws_lambda_powertools.utilities.parser import BaseModel, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops.services.validation import Buckets, DatasetValidator, ValidationRequest
+from mlops.services.validation_errors import record_validation_error
 from mlops.settings import model_config
 
 logger = Logger()
@@ -34,6 +39,12 @@ class Payload(BaseModel):
     size: int | None = None
     event_id: str | None = None
     execution_id: str | None = None
+    execution_started: str | None = None
+
+
+class ValidationErrored(Payload):
+    error: str
+    cause: str = ""
 
 
 class CheckCommit(BaseModel):
@@ -69,4 +80,18 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     metrics.add_metric(name="RowsValidated", unit=MetricUnit.Count, value=result["rows"])
     logger.info(result["summary"])
+    return result
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def record_error(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    failed = parse(event=event, model=ValidationErrored)
+    request = ValidationRequest(**failed.model_dump(exclude={"error", "cause"}))
+    result = record_validation_error(boto3.client("s3"), Buckets.from_env(), request, failed.error, failed.cause)
+    logger.append_keys(model=result["model"], dataset_version=result["dataset_version"])
+    metrics.add_dimension(name="model", value=result["model"])
+    metrics.add_metric(name="DatasetsErrored", unit=MetricUnit.Count, value=1)
+    logger.error(result["summary"])
     return result

@@ -6,6 +6,7 @@ the history of every change. States:
 
     validated ──▶ queued ──▶ training ──▶ trained | failed
     quarantined      └──▶ superseded (a newer dataset trained instead)
+    errored (validation could not complete: see its report)
 
 A dataset validated while its model trains is *queued*, never dropped; when the running
 training ends, one follow-up run trains on the newest queued dataset and the older queued
@@ -35,6 +36,7 @@ _CONTENDED_TRIES = 8
 class Fate(StrEnum):
     VALIDATED = "validated"
     QUARANTINED = "quarantined"
+    ERRORED = "errored"
     QUEUED = "queued"
     TRAINING = "training"
     TRAINED = "trained"
@@ -48,6 +50,7 @@ class Fate(StrEnum):
 ALLOWED_FROM: dict[Fate, set[Fate | None]] = {
     Fate.VALIDATED: {None},
     Fate.QUARANTINED: {None},
+    Fate.ERRORED: {None},
     Fate.QUEUED: {None, Fate.VALIDATED},
     Fate.TRAINING: {None, Fate.VALIDATED, Fate.QUEUED, Fate.TRAINING, Fate.TRAINED, Fate.FAILED, Fate.SUPERSEDED},
     Fate.TRAINED: {Fate.TRAINING},

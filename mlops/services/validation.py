@@ -35,18 +35,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from mlops.config import ConfigError, ModelConfig
 from mlops.core.contract import Part, ValidationResult, Violation, validate_dataset
 from mlops.s3io import (
     S3Location,
     copy_object,
     download_with_sha256,
+    error_code,
     get_json,
     put_json,
     put_json_if_absent,
     replace_json_if_unchanged,
 )
 from mlops.services import parts as P
+from mlops.services.fates import record_validation
 
 INCOMING_KEY_RE = re.compile(r"^incoming/(?P<model>[^/]+)/(?P<name>.+)$")
 # A lock older than this belongs to a crashed run (Lambda timeout is 15 minutes).
@@ -80,6 +84,15 @@ class ValidationRequest:
     size: int | None = None
     event_id: str | None = None
     execution_id: str | None = None
+    # The execution's start ($$.Execution.StartTime): the dataset version's time, so every retry of
+    # one execution names the same version and writes to the same places.
+    execution_started: str | None = None
+
+    @property
+    def started(self) -> datetime:
+        if self.execution_started:
+            return datetime.fromisoformat(self.execution_started).astimezone(UTC)
+        return _utcnow()
 
     @property
     def source_id(self) -> str:
@@ -148,6 +161,8 @@ class DatasetValidator:
             return None if put_json_if_absent(self.s3, lock, claim) else {"status": "in_progress"}
         held, etag = found
         if held.get("state") == "done":
+            if req.execution_id is not None and held.get("execution_id") == req.execution_id:
+                return {**held["result"], "duplicate": False}  # our own run, retried after it finished
             return held["result"]
         same_execution = req.execution_id is not None and held.get("execution_id") == req.execution_id
         stale = time.time() - float(held.get("started_at", 0)) > STALE_LOCK_SECONDS
@@ -155,8 +170,9 @@ class DatasetValidator:
             return None  # a retry of our own execution, or a crashed run: take over
         return {"status": "in_progress"}
 
-    def _release(self, source_id: str, result: dict[str, Any]) -> None:
-        put_json(self.s3, self._lock(source_id), {"state": "done", "finished_at": time.time(), "result": result})
+    def _release(self, source_id: str, req: ValidationRequest, result: dict[str, Any]) -> None:
+        done = {"state": "done", "execution_id": req.execution_id, "finished_at": time.time(), "result": result}
+        put_json(self.s3, self._lock(source_id), done)
 
     # -- the flow ------------------------------------------------------------------
     def validate(self, req: ValidationRequest) -> dict[str, Any]:
@@ -170,10 +186,12 @@ class DatasetValidator:
         source_id = req.source_id if not source.multi else source.source_id()
         earlier = self._claim(req, source_id)
         if earlier is not None:
-            return {**earlier, "duplicate": True}
+            return {"duplicate": True, **earlier}
         with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
             result = self._validate_claimed(req, source, Path(tmp))
-        self._release(source_id, result)
+        # the dataset's first fate, before the lock says done (a retry after a crash records it then)
+        record_validation(self.s3, self.buckets.artifacts, result)
+        self._release(source_id, req, result)
         return {**result, "duplicate": False}
 
     def _object_source(self, req: ValidationRequest, match: re.Match[str] | None) -> _Source:
@@ -206,7 +224,8 @@ class DatasetValidator:
         return source
 
     def _validate_claimed(self, req: ValidationRequest, source: _Source, tmp: Path) -> dict[str, Any]:
-        started = _utcnow()
+        started = req.started
+        clock = time.monotonic()
         model = source.model
         config, problem = self._config_for(model, model != "_unknown", req.key)
         problem = problem or source.problem
@@ -248,7 +267,7 @@ class DatasetValidator:
             "columns": result.columns if result else [],
             "violations": [v.to_dict() for v in violations],
             "started_at": started.isoformat(),
-            "duration_s": round((_utcnow() - started).total_seconds(), 3),
+            "duration_s": round(time.monotonic() - clock, 3),
             "report_uri": report_loc.uri,
             "validated_uri": None,
             "profile_uri": None,
@@ -360,8 +379,8 @@ class DatasetValidator:
         report["quarantine_uri"] = f"s3://{self.buckets.quarantine}/{prefix}/" if source.multi else dest.uri
         put_json(self.s3, S3Location(self.buckets.quarantine, f"{prefix}/report.json"), report)
         # Only after every copy exists: a plain delete leaves a delete marker, the version stays.
-        for key, _ in moved:
-            self.s3.delete_object(Bucket=source.bucket, Key=key)
+        for key, version_id in moved:
+            remove_upload(self.s3, source.bucket, key, version_id)
 
     # -- part files: wait for the commit marker ------------------------------------------
     def _watch_lock(self, prefix: str) -> S3Location:
@@ -441,6 +460,25 @@ class DatasetValidator:
             "summary": f"{message}\nreport: {report_loc.uri}",
             "report_uri": report_loc.uri,
         }
+
+
+def remove_upload(s3: Any, bucket: str, key: str, version_id: str | None) -> bool:
+    """Delete ``key`` from incoming if its current version is the one that was copied away.
+
+    A retry finds it already gone (no second delete marker); a newer upload under the same key
+    is not ours to remove. True if a delete was sent.
+    """
+    if version_id is not None:
+        try:
+            current = s3.head_object(Bucket=bucket, Key=key).get("VersionId")
+        except ClientError as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        if current != version_id:
+            return False
+    s3.delete_object(Bucket=bucket, Key=key)
+    return True
 
 
 def _summary(report: dict[str, Any], result: ValidationResult | None) -> str:

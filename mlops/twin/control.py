@@ -125,9 +125,8 @@ def _alive(pid: int) -> bool:
 STATE = {
     "s3": "buckets, objects and their versions",
     "executions": "state machine executions and their histories",
-    "sagemaker": "training and processing jobs",
+    "sagemaker": "model package groups and packages, models, endpoint configs, endpoints, jobs and their files",
     "endpoints": "models loaded by endpoints",
-    "registry": "model package groups, packages, models, endpoint configs, endpoints",
     "cloudwatch": "metrics, alarm states and history",
     "logs": "Lambda and twin logs",
     "notifications.jsonl": "SNS messages",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from moto.core.responses import ActionResult
@@ -202,3 +203,53 @@ def add_update_endpoint(update: Callable[[str, str, dict[str, Any]], str]) -> Ca
     had = "update_endpoint" in vars(SageMakerResponse)
     SageMakerResponse.update_endpoint = update_endpoint  # type: ignore[attr-defined]
     return (lambda: delattr(SageMakerResponse, "update_endpoint")) if not had else (lambda: None)
+
+
+class RecordedJob:
+    """A training or processing job the twin ran, as moto's Describe*Job and List*Jobs read it.
+
+    The twin runs jobs itself (:mod:`mlops.twin.sagemaker.jobs`), not through moto's
+    CreateTrainingJob; this puts the job's Describe*Job response where moto looks for it,
+    with the attributes its list actions filter on.
+    """
+
+    def __init__(self, describe: dict[str, Any]) -> None:
+        self.kind = "training" if "TrainingJobName" in describe else "processing"
+        prefix = "TrainingJob" if self.kind == "training" else "ProcessingJob"
+        self.response_object = {k: _time(k, v) for k, v in describe.items()}
+        self.arn = describe[f"{prefix}Arn"]
+        name, status = describe[f"{prefix}Name"], describe[f"{prefix}Status"]
+        self.training_job_name = self.processing_job_name = name
+        self.training_job_status = self.processing_job_status = status
+        self.creation_time = self.response_object.get("CreationTime")
+        self.last_modified_time = self.response_object.get("LastModifiedTime", self.creation_time)
+        self.training_end_time = self.response_object.get("TrainingEndTime")
+        self.processing_end_time = self.response_object.get("ProcessingEndTime")
+        self.failure_reason = describe.get("FailureReason")
+
+    @property
+    def status(self) -> str:
+        return str(self.training_job_status)
+
+    def fail(self, reason: str) -> None:
+        """End the job as Failed with ``reason`` (it can no longer finish)."""
+        now = datetime.now(self.creation_time.tzinfo if self.creation_time else None)
+        key = "TrainingJobStatus" if self.kind == "training" else "ProcessingJobStatus"
+        self.response_object.update({key: "Failed", "FailureReason": reason, "LastModifiedTime": now})
+        if self.kind == "training":
+            self.response_object["SecondaryStatus"] = "Failed"
+        self.training_job_status = self.processing_job_status = "Failed"
+        self.failure_reason, self.last_modified_time = reason, now
+
+
+def _time(key: str, value: Any) -> Any:
+    # the runner writes ISO-8601 strings; moto's serializer wants datetimes for timestamp members
+    return datetime.fromisoformat(value) if key.endswith("Time") and isinstance(value, str) else value
+
+
+def record_job(backend: SageMakerModelBackend, describe: dict[str, Any]) -> RecordedJob:
+    """Keep ``describe`` (a Describe*Job response) as the job's record in moto: Describe*Job answers it."""
+    job = RecordedJob(describe)
+    jobs = backend.training_jobs if job.kind == "training" else backend.processing_jobs
+    jobs[job.training_job_name] = job  # type: ignore[assignment]
+    return job

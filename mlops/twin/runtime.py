@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from moto.applicationautoscaling.models import applicationautoscaling_backends
 from moto.s3.models import s3_backends
 from moto.sagemaker.models import sagemaker_backends
 from moto.server import create_backend_app
@@ -45,6 +46,7 @@ from mlops.twin.sagemaker.registry import Registry
 from mlops.twin.sagemaker.rules import SageMakerRules
 from mlops.twin.sagemaker.runtime_api import RuntimeApi
 from mlops.twin.sagemaker.serving import CaptureWriter, EndpointRuntime
+from mlops.twin.sagemaker.state import ControlPlaneState, MotoRecords
 from mlops.twin.sns.api import SnsApi
 from mlops.twin.sns.topics import Notifications
 from mlops.twin.stepfunctions.api import StepFunctionsApi
@@ -143,12 +145,19 @@ class Twin:
         self.endpoints: EndpointManager | None = None
         self.notifications = Notifications(self.workdir / "notifications.jsonl")
         self.registry = Registry(self.assembly.account, self.assembly.region, self.emit)
+        # registry, models, endpoint configs, endpoints and jobs: durable in <workdir>/sagemaker/
+        self.sagemaker_state = ControlPlaneState(
+            self.workdir / "sagemaker", self.assembly.account, self.assembly.region
+        )
         # SageMaker's request rules: every SageMaker request the twin serves passes them
         self.sagemaker_rules = SageMakerRules(
             lambda: sagemaker_backends[self.assembly.account][self.assembly.region],
             self.assembly.account,
             self.assembly.region,
-            job_exists=lambda kind, name: (self.workdir / "sagemaker" / kind / name).exists(),  # JobRunner's dirs
+        )
+        self.autoscaling_state = MotoRecords(  # the endpoints' scalable targets and scaling policies
+            self.workdir / "sagemaker" / "application-autoscaling.pickle",
+            lambda: applicationautoscaling_backends[self.assembly.account][self.assembly.region],
         )
         self.jobs: JobRunner | None = None
         self.functions: dict[str, LambdaRuntime] = {}
@@ -160,11 +169,17 @@ class Twin:
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> StartReport:
         self._reset_moto()
+        self.sagemaker_state.restore()  # before any request is served
+        self.autoscaling_state.restore()
         self.s3.start()
         self.gateway.mount_wsgi("s3", self.s3.app)
         # moto keeps the SageMaker control plane's and Application Auto Scaling's records
-        self.gateway.mount_wsgi("sagemaker", create_backend_app("sagemaker"), check=self.sagemaker_rules)
-        self.gateway.mount_wsgi("application-autoscaling", create_backend_app("application-autoscaling"))
+        self.gateway.mount_wsgi(
+            "sagemaker", self.sagemaker_state.wsgi(create_backend_app("sagemaker")), check=self.sagemaker_rules
+        )
+        self.gateway.mount_wsgi(
+            "application-autoscaling", self.autoscaling_state.wsgi(create_backend_app("application-autoscaling"))
+        )
         self.gateway.mount_wsgi("sagemaker-runtime", RuntimeApi(self.endpoint_runtime))
         self.gateway.mount_api(CloudFormationApi(self.assembly))
         self.gateway.mount_api(StepFunctionsApi(self.stepfunctions))
@@ -195,6 +210,7 @@ class Twin:
             self.assembly.account,
             self.assembly.region,
             s3_as=lambda role: self.client("s3", role),  # a job reads and writes S3 as its RoleArn
+            record=self.sagemaker_state.record_job,
         )
         self.endpoints = EndpointManager(
             account=self.assembly.account,
@@ -206,8 +222,10 @@ class Twin:
             workdir=self.workdir,
             time_scale=self.clock.time_scale,
             clock=self.clock.now,
+            on_change=self.sagemaker_state.save,
         )
         self.endpoints.install()
+        self.endpoints.resume()  # endpoints restored from the work dir serve again (and the state is written)
         for res in self.assembly.resources("AWS::CloudWatch::Alarm"):
             self._create_alarm(res)
         self.notifications.install(self.assembly)
@@ -235,13 +253,14 @@ class Twin:
         return self.report
 
     def _reset_moto(self) -> None:
-        """Start from empty S3 and SageMaker backends (objects are restored from the work dir).
+        """Start from empty S3, SageMaker and Application Auto Scaling backends (restored from the work dir).
 
         moto's backends are process-wide: a twin started in a process where another one ran
         (tests do this) would otherwise see that twin's buckets, packages and endpoints.
         """
         s3_backends[self.assembly.account]["aws"].reset()
         sagemaker_backends[self.assembly.account][self.assembly.region].reset()
+        applicationautoscaling_backends[self.assembly.account][self.assembly.region].reset()
 
     def stop(self) -> None:
         self.clock.checkpoint()

@@ -65,7 +65,7 @@ def test_the_cli_sees_what_the_twin_runs(twin: control.TwinHandle, cdk_out: Path
     key = f"incoming/{MODEL}/bad-{time.time_ns()}.csv"
     twin.client().upload_file(str(bad), twin.bucket("incoming"), key)
     control.wait_for_executions(twin.workdir, key, timeout_s=180)
-    validate = next(f for f in functions.values() if "Validat" in f["FunctionName"])
+    validate = next(f for f in functions.values() if "ValidateFn" in f["FunctionName"])
     group = validate["LoggingConfig"]["LogGroup"]
     found = _aws(twin, "logs", "filter-log-events", "--log-group-name", group, "--filter-pattern", "REPORT")
     assert found["events"] and all(e["message"].startswith("REPORT RequestId:") for e in found["events"])

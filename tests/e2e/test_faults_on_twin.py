@@ -7,7 +7,9 @@ Run them apart with ``pytest -m faults``:
   upload trains;
 - a training stopped by an operator (StopExecution) does not keep the model locked;
 - a burst of uploads while a model trains: the uploads queue, and when the running
-  training ends one follow-up run trains the newest of them; the others are superseded.
+  training ends one follow-up run trains the newest of them; the others are superseded;
+- a restart (graceful, then kill -9) after a model was deployed: the registry and the
+  endpoint are still there, and the endpoint answers as before with no new deployment.
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from examples.generate_data import generate, write_csv
+from mlops.cli import app
+from mlops.demo import feature_frame, runtime_client
 from mlops.services.fates import Fate, FateStore
+from mlops.settings import model_config
 from mlops.twin import control
 from mlops.twin.stepfunctions.asl.history import entered_states
 
@@ -209,3 +215,58 @@ def test_a_burst_of_uploads_trains_the_newest_once_the_running_training_ends(
     ]
     assert len(trainings) == 2, "the first upload and one follow-up: nothing trained twice, nothing newer lost"
     assert _lock(handle) is None
+
+
+def _registry(handle: control.TwinHandle) -> list[dict[str, Any]]:
+    sm = handle.client("sagemaker")
+    found = sm.list_model_packages(ModelPackageGroupName=MODEL, SortBy="CreationTime", SortOrder="Ascending")
+    keep = ("ModelPackageArn", "ModelPackageVersion", "ModelApprovalStatus", "CustomerMetadataProperties")
+    described = [
+        sm.describe_model_package(ModelPackageName=p["ModelPackageArn"]) for p in found["ModelPackageSummaryList"]
+    ]
+    return [{k: d.get(k) for k in keep} for d in described]
+
+
+def test_a_restart_keeps_the_registry_and_the_endpoint_serving(cdk_out: Path, workdir: Path, tmp_path: Path) -> None:
+    handle = control.start(cdk_out, workdir, port=0, time_scale=TIME_SCALE)
+    version = _validated_version(handle, _upload(handle, tmp_path, "good.csv", 1500, seed=21))
+    training = _training_of(handle, version)
+    assert training["status"] == "SUCCEEDED", training.get("cause")
+    assert entered_states(training["history"])[-1] == "ModelRegistered"
+    (deploy,) = _wait(
+        lambda: [e for e in control.load_executions(workdir, "Deploy") if e["status"] != "RUNNING"], 300, "deployed"
+    )
+    assert deploy["status"] == "SUCCEEDED", deploy.get("cause")
+    rows = feature_frame(generate(MODEL, "good", 5, seed=22), model_config(MODEL)).to_csv(header=False, index=False)
+
+    def predict() -> Any:
+        answer = runtime_client(handle).invoke_endpoint(
+            EndpointName=MODEL, ContentType="text/csv", Accept="application/json", Body=rows
+        )
+        return json.loads(answer["Body"].read())
+
+    registry, endpoint, predictions = (
+        _registry(handle),
+        handle.client("sagemaker").describe_endpoint(EndpointName=MODEL),
+        predict(),
+    )
+    assert registry and registry[0]["ModelApprovalStatus"] == "Approved"
+
+    for restart in ("graceful", "kill -9"):
+        if restart == "graceful":
+            assert control.stop(workdir)
+        else:
+            pid = int(handle.state["pid"])
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        handle = control.start(cdk_out, workdir, port=0, time_scale=TIME_SCALE)
+        assert _registry(handle) == registry, restart
+        described = handle.client("sagemaker").describe_endpoint(EndpointName=MODEL)
+        assert (described["EndpointStatus"], described["EndpointConfigName"]) == (
+            "InService",
+            endpoint["EndpointConfigName"],
+        ), restart
+        assert predict() == predictions, restart  # the same model serves, with no new deployment
+        shown = CliRunner().invoke(app, ["models", MODEL, "--workdir", str(workdir)], env={"COLUMNS": "250"})
+        assert shown.exit_code == 0 and "Approved" in shown.output, shown.output
+    assert len(control.load_executions(workdir, "Deploy")) == 1

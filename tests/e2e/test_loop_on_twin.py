@@ -116,6 +116,9 @@ def test_upload_is_validated_trained_registered_and_deployed(loop: control.TwinH
     assert by_row.exit_code == 0 and by_row.output.count('"label"') == 1, by_row.output
     unknown = cli.invoke(app, ["predict", "no-such-model", "--row", one_row, "--workdir", str(loop.workdir)])
     assert unknown.exit_code == 1 and "no-such-model" in unknown.output
+    # each upload's fate: this dataset was trained
+    fates = cli.invoke(app, ["datasets", MODEL, "--workdir", str(loop.workdir)], env={"COLUMNS": "250"})
+    assert fates.exit_code == 0 and "trained" in fates.output and MODEL in fates.output, fates.output
 
     def captured() -> list[str]:
         listing = loop.client().list_objects_v2(Bucket=loop.bucket("capture"), Prefix=f"datacapture/{MODEL}/")

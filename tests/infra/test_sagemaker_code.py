@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mlops.twin import pycompat
 from mlops.twin.sagemaker import images
-from mlops.twin.sagemaker.rules import SageMakerRules
+from mlops.twin.sagemaker.rules import check_model
 from stacks.layers import RUNTIME
 from stacks.sagemaker_code import build_sourcedir, processing_entrypoint, sklearn_container_version
 
@@ -30,7 +30,7 @@ def test_the_evaluation_entrypoint_installs_the_requirements_before_running() ->
     assert script.index("pip install") < script.index("evaluate.py")
     assert "-r requirements.txt" in script
     # each member within SageMaker's limit: the twin's rules refuse a longer one, as CreateProcessingJob does
-    SageMakerRules(lambda: None, "123456789012", "us-east-1")(
+    check_model(
         "CreateProcessingJob",
         {
             "ProcessingJobName": "evaluate",

@@ -92,6 +92,16 @@ def test_a_model_without_capture_has_endpoint_alarms_only(serving: dict[str, Any
     assert not [r for r in _rules(serving) if any(n in json.dumps(r.get("EventPattern", {})) for n in mine)]
 
 
+def test_a_validation_that_could_not_complete_is_notified(serving: dict[str, Any]) -> None:
+    (rule,) = [r for r in _rules(serving) if "Dataset Validation Errored" in json.dumps(r.get("EventPattern"))]
+    assert rule["EventPattern"] == {"source": ["mlops.validation"], "detail-type": ["Dataset Validation Errored"]}
+    topic_id, _ = one(serving, "AWS::SNS::Topic")
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Ref": topic_id}
+    assert target["InputTransformer"]["InputPathsMap"] == {"detail-summary": "$.detail.summary"}
+    assert target["InputTransformer"]["InputTemplate"] == '"<detail-summary>"'
+
+
 def test_topic_is_kms_encrypted(serving: dict[str, Any]) -> None:
     _, topic = one(serving, "AWS::SNS::Topic")
     assert "KmsMasterKeyId" in topic["Properties"]

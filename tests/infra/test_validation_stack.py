@@ -41,6 +41,10 @@ def definition(validation: dict[str, Any]) -> dict[str, Any]:
     return json.loads(join_definition(machine["Properties"]["DefinitionString"]))
 
 
+def _function(template: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return dict(template["Resources"][logical_id(template, "AWS::Lambda::Function", prefix)])
+
+
 def _statements(template: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {**s, "_policy": lid}
@@ -69,9 +73,21 @@ def test_function_runtime_handler_and_sizing(synthesized: Synthesized) -> None:
     )
 
 
-def test_function_environment(validation: dict[str, Any]) -> None:
-    _, fn = one(validation, "AWS::Lambda::Function")
-    env = fn["Properties"]["Environment"]["Variables"]
+def test_record_error_function_is_small_with_its_own_role(validation: dict[str, Any]) -> None:
+    assert sorted(resources(validation, "AWS::Lambda::Function")) == [
+        logical_id(validation, "AWS::Lambda::Function", "RecordValidationErrorFn"),
+        logical_id(validation, "AWS::Lambda::Function", "ValidateFn"),
+    ]
+    props = _function(validation, "RecordValidationErrorFn")["Properties"]
+    assert props["Handler"] == "handler.record_error"
+    assert props["MemorySize"] == 512 and props["Timeout"] == 300
+    assert props["Code"] == _function(validation, "ValidateFn")["Properties"]["Code"]  # the same code asset
+    assert props["Role"]["Fn::GetAtt"][0].startswith("RecordValidationErrorRole")
+
+
+@pytest.mark.parametrize("prefix", ["ValidateFn", "RecordValidationErrorFn"])
+def test_function_environment(validation: dict[str, Any], prefix: str) -> None:
+    env = _function(validation, prefix)["Properties"]["Environment"]["Variables"]
     assert env["POWERTOOLS_SERVICE_NAME"] == "mlops-validation"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Mlops"
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
@@ -79,8 +95,9 @@ def test_function_environment(validation: dict[str, Any]) -> None:
         assert f"Ref{role}Bucket" in env[f"{role.upper()}_BUCKET"]["Fn::ImportValue"], role
 
 
-def test_function_has_the_two_layers(validation: dict[str, Any]) -> None:
-    _, fn = one(validation, "AWS::Lambda::Function")
+@pytest.mark.parametrize("prefix", ["ValidateFn", "RecordValidationErrorFn"])
+def test_function_has_the_two_layers(validation: dict[str, Any], prefix: str) -> None:
+    fn = _function(validation, prefix)
     layers = resources(validation, "AWS::Lambda::LayerVersion")
     expected = [logical_id(validation, "AWS::Lambda::LayerVersion", p) for p in ("LayersDeps", "LayersCore")]
     assert sorted(layer["Ref"] for layer in fn["Properties"]["Layers"]) == sorted(expected)
@@ -89,14 +106,15 @@ def test_function_has_the_two_layers(validation: dict[str, Any]) -> None:
         assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
 
 
-def test_function_role_has_no_managed_policies(validation: dict[str, Any]) -> None:
-    role = validation["Resources"][logical_id(validation, "AWS::IAM::Role", "ValidateRole")]
+@pytest.mark.parametrize("prefix", ["ValidateRole", "RecordValidationErrorRole"])
+def test_function_role_has_no_managed_policies(validation: dict[str, Any], prefix: str) -> None:
+    role = validation["Resources"][logical_id(validation, "AWS::IAM::Role", prefix)]
     assert "ManagedPolicyArns" not in role["Properties"]
 
 
 def test_log_groups_are_encrypted_with_retention(validation: dict[str, Any]) -> None:
     groups = resources(validation, "AWS::Logs::LogGroup")
-    assert len(groups) == 2
+    assert len(groups) == 3
     for lid, group in groups.items():
         assert "DataKey" in group["Properties"]["KmsKeyId"]["Fn::ImportValue"], lid
         assert group["Properties"]["RetentionInDays"] == 90, lid
@@ -136,6 +154,10 @@ def test_definition_states(definition: dict[str, Any]) -> None:
         "DatasetIncomplete": "Fail",
         "AwaitingCommitMarker": "Succeed",
         "NotADataFile": "Succeed",
+        "RecordValidationError": "Task",
+        "ErrorNotRecorded": "Pass",
+        "CommitCheckErrored": "Pass",
+        "PublishValidationErrored": "Task",
     }
 
 
@@ -153,16 +175,106 @@ def test_validate_task_payload_retry_and_catch(definition: dict[str, Any]) -> No
         "size.$": "$.detail.object.size",
         "event_id.$": "$.id",
         "execution_id.$": "$$.Execution.Id",
+        "execution_started.$": "$$.Execution.StartTime",
     }
-    [retry] = task["Retry"]
-    assert set(retry["ErrorEquals"]) == {
+    service, crash, timeout = task["Retry"]
+    assert set(service["ErrorEquals"]) == {
         "Lambda.ServiceException",
         "Lambda.AWSLambdaException",
         "Lambda.SdkClientException",
+        "Lambda.ClientExecutionTimeoutException",
         "Lambda.TooManyRequestsException",
     }
-    assert retry["BackoffRate"] == 2 and retry["MaxAttempts"] == 6 and retry["IntervalSeconds"] == 2
-    assert task["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ValidationErrored"}]
+    assert service["BackoffRate"] == 2 and service["MaxAttempts"] == 6 and service["IntervalSeconds"] == 2
+    # a crashed worker is retried twice, a timeout or out-of-memory once: validation is idempotent
+    assert crash == {
+        "ErrorEquals": ["Lambda.Unknown", "Runtime.ExitError"],
+        "IntervalSeconds": 5,
+        "MaxAttempts": 2,
+        "BackoffRate": 3,
+    }
+    assert timeout == {
+        "ErrorEquals": ["Sandbox.Timedout", "States.Timeout", "Runtime.OutOfMemory"],
+        "IntervalSeconds": 10,
+        "MaxAttempts": 1,
+    }
+    assert task["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordValidationError"}]
+
+
+def test_a_validation_that_cannot_complete_is_recorded_notified_and_fails(
+    validation: dict[str, Any], definition: dict[str, Any]
+) -> None:
+    states = definition["States"]
+    record = states["RecordValidationError"]
+    assert record["Resource"] == "arn:<token>:states:::lambda:invoke"
+    fn = logical_id(validation, "AWS::Lambda::Function", "RecordValidationErrorFn")
+    _, machine = one(validation, "AWS::StepFunctions::StateMachine")
+    assert {"Fn::GetAtt": [fn, "Arn"]} in machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    payload = record["Parameters"]["Payload"]
+    assert payload["key.$"] == "$.detail.object.key" and payload["version_id.$"] == "$.detail.object.version-id"
+    assert payload["error.$"] == "$.error.Error" and payload["cause.$"] == "$.error.Cause"
+    assert payload["execution_started.$"] == "$$.Execution.StartTime"  # the same dataset version on every retry
+    assert record["ResultSelector"] == {"result.$": "$.Payload"} and record["ResultPath"] == "$.recorded"
+    assert [r["ErrorEquals"] for r in record["Retry"]][1] == [
+        "Lambda.Unknown",
+        "Runtime.ExitError",
+        "Sandbox.Timedout",
+        "States.Timeout",
+        "Runtime.OutOfMemory",
+    ]
+    assert record["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.record_error", "Next": "ErrorNotRecorded"}
+    ]
+    assert record["Next"] == "PublishValidationErrored"
+    # if recording failed too, the event still goes out with what is known of the object
+    not_recorded = states["ErrorNotRecorded"]
+    assert not_recorded["ResultPath"] == "$.recorded" and not_recorded["Next"] == "PublishValidationErrored"
+    assert not_recorded["Parameters"]["result"]["source_key.$"] == "$.detail.object.key"
+    publish = states["PublishValidationErrored"]
+    assert publish["Resource"] == "arn:<token>:states:::events:putEvents"
+    assert publish["Parameters"]["Entries"] == [
+        {"Detail.$": "$.recorded.result", "DetailType": "Dataset Validation Errored", "Source": "mlops.validation"}
+    ]
+    assert publish["ResultPath"] is None and publish["Next"] == "ValidationErrored"
+    assert publish["Catch"][0]["Next"] == "ValidationErrored"  # a failed publish still ends with the cause
+
+
+def test_record_error_role_is_least_privilege(validation: dict[str, Any]) -> None:
+    role = logical_id(validation, "AWS::IAM::Role", "RecordValidationErrorRole")
+    granted: dict[str, set[str]] = {}
+    for statement in _statements(validation):
+        policy = validation["Resources"][statement["_policy"]]["Properties"]
+        if {"Ref": role} not in policy["Roles"]:
+            continue
+        for action in _as_list(statement["Action"]):
+            granted.setdefault(action, set()).update(flatten(r) for r in _as_list(statement["Resource"]))
+    s3 = {
+        a: sorted(r.split("/", 1)[1] if "/" in r else "<bucket>" for r in rs)
+        for a, rs in granted.items()
+        if a.startswith("s3:")
+    }
+    assert s3 == {
+        "s3:GetObject": ["fates/*", "incoming/*", "locks/validation/*"],
+        "s3:GetObjectVersion": ["incoming/*"],
+        "s3:DeleteObject": ["incoming/*"],
+        "s3:PutObject": ["fates/*", "locks/validation/*", "quarantine/*", "reports/*"],
+        "s3:AbortMultipartUpload": ["fates/*", "locks/validation/*", "quarantine/*", "reports/*"],
+        "s3:ListBucket": ["<bucket>", "<bucket>"],
+    }
+    assert not any("Validated" in r for rs in granted.values() for r in rs)  # nothing on the validated bucket
+
+
+def test_validate_role_records_fates(validation: dict[str, Any]) -> None:
+    role = logical_id(validation, "AWS::IAM::Role", "ValidateRole")
+    fates = {
+        action
+        for statement in _statements(validation)
+        if {"Ref": role} in validation["Resources"][statement["_policy"]]["Properties"]["Roles"]
+        for action in _as_list(statement["Action"])
+        for resource in _as_list(statement["Resource"])
+        if flatten(resource).endswith("/fates/*")
+    }
+    assert {"s3:GetObject", "s3:PutObject"} <= fates and "s3:DeleteObject" not in fates
 
 
 def test_choice_routes_duplicates_then_status(definition: dict[str, Any]) -> None:
@@ -190,7 +302,11 @@ def test_part_files_wait_for_the_commit_marker_then_check_it(definition: dict[st
         "dataset_prefix.$": "$.dataset_prefix",
         "model.$": "$.model",
     }
-    assert check["Catch"][0]["Next"] == "ValidationErrored"
+    assert check["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "CommitCheckErrored"}]
+    # no object to record (the parts stay in place): told, then failed with the cause
+    errored = states["CommitCheckErrored"]
+    assert errored["ResultPath"] == "$.recorded" and errored["Next"] == "PublishValidationErrored"
+    assert errored["Parameters"]["result"]["dataset_prefix.$"] == "$.dataset_prefix"
     assert states["CommitArrived?"]["Choices"] == [
         {"Variable": "$.status", "StringEquals": "committed", "Next": "DatasetCommitted"}
     ]
@@ -262,10 +378,11 @@ def test_s3_statements_are_scoped_to_the_app_buckets(validation: dict[str, Any])
 
 def test_uploads_are_the_only_deletable_objects(validation: dict[str, Any]) -> None:
     deletes = [s for s in _statements(validation) if "s3:DeleteObject" in _as_list(s["Action"])]
-    [delete] = deletes
-    [resource] = _as_list(delete["Resource"])
-    assert flatten(resource).startswith("MlopsData:ExportsOutputFnGetAttIncomingBucket")
-    assert flatten(resource).endswith("/incoming/*")
+    assert len(deletes) == 2  # the validate and the record-error roles: a quarantined upload leaves incoming
+    for delete in deletes:
+        [resource] = _as_list(delete["Resource"])
+        assert flatten(resource).startswith("MlopsData:ExportsOutputFnGetAttIncomingBucket")
+        assert flatten(resource).endswith("/incoming/*")
     assert not any("s3:DeleteObjectVersion" in _as_list(s["Action"]) for s in _statements(validation))
 
 

@@ -3,6 +3,7 @@ a folder without a marker is reported, and any accepted format is promoted as ca
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from typing import Any
@@ -73,7 +74,7 @@ def test_parts_wait_and_the_marker_validates_them_once(buckets: Any) -> None:  #
     )
     assert len(validated) == 900 and list(validated.columns) == model_config(MODEL).dataset.column_names
     # the same marker again, and a manifest naming the same parts: the same dataset version, validated once
-    assert validator.validate(marker)["duplicate"] is True
+    assert validator.validate(dataclasses.replace(marker, execution_id="exec-redelivered"))["duplicate"] is True
     manifest = {"files": [p.key[len(PREFIX) :] for p in parts]}
     again = validator.validate(_put(buckets, f"{PREFIX}_manifest.json", json.dumps(manifest).encode()))
     assert again["duplicate"] is True and again["dataset_version"] == out["dataset_version"]

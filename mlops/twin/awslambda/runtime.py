@@ -306,17 +306,27 @@ class LambdaRuntime:
 
     # -- pool --------------------------------------------------------------------------
     def _acquire(self) -> _Worker:
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise RuntimeError(f"Lambda runtime for {self.spec.name} is closed")
-                if self._idle:
-                    return self._idle.pop()  # the most recently used: the warmest
-                if len(self._workers) < self.max_workers:
-                    worker = _Worker(self)
-                    self._workers.add(worker)
-                    return worker
-                self._cond.wait()
+        dead: list[_Worker] = []
+        try:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        raise RuntimeError(f"Lambda runtime for {self.spec.name} is closed")
+                    while self._idle:
+                        worker = self._idle.pop()  # the most recently used: the warmest
+                        if worker.proc.poll() is None:
+                            return worker
+                        # it died while idle (killed from outside): Lambda starts a new environment
+                        self._workers.discard(worker)
+                        dead.append(worker)
+                    if len(self._workers) < self.max_workers:
+                        worker = _Worker(self)
+                        self._workers.add(worker)
+                        return worker
+                    self._cond.wait()
+        finally:
+            for worker in dead:
+                worker.kill()  # collects its exit status and closes its pipes
 
     def _release(self, worker: _Worker) -> None:
         with self._cond:

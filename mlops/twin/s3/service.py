@@ -73,8 +73,10 @@ class S3Service:
     def start(self) -> None:
         # Every request lands in the assembly's account, whatever access key the client uses
         # (moto would otherwise derive an account from the key); the twin owns this process.
+        previous = os.environ.get("MOTO_ACCOUNT_ID")
         os.environ["MOTO_ACCOUNT_ID"] = self.account
         self._undo = [
+            lambda: _restore_env("MOTO_ACCOUNT_ID", previous),
             moto_ext.on_s3_change(self.backend, self._send_event),
             self._completing.install(self.backend),
         ]
@@ -168,3 +170,12 @@ class S3Service:
             "resources": [f"arn:aws:s3:::{bucket.name}"],
             "detail": detail,
         }
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    """Leave the process environment as the service found it (moto-mocked code run later in the
+    same process, tests above all, would otherwise land in the twin's account)."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value

@@ -15,6 +15,8 @@ endpoint; moto keeps the records. This module makes those records serve:
   ``InService``. Otherwise all traffic shifts and the endpoint is ``InService``.
 - DeleteEndpoint sets ``Deleting``, stops serving, and the record is gone after
   :attr:`EndpointManager.delete_seconds` (twin time), as SageMaker takes a while too.
+- ``resume()``, when the twin starts again on a work dir whose records were restored
+  (:mod:`.state`), starts the model servers of its endpoints again from the model data in S3.
 
 What each status allows is checked where requests arrive (:mod:`.rules`).
 """
@@ -55,6 +57,7 @@ class EndpointManager:
         workdir: Path,
         time_scale: float = 1.0,
         clock: Callable[[], float] = time.time,
+        on_change: Callable[[], None] = lambda: None,  # a record changed outside an API request
     ) -> None:
         self.account = account
         self.region = region
@@ -68,6 +71,7 @@ class EndpointManager:
         self.s3_as = s3_as
         self.roles: dict[str, str] = {}  # endpoint name -> the execution role its capture is written as
         self.delete_seconds = 10.0  # how long an endpoint stays Deleting (scaled by time_scale)
+        self.on_change = on_change
 
     @property
     def backend(self) -> Any:
@@ -77,6 +81,48 @@ class EndpointManager:
         moto_ext.on_create_endpoint(self.backend, self._serve_new)
         moto_ext.on_delete_endpoint(self.backend, self.delete)
         moto_ext.add_update_endpoint(self.update)
+
+    def resume(self) -> None:
+        """Serve the endpoints restored from the work dir again (the twin restarted).
+
+        What a restart does to an endpoint, by the status it was recorded in:
+
+        - InService: its model servers start again from the model data in S3, with its endpoint
+          config's variants and weights; InvokeEndpoint answers as before, no new deployment.
+        - Creating: finished, as SageMaker finishes a creation whoever asked for it: InService,
+          or Failed if its model does not load.
+        - Updating: the blue/green deployment cannot go on (its canary and alarm watch lived in
+          the stopped twin, and the execution that waited for it was failed at start), so it ends
+          as SageMaker ends a failed update: InService on the config it served before, with a
+          FailureReason saying why. The new config's model never takes traffic.
+        - RollingBack: as Updating (the old fleet serves again).
+        - Deleting: the deletion finishes, the record is gone.
+        - Failed (and the rest): left as recorded.
+
+        A model that no longer loads (its data gone from S3) leaves its endpoint Failed with the reason.
+        """
+        for record in list(self.backend.endpoints.values()):
+            status = record.endpoint_status
+            if status == "Deleting":
+                del self.backend.endpoints[record.endpoint_name]
+                continue
+            if status not in ("InService", "Creating", "Updating", "RollingBack"):
+                continue
+            try:
+                self.runtime.set_endpoint(self._endpoint(record.endpoint_name, record.endpoint_config_name))
+            except Exception as exc:
+                record.endpoint_status = "Failed"
+                record.failure_reason = f"the twin restarted and the model failed to load: {exc}"
+                log.warning("endpoint %s: %s", record.endpoint_name, record.failure_reason)
+                continue
+            record.endpoint_status = "InService"
+            if status in ("Updating", "RollingBack"):
+                record.failure_reason = (
+                    "rolled back: the twin stopped during the deployment; "
+                    f"the endpoint serves its previous config {record.endpoint_config_name}"
+                )
+                record.last_modified_time = utcnow()
+        self.on_change()
 
     def _serve_new(self, endpoint: Any) -> None:
         endpoint.endpoint_status = "Creating"
@@ -90,6 +136,7 @@ class EndpointManager:
             endpoint.failure_reason = f"failed to load the model: {exc}"
             endpoint.endpoint_status = "Failed"
         endpoint.last_modified_time = utcnow()
+        self.on_change()
 
     def delete(self, name: str, remove: Callable[[str], None]) -> None:
         record = self.backend.endpoints.get(name)
@@ -102,6 +149,7 @@ class EndpointManager:
             self._sleep(self.delete_seconds)
             if self.backend.endpoints.get(name) is record:
                 remove(name)
+                self.on_change()
 
         threading.Thread(target=finish, daemon=True, name="endpoint-delete").start()
 
@@ -258,4 +306,5 @@ class EndpointManager:
         record.last_modified_time = utcnow()
         outcome.update(status="RolledBack" if failure else "Succeeded", reason=failure, finished=self.clock())
         self.deployments.append(outcome)
+        self.on_change()
         log.info("deployment of %s: %s", record.endpoint_name, outcome)

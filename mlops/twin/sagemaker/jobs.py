@@ -64,6 +64,8 @@ class JobRunner:
     account: str
     region: str
     s3_as: Callable[[str], Any] | None = None  # an S3 client signed as a role: jobs act as their RoleArn
+    # keeps each Describe*Job response (at start and at the end) where DescribeTrainingJob reads it
+    record: Callable[[dict[str, Any]], None] | None = None
 
     _running: set[subprocess.Popen[bytes]] = field(default_factory=set, init=False, repr=False)
 
@@ -75,7 +77,7 @@ class JobRunner:
         role = params.get("RoleArn")
         if not role or self.s3_as is None:
             return self
-        runner = JobRunner(self.s3_as(str(role)), self.root, self.account, self.region)
+        runner = JobRunner(self.s3_as(str(role)), self.root, self.account, self.region, record=self.record)
         runner._running = self._running  # stop_all still reaches the job's process
         return runner
 
@@ -165,6 +167,7 @@ class JobRunner:
         ml = job_dir / "opt" / "ml"
         started = datetime.now(UTC)
         describe = self._training_describe(params, started)
+        self._record(describe)
         hps = dict(params.get("HyperParameters", {}))
         channels = [c["ChannelName"] for c in params.get("InputDataConfig", [])]
         log = job_dir / "job.log"
@@ -214,6 +217,7 @@ class JobRunner:
             TrainingTimeInSeconds=int((ended - started).total_seconds()),
             BillableTimeInSeconds=int((ended - started).total_seconds()),
         )
+        self._record(describe)
         return describe
 
     def _training_environment(self, image: ImageEnvironment, code_dir: Path, job_dir: Path, log: Path) -> Environment:
@@ -273,7 +277,12 @@ class JobRunner:
         describe.update({status_key: "Failed", "FailureReason": reason[-1024:], "LastModifiedTime": now})
         if status_key == "TrainingJobStatus":
             describe["SecondaryStatus"] = "Failed"
+        self._record(describe)
         raise JobFailed(describe)
+
+    def _record(self, describe: dict[str, Any]) -> None:
+        if self.record is not None:
+            self.record(dict(describe))
 
     # -- processing ------------------------------------------------------------------------
     def process(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -301,6 +310,7 @@ class JobRunner:
             "CreationTime": started.isoformat(),
             "ProcessingStartTime": started.isoformat(),
         }
+        self._record(describe)
         log = job_dir / "job.log"
         try:
             image = self._image(params["AppSpecification"].get("ImageUri", ""), log)
@@ -335,6 +345,7 @@ class JobRunner:
             ProcessingEndTime=ended.isoformat(),
             LastModifiedTime=ended.isoformat(),
         )
+        self._record(describe)
         return describe
 
 

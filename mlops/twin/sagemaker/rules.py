@@ -132,17 +132,10 @@ def check_model(operation: str, params: dict[str, Any]) -> None:
 class SageMakerRules:
     """Validates SageMaker requests against the model and the rules, reading the records of ``backend()``."""
 
-    def __init__(
-        self,
-        backend: Callable[[], Any],
-        account: str,
-        region: str,
-        job_exists: Callable[[str, str], bool] = lambda kind, name: False,
-    ) -> None:
+    def __init__(self, backend: Callable[[], Any], account: str, region: str) -> None:
         self.backend = backend
         self.account = account
         self.region = region
-        self.job_exists = job_exists  # ("training" | "processing", name): the twin runs jobs outside moto
 
     def __call__(self, operation: str, params: dict[str, Any]) -> None:
         check_model(operation, params)
@@ -246,7 +239,8 @@ class SageMakerRules:
 
     # training -------------------------------------------------------------------------------------
     def _unique_job(self, kind: str, name: str) -> None:
-        if self.job_exists(kind, name):
+        jobs = self.backend().training_jobs if kind == "training" else self.backend().processing_jobs
+        if name in jobs:  # the jobs the twin ran are recorded in moto's backend (moto_ext.record_job)
             arn = self._arn(f"{kind}-job", name)
             raise Invalid(
                 f"{kind.capitalize()} job names must be unique within an AWS account and region, and a "

@@ -193,19 +193,12 @@ class ShapeChecked:
 
 @contextlib.contextmanager
 def running(twin: Twin) -> Iterator[Twin]:
-    """A twin started in this process, stopped after; the process environment left as it was
-    (the twin's S3 sets ``MOTO_ACCOUNT_ID``, which later moto-mocked tests in the process would see)."""
-    saved = {k: os.environ.get(k) for k in ("MOTO_ACCOUNT_ID",)}
+    """A twin started in this process, stopped after (stopping leaves the environment as it was)."""
     try:
         twin.start()
         yield twin
     finally:
         twin.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import textwrap
 import threading
 import time
@@ -494,6 +496,18 @@ def test_timeout_kills_the_worker_and_the_next_invoke_gets_a_fresh_one(make_runt
     after = rt.invoke({})
     assert after.cold_start is True
     assert ok(after) != first
+
+
+def test_a_worker_killed_while_idle_is_replaced_not_reused(make_runtime: MakeRuntime) -> None:
+    rt = make_runtime("idle", {"handler.py": "import os\n\ndef handler(e, c):\n    return os.getpid()\n"})
+    first = ok(rt.invoke({}))
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{first}/stat").exists() and "Z" not in Path(f"/proc/{first}/stat").read_text().split()[2]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    after = rt.invoke({})
+    assert after.cold_start is True and ok(after) != first  # a new environment, not an ExitError
 
 
 @pytest.mark.parametrize(

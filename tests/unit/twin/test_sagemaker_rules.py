@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from moto.backends import get_backend
 from moto.server import create_backend_app
 
+from mlops.twin import moto_ext
 from mlops.twin.gateway import Gateway
 from mlops.twin.iam import Principals
 from mlops.twin.sagemaker.rules import Invalid, SageMakerRules
@@ -249,9 +250,12 @@ def test_spot_training_needs_a_max_wait_of_at_least_the_max_runtime(rules: SageM
     rules("CreateTrainingJob", _training(EnableManagedSpotTraining=True, StoppingCondition=spot))
 
 
-def test_a_job_name_is_used_once() -> None:
-    ran = {("training", "job"), ("processing", "evaluate")}
-    rules = SageMakerRules(_backend, ACCOUNT, REGION, job_exists=lambda kind, name: (kind, name) in ran)
+def test_a_job_name_is_used_once(rules: SageMakerRules) -> None:
+    _backend().reset()
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+    moto_ext.record_job(
+        _backend(), {**_training(), "TrainingJobArn": f"{arn}:training-job/job", "TrainingJobStatus": "Completed"}
+    )
     with pytest.raises(Invalid, match=r"Training job names must be unique .* already exists \(arn:aws:sagemaker:"):
         rules("CreateTrainingJob", _training())
     rules("CreateTrainingJob", _training(TrainingJobName="job-2"))
@@ -263,5 +267,11 @@ def test_a_job_name_is_used_once() -> None:
         },
         "AppSpecification": {"ImageUri": SKLEARN_IMAGE},
     }
+    rules("CreateProcessingJob", processing)
+    moto_ext.record_job(
+        _backend(),
+        {**processing, "ProcessingJobArn": f"{arn}:processing-job/evaluate", "ProcessingJobStatus": "Completed"},
+    )
     with pytest.raises(Invalid, match="Processing job names must be unique"):
         rules("CreateProcessingJob", processing)
+    _backend().reset()
