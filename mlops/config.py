@@ -13,6 +13,7 @@ is generated from this schema (``python -m mlops.config_reference``).
 from __future__ import annotations
 
 import json
+import math
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -295,7 +296,14 @@ class Canary(_Strict):
 
 
 class Endpoint(_Strict):
-    """The SageMaker endpoint the approved model is deployed to."""
+    """The SageMaker endpoint the approved model is deployed to.
+
+    Serverless endpoints take neither data capture nor deployment guardrails on SageMaker
+    (Serverless Inference's feature exclusions): `data_capture_percent` defaults to 0 for them
+    and `canary` is refused, so a serverless model has no drift or quality monitoring.
+    An update of an instance endpoint with one instance shifts all traffic at once (blue/green,
+    the canary's wait as the baking period, watched by the rollback alarms): SageMaker takes
+    a canary of at most half the variant's instances."""
 
     kind: Literal["instance", "serverless"] = "instance"
     """Instance-backed or serverless endpoint (serverless endpoints have no data capture on AWS)."""
@@ -308,9 +316,57 @@ class Endpoint(_Strict):
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     """Autoscaling (instance endpoints)."""
     data_capture_percent: Annotated[int, Field(ge=0, le=100)] = 100
-    """Share of requests captured for drift monitoring."""
+    """Share of requests captured for drift monitoring (instance endpoints; 0, the default, for serverless)."""
     canary: Canary = Field(default_factory=Canary)
-    """Canary deployment of updates."""
+    """Canary deployment of updates (instance endpoints with at least two instances; see above)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serverless_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "serverless" and "data_capture_percent" not in data:
+            return {**data, "data_capture_percent": 0}
+        return data
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Endpoint:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if self.kind == "serverless":
+            if self.data_capture_percent > 0:
+                problems.append(
+                    (
+                        ("data_capture_percent",),
+                        "serverless endpoints have no data capture on SageMaker; set it to 0 (no drift "
+                        "monitoring) or use kind: instance",
+                    )
+                )
+            if "canary" in self.model_fields_set:
+                problems.append(
+                    (
+                        ("canary",),
+                        "serverless endpoints take no deployment guardrails on SageMaker (an update shifts all "
+                        "traffic at once); remove canary or use kind: instance",
+                    )
+                )
+        elif self.canary_instances * 2 > self.initial_instance_count >= 2:
+            problems.append(
+                (
+                    ("canary", "percent"),
+                    f"{self.canary.percent}% of {self.initial_instance_count} instances is {self.canary_instances} "
+                    "instance(s); SageMaker takes a canary of at most half the variant's instances",
+                )
+            )
+        _raise(problems)
+        return self
+
+    @property
+    def canary_instances(self) -> int:
+        """Instances the canary takes: SageMaker rounds a capacity percentage up to whole instances."""
+        return math.ceil(self.initial_instance_count * self.canary.percent / 100)
+
+    @property
+    def uses_canary(self) -> bool:
+        """Whether updates go by canary (else all at once): instance endpoints of two instances or more."""
+        return self.kind == "instance" and self.initial_instance_count >= 2
 
 
 class Alarms(_Strict):
@@ -391,6 +447,15 @@ class ModelConfig(_Strict):
             problems.append((where, f"target {target.name!r} is float but problem_type is {self.problem_type.value}"))
         if self.problem_type is ProblemType.REGRESSION and not target.type.is_numeric:
             problems.append((where, f"target {target.name!r} must be int or float for regression"))
+        if self.monitoring.alarms.quality_metric_threshold is not None and self.endpoint.data_capture_percent == 0:
+            problems.append(
+                (
+                    ("monitoring", "alarms", "quality_metric_threshold"),
+                    "the quality alarm needs captured requests, and endpoint.data_capture_percent is 0"
+                    + (" (serverless endpoints have no data capture)" if self.endpoint.kind == "serverless" else "")
+                    + "; remove it or capture requests",
+                )
+            )
         if self.problem_type is ProblemType.BINARY and target.allowed is not None and len(target.allowed) != 2:
             problems.append(
                 (

@@ -33,6 +33,7 @@ ENTRY_POINTS = ("train.py", "evaluate.py", "inference.py")
 REQUIREMENTS = ROOT / "pipelines" / "requirements.txt"  # shipped as the source dir's requirements.txt
 PROCESSING_CODE = "/opt/ml/processing/input/code"  # where the processing job's "code" input lands
 PROCESSING_SRC = "/opt/ml/processing/src"
+ENTRYPOINT_MEMBER_MAX = 256  # SageMaker's limit on each ContainerEntrypoint member (botocore's model)
 
 
 class ImageVersionError(RuntimeError):
@@ -118,12 +119,15 @@ def processing_entrypoint(program: str) -> list[str]:
     image has only its own packages), then runs the program with the job's arguments.
     """
     script = (
-        f"set -e; mkdir -p {PROCESSING_SRC}; tar -xzf {PROCESSING_CODE}/*.gz -C {PROCESSING_SRC}; cd {PROCESSING_SRC}; "
-        "if [ -f requirements.txt ]; then "
-        "python3 -m pip install --quiet --disable-pip-version-check --no-input -r requirements.txt; fi; "
-        f'PYTHONPATH={PROCESSING_SRC} exec python3 {program} "$@"'
+        f"set -e;d={PROCESSING_SRC};mkdir -p $d;tar -xzf {PROCESSING_CODE}/*.gz -C $d;cd $d;"
+        "[ ! -f requirements.txt ]||python3 -m pip install -q --no-input -r requirements.txt;"
+        f'PYTHONPATH=$d exec python3 {program} "$@"'
     )
-    return ["/bin/sh", "-c", script, "sh"]
+    entrypoint = ["/bin/sh", "-c", script, "sh"]
+    too_long = [part for part in entrypoint if len(part) > ENTRYPOINT_MEMBER_MAX]
+    if too_long:  # CreateProcessingJob refuses it (ValidationException); fail at synth instead
+        raise ValueError(f"ContainerEntrypoint member over {ENTRYPOINT_MEMBER_MAX} characters: {too_long[0]!r}")
+    return entrypoint
 
 
 @jsii.implements(cdk.ILocalBundling)

@@ -1,13 +1,15 @@
 """Deployment to endpoints, monitoring, alarms, and alarm-driven retraining.
 
 - Deploy state machine, started by "SageMaker Model Package State Change" (Approved):
-  PlanDeployment ─▶ CreateModel ─▶ CreateEndpointConfig ─▶ CreateEndpoint | UpdateEndpoint
-  (blue/green canary, auto-rollback on the 5XX and latency alarms) ─▶ poll DescribeEndpoint
+  PlanDeployment (retried while the endpoint is busy; a Failed endpoint is deleted first and
+  retried until it is gone) ─▶ CreateModel ─▶ CreateEndpointConfig ─▶ CreateEndpoint |
+  UpdateEndpoint (blue/green: canary from two instances, else all at once with a baking
+  period; auto-rollback on the 5XX and latency alarms) ─▶ poll DescribeEndpoint
   ─▶ RecordDeployment ─▶ Notify ─▶ ModelDeployed | DeploymentRolledBack.
-- Per model: a scheduled monitor Lambda (drift + quality as EMF metrics), alarms on
-  drift, quality, 5XX and latency, a dashboard, and a rule that starts the training
-  state machine when a drift or quality alarm goes to ALARM (the training's prepare
-  step debounces one episode into one retrain).
+- Per model with captured requests (not serverless): a scheduled monitor Lambda (drift +
+  quality as EMF metrics), drift and quality alarms, and a rule that starts the training
+  state machine when one goes to ALARM (the training's prepare step debounces one episode
+  into one retrain). Per model: 5XX and latency alarms and a dashboard.
 - An SNS topic tells people about deployments, rollbacks, rejections and retrains.
 """
 
@@ -249,6 +251,8 @@ class ServingStack(cdk.Stack):
             acknowledge_wildcard_resources(
                 fn.role, self._registry_arns(), "Versions of this app's model package groups; numbered as registered."
             )
+        # a Failed endpoint accepts only DeleteEndpoint: plan deletes it before the deployment creates it again
+        plan.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:DeleteEndpoint"], resources=endpoints))
         record.add_to_role_policy(iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=endpoints))
         # a rolled-back model package is set to Rejected
         record.add_to_role_policy(
@@ -496,13 +500,16 @@ class ServingStack(cdk.Stack):
     ) -> None:
         pid = _pascal(name)
         mon = config.monitoring
-        events.Rule(
-            self,
-            f"Monitor{pid}",
-            description=f"Drift and quality monitor for {name}",
-            schedule=events.Schedule.rate(cdk.Duration.minutes(mon.schedule_minutes)),
-            targets=[targets.LambdaFunction(monitor, event=events.RuleTargetInput.from_object({"model": name}))],
-        )
+        # drift and quality read captured requests: a model without capture (serverless) has neither
+        captures = config.endpoint.data_capture_percent > 0
+        if captures:
+            events.Rule(
+                self,
+                f"Monitor{pid}",
+                description=f"Drift and quality monitor for {name}",
+                schedule=events.Schedule.rate(cdk.Duration.minutes(mon.schedule_minutes)),
+                targets=[targets.LambdaFunction(monitor, event=events.RuleTargetInput.from_object({"model": name}))],
+            )
         a = mon.alarms
         endpoint_dims = {"EndpointName": endpoint_name(name), "VariantName": "AllTraffic"}
         # Powertools Metrics adds the service as a dimension; CloudWatch matches the exact set
@@ -531,7 +538,9 @@ class ServingStack(cdk.Stack):
                 a.latency_p99_ms * 1000,  # ModelLatency is in microseconds
                 cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             ),
-            "drift": (
+        }
+        if captures:
+            alarms["drift"] = (
                 cw.Metric(
                     namespace=METRICS_NAMESPACE,
                     metric_name="DriftedFeatureShare",
@@ -541,9 +550,8 @@ class ServingStack(cdk.Stack):
                 ),
                 a.drifted_feature_share,
                 cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            ),
-        }
-        if a.quality_metric_threshold is not None:
+            )
+        if a.quality_metric_threshold is not None:  # the config requires capture for it
             lower_is_worse = config.problem_type is not ProblemType.REGRESSION  # accuracy falls, RMSE rises
             alarms["quality"] = (
                 cw.Metric(
@@ -573,37 +581,38 @@ class ServingStack(cdk.Stack):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             )
         retrain_alarms = [alarm_name(name, k) for k in RETRAIN_ALARM_KINDS if k in created]
-        events.Rule(
-            self,
-            f"Retrain{pid}",
-            description=f"Retrain {name} when its drift or quality alarm fires",
-            event_pattern=events.EventPattern(
-                source=["aws.cloudwatch"],
-                detail_type=["CloudWatch Alarm State Change"],
-                detail={"alarmName": retrain_alarms, "state": {"value": ["ALARM"]}},
-            ),
-            targets=[
-                targets.SfnStateMachine(
-                    training,
-                    input=events.RuleTargetInput.from_object(
-                        {
-                            "model": name,
-                            "trigger": "alarm",
-                            "alarm": events.EventField.from_path("$.detail.alarmName"),
-                            "alarm_time": events.EventField.time,
-                        }
-                    ),
-                    retry_attempts=3,
+        if retrain_alarms:  # none without captured requests
+            events.Rule(
+                self,
+                f"Retrain{pid}",
+                description=f"Retrain {name} when its drift or quality alarm fires",
+                event_pattern=events.EventPattern(
+                    source=["aws.cloudwatch"],
+                    detail_type=["CloudWatch Alarm State Change"],
+                    detail={"alarmName": retrain_alarms, "state": {"value": ["ALARM"]}},
                 ),
-                targets.SnsTopic(
-                    self.topic,
-                    message=events.RuleTargetInput.from_text(
-                        f"alarm {events.EventField.from_path('$.detail.alarmName')} is in ALARM: retraining {name} "
-                        "if there is new labelled data"
+                targets=[
+                    targets.SfnStateMachine(
+                        training,
+                        input=events.RuleTargetInput.from_object(
+                            {
+                                "model": name,
+                                "trigger": "alarm",
+                                "alarm": events.EventField.from_path("$.detail.alarmName"),
+                                "alarm_time": events.EventField.time,
+                            }
+                        ),
+                        retry_attempts=3,
                     ),
-                ),
-            ],
-        )
+                    targets.SnsTopic(
+                        self.topic,
+                        message=events.RuleTargetInput.from_text(
+                            f"alarm {events.EventField.from_path('$.detail.alarmName')} is in ALARM: retraining {name} "
+                            "if there is new labelled data"
+                        ),
+                    ),
+                ],
+            )
         cw.Dashboard(
             self,
             f"{pid}Dashboard",
@@ -614,7 +623,11 @@ class ServingStack(cdk.Stack):
                     cw.GraphWidget(title="model latency p99 (µs)", left=[alarms["latency"][0]], width=12),
                 ],
                 [
-                    cw.GraphWidget(title="drifted feature share", left=[alarms["drift"][0]], width=12),
+                    *(
+                        [cw.GraphWidget(title="drifted feature share", left=[alarms["drift"][0]], width=12)]
+                        if "drift" in alarms
+                        else []
+                    ),
                     cw.AlarmStatusWidget(title="alarms", alarms=list(created.values()), width=12),
                 ],
             ],

@@ -1,9 +1,15 @@
 """Deploying an approved model package: the plan before, the verdict after.
 
 ``plan`` turns a "Model Package State Change" (Approved) into the exact SageMaker
-requests the deploy state machine sends: CreateModel, CreateEndpointConfig (with data
-capture, KMS, instance or serverless variant) and CreateEndpoint or UpdateEndpoint with
-a blue/green canary and auto-rollback alarms. ``record`` checks what the endpoint
+requests the deploy state machine sends: CreateModel, CreateEndpointConfig (instance
+variant with data capture and the volume key, or serverless variant with neither) and
+CreateEndpoint or UpdateEndpoint. An update of an instance endpoint is blue/green with
+auto-rollback alarms: a canary when the variant has two instances or more, else all at
+once with the canary's wait as the baking period (SageMaker takes a canary of at most
+half the variant's instances); a serverless endpoint is updated without guardrails,
+which it does not support. An endpoint that is ``Failed`` accepts only DeleteEndpoint:
+``plan`` deletes it and answers busy, so the state machine retries once it is gone and
+creates it again. ``record`` checks what the endpoint
 serves once it is InService again: the new config (deployed) or the old one (rolled
 back), tags the endpoint with the package it serves, sets up autoscaling, and writes a
 deployment record.
@@ -23,6 +29,7 @@ from mlops.config import ModelConfig
 from mlops.naming import CAPTURE_PREFIX, ROLLBACK_ALARM_KINDS, alarm_name, endpoint_name
 from mlops.s3io import S3Location, put_json
 from mlops.services.monitoring import PACKAGE_TAG
+from mlops.services.registry import approval_description
 
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
 
@@ -78,9 +85,12 @@ class Deployer:
         name = endpoint_name(config.name)
         model_name = re.sub(r"[^a-zA-Z0-9-]", "-", f"{config.name}-v{version}-{stamp}")[:63]
         status = self._endpoint_status(name)
+        if status == "Failed":  # SageMaker allows only DeleteEndpoint on it
+            self.sm.delete_endpoint(EndpointName=name)
+            raise DeploymentBusy(f"endpoint {name} was Failed and is being deleted; the deployment creates it again")
         if status in BUSY:
             raise DeploymentBusy(f"endpoint {name} is {status}; the deployment retries when it settles")
-        action = "create" if status is None or status == "Failed" else "update"
+        action = "create" if status is None else "update"
         ep = config.endpoint
         if ep.kind == "serverless":
             variant = {
@@ -102,34 +112,20 @@ class Deployer:
         endpoint_config: dict[str, Any] = {
             "EndpointConfigName": model_name,
             "ProductionVariants": [variant],
-            "DataCaptureConfig": {
-                "EnableCapture": ep.data_capture_percent > 0,
-                "InitialSamplingPercentage": max(ep.data_capture_percent, 1),
+            "Tags": [{"Key": "mlops:model", "Value": config.name}],
+        }
+        if ep.data_capture_percent > 0:  # never for serverless (the config refuses it)
+            endpoint_config["DataCaptureConfig"] = {
+                "EnableCapture": True,
+                "InitialSamplingPercentage": ep.data_capture_percent,
                 "DestinationS3Uri": f"s3://{self.settings.capture_bucket}/{CAPTURE_PREFIX}",
                 "KmsKeyId": self.settings.kms_key_arn,
                 "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
                 "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]},
-            },
-            "Tags": [{"Key": "mlops:model", "Value": config.name}],
-        }
+            }
         if ep.kind == "instance":
             endpoint_config["KmsKeyId"] = self.settings.kms_key_arn  # instance storage; not allowed for serverless
-        deployment_config = None
-        if action == "update" and ep.kind == "instance":
-            deployment_config = {
-                "BlueGreenUpdatePolicy": {
-                    "TrafficRoutingConfiguration": {
-                        "Type": "CANARY",
-                        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": ep.canary.percent},
-                        "WaitIntervalInSeconds": ep.canary.wait_seconds,
-                    },
-                    "TerminationWaitInSeconds": 0,
-                    "MaximumExecutionTimeoutInSeconds": max(600, ep.canary.wait_seconds * 3 + 600),
-                },
-                "AutoRollbackConfiguration": {
-                    "Alarms": [{"AlarmName": alarm_name(config.name, k)} for k in ROLLBACK_ALARM_KINDS]
-                },
-            }
+        deployment_config = _deployment_config(config) if action == "update" and ep.kind == "instance" else None
         return {
             "action": action,
             "model": config.name,
@@ -191,7 +187,7 @@ class Deployer:
             self.sm.update_model_package(
                 ModelPackageArn=plan["package_arn"],
                 ModelApprovalStatus="Rejected",
-                ApprovalDescription=f"deployment {result['status']}: {result['failure_reason']}"[:1024],
+                ApprovalDescription=approval_description(f"deployment {result['status']}: {result['failure_reason']}"),
             )
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         record = S3Location(self.settings.artifacts_bucket, f"deployments/{config.name}/{stamp}.json")
@@ -224,6 +220,32 @@ class Deployer:
             },
         )
         return {"resource": resource, "min": scaling.min_instances, "max": scaling.max_instances}
+
+
+def _deployment_config(config: ModelConfig) -> dict[str, Any]:
+    """Blue/green with the rollback alarms: a canary from two instances, else all at once with a baking period."""
+    ep = config.endpoint
+    wait = ep.canary.wait_seconds
+    if ep.uses_canary:
+        routing = {
+            "Type": "CANARY",
+            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": ep.canary.percent},
+            "WaitIntervalInSeconds": wait,
+        }
+        baking = 0
+    else:  # one instance: a canary would be the whole fleet; the old fleet stays while the alarms watch
+        routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
+        baking = wait
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": baking,
+            "MaximumExecutionTimeoutInSeconds": max(600, wait * 3 + 600),
+        },
+        "AutoRollbackConfiguration": {
+            "Alarms": [{"AlarmName": alarm_name(config.name, k)} for k in ROLLBACK_ALARM_KINDS]
+        },
+    }
 
 
 def _message(result: dict[str, Any]) -> str:

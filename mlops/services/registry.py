@@ -8,6 +8,14 @@ from typing import Any
 
 from mlops.s3io import S3Location
 
+APPROVAL_DESCRIPTION_MAX = 1024
+
+
+def approval_description(text: str) -> str:
+    """``ApprovalDescription`` as SageMaker takes it: one line (its pattern ``.*`` matches no line break),
+    at most 1024 characters."""
+    return " ".join(text.split())[:APPROVAL_DESCRIPTION_MAX]
+
 
 @dataclass(frozen=True)
 class PackageRef:
@@ -86,6 +94,6 @@ class RegistryClient:
         if package["status"] == status:
             return package
         self.sm.update_model_package(
-            ModelPackageArn=package["arn"], ModelApprovalStatus=status, ApprovalDescription=reason[:1024]
+            ModelPackageArn=package["arn"], ModelApprovalStatus=status, ApprovalDescription=approval_description(reason)
         )
         return self.find(ref)

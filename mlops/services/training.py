@@ -51,6 +51,7 @@ from mlops.s3io import (
     sha256_file,
 )
 from mlops.services.fates import FateStore
+from mlops.services.registry import approval_description
 from mlops.services.retrain_policy import RetrainCooldown, new_information
 from mlops.services.training_lock import TrainingLock
 
@@ -674,7 +675,7 @@ class TrainingSteps:
             "code_hash": self.settings.code_hash,
             **{f"metric_{k}": f"{v:.6g}" for k, v in gate["metrics"].items()},
         }
-        description = gate["summary"][:1024]
+        description = approval_description(gate["summary"])
         response = self.sm.create_model_package(
             ModelPackageGroupName=model,
             ModelPackageDescription=f"{model} trained on {dataset.get('dataset_version')} ({run['run_id']})",

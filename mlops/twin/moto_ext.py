@@ -43,6 +43,7 @@ PATCHED: list[tuple[object, str]] = [
     (SageMakerModelBackend, "create_model_package"),
     (SageMakerModelBackend, "update_model_package"),
     (SageMakerModelBackend, "create_endpoint"),
+    (SageMakerModelBackend, "delete_endpoint"),
 ]
 ADDED: list[tuple[object, str]] = [(SageMakerResponse, "update_endpoint")]  # actions moto lacks
 
@@ -454,6 +455,26 @@ def on_create_endpoint(backend: SageMakerModelBackend, after: Callable[[Any], No
         return create_endpoint
 
     return wrap(backend, "create_endpoint", make)
+
+
+def on_delete_endpoint(
+    backend: SageMakerModelBackend, delete: Callable[[str, Callable[[str], None]], None]
+) -> Callable[[], None]:
+    """DeleteEndpoint calls ``delete(name, remove)``; ``remove(name)`` drops moto's record (when it is gone).
+
+    ``KeyError`` from ``delete`` answers as SageMaker's ValidationException.
+    """
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def delete_endpoint(endpoint_name: str) -> None:
+            try:
+                delete(endpoint_name, original)
+            except KeyError as exc:
+                raise ValidationError(message=str(exc).strip("'\"")) from None
+
+        return delete_endpoint
+
+    return wrap(backend, "delete_endpoint", make)
 
 
 def add_update_endpoint(update: Callable[[str, str, dict[str, Any]], str]) -> Callable[[], None]:

@@ -43,6 +43,7 @@ from mlops.twin.s3.service import S3Service
 from mlops.twin.sagemaker.endpoints import EndpointManager
 from mlops.twin.sagemaker.jobs import JobRunner
 from mlops.twin.sagemaker.registry import Registry
+from mlops.twin.sagemaker.rules import SageMakerRules
 from mlops.twin.sagemaker.runtime_api import RuntimeApi
 from mlops.twin.sagemaker.serving import CaptureWriter, EndpointRuntime
 from mlops.twin.sagemaker.state import ControlPlaneState, MotoRecords
@@ -148,6 +149,12 @@ class Twin:
         self.sagemaker_state = ControlPlaneState(
             self.workdir / "sagemaker", self.assembly.account, self.assembly.region
         )
+        # SageMaker's request rules: every SageMaker request the twin serves passes them
+        self.sagemaker_rules = SageMakerRules(
+            lambda: sagemaker_backends[self.assembly.account][self.assembly.region],
+            self.assembly.account,
+            self.assembly.region,
+        )
         self.autoscaling_state = MotoRecords(  # the endpoints' scalable targets and scaling policies
             self.workdir / "sagemaker" / "application-autoscaling.pickle",
             lambda: applicationautoscaling_backends[self.assembly.account][self.assembly.region],
@@ -167,7 +174,9 @@ class Twin:
         self.s3.start()
         self.gateway.mount_wsgi("s3", self.s3.app)
         # moto keeps the SageMaker control plane's and Application Auto Scaling's records
-        self.gateway.mount_wsgi("sagemaker", self.sagemaker_state.wsgi(create_backend_app("sagemaker")))
+        self.gateway.mount_wsgi(
+            "sagemaker", self.sagemaker_state.wsgi(create_backend_app("sagemaker")), check=self.sagemaker_rules
+        )
         self.gateway.mount_wsgi(
             "application-autoscaling", self.autoscaling_state.wsgi(create_backend_app("application-autoscaling"))
         )

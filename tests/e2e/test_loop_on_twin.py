@@ -250,3 +250,29 @@ def test_deployment_that_fails_health_checks_rolls_back(loop: control.TwinHandle
     assert runtime_client(loop).invoke_endpoint(EndpointName=MODEL, ContentType="text/csv", Body=rows)["Body"].read()
     notes = (loop.workdir / "notifications.jsonl").read_text()
     assert "rolled back" in notes
+
+
+def test_a_failed_endpoint_is_deleted_and_created_again(loop: control.TwinHandle) -> None:
+    """Defect 7: SageMaker allows only DeleteEndpoint on a Failed endpoint; the next deployment deletes it first."""
+    sm, s3, other = loop.client("sagemaker"), loop.client(), "diabetes-progression"  # no endpoint yet
+    champion = _packages(loop)[1]["InferenceSpecification"]
+    broken = "training/broken/model.tar.gz"
+    s3.put_object(Bucket=loop.bucket("artifacts"), Key=broken, Body=gzip.compress(b"not a tar archive"))
+    container = {**champion["Containers"][0], "ModelDataUrl": f"s3://{loop.bucket('artifacts')}/{broken}"}
+    sm.create_model_package(
+        ModelPackageGroupName=other,
+        InferenceSpecification={**champion, "Containers": [container]},
+        ModelApprovalStatus="Approved",
+    )
+
+    def deployments() -> list[dict[str, Any]]:
+        return [e for e in _deployments(loop) if e["input"]["detail"]["ModelPackageGroupName"] == other]
+
+    (failed,) = wait_until(lambda: [e for e in deployments() if e["status"] == "FAILED"], 120, "the failed creation")
+    assert sm.describe_endpoint(EndpointName=other)["EndpointStatus"] == "Failed", failed.get("cause")
+    sm.create_model_package(
+        ModelPackageGroupName=other, InferenceSpecification=champion, ModelApprovalStatus="Approved"
+    )
+    done = wait_until(lambda: [e for e in deployments() if e["status"] == "SUCCEEDED"], 180, "the second deployment")
+    assert "CreateEndpoint" in entered_states(done[0]["history"])
+    assert sm.describe_endpoint(EndpointName=other)["EndpointStatus"] == "InService"

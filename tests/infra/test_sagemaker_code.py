@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mlops.twin import pycompat
 from mlops.twin.sagemaker import images
+from mlops.twin.sagemaker.rules import check_model
 from stacks.layers import RUNTIME
 from stacks.sagemaker_code import build_sourcedir, processing_entrypoint, sklearn_container_version
 
@@ -28,6 +29,18 @@ def test_the_evaluation_entrypoint_installs_the_requirements_before_running() ->
     script = processing_entrypoint("evaluate.py")[2]
     assert script.index("pip install") < script.index("evaluate.py")
     assert "-r requirements.txt" in script
+    # each member within SageMaker's limit: the twin's rules refuse a longer one, as CreateProcessingJob does
+    check_model(
+        "CreateProcessingJob",
+        {
+            "ProcessingJobName": "evaluate",
+            "RoleArn": "arn:aws:iam::123456789012:role/sm",
+            "ProcessingResources": {
+                "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 10}
+            },
+            "AppSpecification": {"ImageUri": "sklearn", "ContainerEntrypoint": processing_entrypoint("evaluate.py")},
+        },
+    )
 
 
 def test_the_image_the_stacks_use_is_one_the_twin_runs() -> None:

@@ -16,6 +16,8 @@ from .test_training_stack import _statements
 from .test_validation_stack import STAR_ONLY_ACTIONS
 
 CONFIGS = load_configs(ROOT / "configs")
+# models whose requests are captured: they have drift (and quality) monitoring; serverless ones do not
+MONITORED = sorted(name for name, c in CONFIGS.items() if c.endpoint.data_capture_percent > 0)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def test_deploy_machine_creates_or_updates_and_reports_rollback(definition: dict
         assert states[name]["Catch"][0]["Next"] == "NotifyFailure"
 
 
-@pytest.mark.parametrize("model", sorted(CONFIGS))
+@pytest.mark.parametrize("model", MONITORED)
 def test_alarms_take_their_thresholds_from_the_config(serving: dict[str, Any], model: str) -> None:
     alarms = {
         a["Properties"]["AlarmName"]: a["Properties"] for a in resources(serving, "AWS::CloudWatch::Alarm").values()
@@ -66,7 +68,7 @@ def test_alarms_take_their_thresholds_from_the_config(serving: dict[str, Any], m
     assert {alarm_name(model, k) for k in ("5xx", "latency", "drift", "quality")} <= set(alarms)
 
 
-@pytest.mark.parametrize("model", sorted(CONFIGS))
+@pytest.mark.parametrize("model", MONITORED)
 def test_drift_and_quality_alarms_start_retraining(serving: dict[str, Any], model: str) -> None:
     (retrain,) = [r for r in _rules(serving) if alarm_name(model, "drift") in json.dumps(r.get("EventPattern"))]
     pattern = retrain["EventPattern"]
@@ -75,10 +77,19 @@ def test_drift_and_quality_alarms_start_retraining(serving: dict[str, Any], mode
     assert "TrainingStateMachine" in json.dumps(retrain["Targets"])
 
 
-def test_a_monitor_schedule_and_a_dashboard_per_model(serving: dict[str, Any]) -> None:
+def test_a_monitor_schedule_per_monitored_model_and_a_dashboard_per_model(serving: dict[str, Any]) -> None:
     schedules = [r for r in _rules(serving) if "ScheduleExpression" in r]
-    assert len(schedules) == len(CONFIGS)
+    assert sorted(json.loads(r["Targets"][0]["Input"])["model"] for r in schedules) == MONITORED
     assert len(resources(serving, "AWS::CloudWatch::Dashboard")) == len(CONFIGS)
+
+
+@pytest.mark.parametrize("model", sorted(set(CONFIGS) - set(MONITORED)))
+def test_a_model_without_capture_has_endpoint_alarms_only(serving: dict[str, Any], model: str) -> None:
+    names = {a["Properties"]["AlarmName"] for a in resources(serving, "AWS::CloudWatch::Alarm").values()}
+    assert {alarm_name(model, "5xx"), alarm_name(model, "latency")} <= names
+    assert not {alarm_name(model, "drift"), alarm_name(model, "quality")} & names
+    mine = [alarm_name(model, k) for k in ("5xx", "latency", "drift", "quality")]  # no retrain rule on them
+    assert not [r for r in _rules(serving) if any(n in json.dumps(r.get("EventPattern", {})) for n in mine)]
 
 
 def test_a_validation_that_could_not_complete_is_notified(serving: dict[str, Any]) -> None:

@@ -63,11 +63,39 @@ def _problems(mutate) -> list[str]:
         (lambda d: d["dataset"]["columns"][-1].update(allowed=[0, 1, 2]), "columns[12].allowed: binary target"),
         (lambda d: d.update(approval="sometimes"), "approval: Input should be 'auto' or 'manual'"),
         (lambda d: d["endpoint"].update(instance_type="m5.large"), "endpoint.instance_type: String should match"),
+        (
+            lambda d: d["endpoint"].update(kind="serverless"),
+            "endpoint.data_capture_percent: serverless endpoints have no data capture on SageMaker",
+        ),
+        (
+            lambda d: d["endpoint"].update(kind="serverless", data_capture_percent=0),
+            "endpoint.canary: serverless endpoints take no deployment guardrails on SageMaker",
+        ),
+        (
+            lambda d: d["endpoint"].update(initial_instance_count=3, canary={"percent": 50}),
+            "endpoint.canary.percent: 50% of 3 instances is 2 instance(s); SageMaker takes a canary of at most half",
+        ),
+        (
+            lambda d: d["endpoint"].update(data_capture_percent=0),
+            "monitoring.alarms.quality_metric_threshold: the quality alarm needs captured requests",
+        ),
     ],
 )
 def test_invalid_configs_name_the_field_and_rule(mutate, expected: str) -> None:
     problems = _problems(mutate)
     assert any(expected in p for p in problems), problems
+
+
+def test_serverless_defaults_to_no_capture_and_one_instance_to_all_at_once() -> None:
+    serverless = copy.deepcopy(DEMO)
+    serverless["endpoint"] = {"kind": "serverless"}
+    del serverless["monitoring"]["alarms"]["quality_metric_threshold"]
+    config = parse_config(serverless, "demo.yaml")
+    assert config.endpoint.data_capture_percent == 0 and not config.endpoint.uses_canary
+    one = copy.deepcopy(DEMO)
+    one["endpoint"]["initial_instance_count"] = 1  # a 10% canary of one instance: updates go all at once
+    assert not parse_config(one, "demo.yaml").endpoint.uses_canary
+    assert parse_config(DEMO, "demo.yaml").endpoint.uses_canary  # the shipped two instances
 
 
 def test_no_problem_is_located_at_the_top_level() -> None:

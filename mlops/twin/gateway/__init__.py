@@ -5,6 +5,8 @@ Each request goes through the same steps, in one place:
 1. **identify**: service (signing name), operation (botocore's model), caller
    (access key -> principal), see :mod:`.routing`;
 2. **authorize**: the :class:`~mlops.twin.iam.Authorizer` decides, for every service;
+   then the service's own request rules, when it has some (SageMaker's, see
+   :mod:`mlops.twin.sagemaker.rules`), refuse what the service would refuse;
 3. **serve**: a service mounted as a :class:`~mlops.twin.api.ServiceApi` gets parsed
    parameters and returns a dict that is serialized in the service's protocol
    (:mod:`.wire`); a service mounted as a WSGI app (moto's S3 and SageMaker, the
@@ -36,6 +38,7 @@ from mlops.twin.iam import Authorizer, Principals, Unenforced
 log = logging.getLogger("mlops.twin.gateway")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Check = Callable[[str, dict[str, Any]], None]  # (operation, parameters); raises ApiError
 # Bodies of API calls (not S3 objects) above this are refused before they are read.
 MAX_API_BODY = 16 * 1024 * 1024
 STREAMED = {"s3"}  # services whose bodies stay on the socket for the mounted app
@@ -53,6 +56,7 @@ class Gateway:
         self.port = port
         self._apis: dict[str, ServiceApi] = {}
         self._wsgi: dict[str, WsgiApp] = {}
+        self._checks: dict[str, Check] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -60,8 +64,11 @@ class Gateway:
     def mount_api(self, api: ServiceApi) -> None:
         self._apis[api.service] = api
 
-    def mount_wsgi(self, service: str, app: WsgiApp) -> None:
+    def mount_wsgi(self, service: str, app: WsgiApp, check: Check | None = None) -> None:
+        """Serve ``service`` with ``app``; ``check`` sees every request after IAM, before the app."""
         self._wsgi[service] = app
+        if check is not None:
+            self._checks[service] = check
 
     @property
     def services(self) -> list[str]:
@@ -127,6 +134,9 @@ class Gateway:
                 raise not_implemented(service, operation)
             params = self._light_params(op, environ, headers, body, query, form, labels)
             self.authorizer.authorize(principal, service, operation, params)
+            check = self._checks.get(service)
+            if check is not None:
+                check(operation, params)
             environ["mlops.twin.operation"], environ["mlops.twin.labels"] = operation, labels
             return app(environ, start_response)
         except ApiError as exc:

@@ -4,14 +4,21 @@ Handlers and state machines call the real SageMaker API (CreateModel,
 CreateEndpointConfig, CreateEndpoint, UpdateEndpoint, DescribeEndpoint) on the twin's
 endpoint; moto keeps the records. This module makes those records serve:
 
-- CreateEndpoint loads each production variant's model (``model.tar.gz`` and the
-  script-mode source dir named by ``SAGEMAKER_SUBMIT_DIRECTORY``) into the runtime.
-- UpdateEndpoint (which moto lacks; added here) runs a blue/green deployment: the new
-  fleet takes the canary share of traffic for the wait interval while the
-  auto-rollback alarms are watched; any alarm in ALARM, or a model that fails to load,
-  rolls back to the old fleet and records the reason. Otherwise all traffic shifts.
+- CreateEndpoint answers with the endpoint ``Creating`` and loads each production
+  variant's model (``model.tar.gz`` and the script-mode source dir named by
+  ``SAGEMAKER_SUBMIT_DIRECTORY``) into the runtime in the background: ``InService``
+  once they serve, ``Failed`` (with the reason) when one does not load.
+- UpdateEndpoint (which moto lacks; added here) sets ``Updating`` and runs a blue/green
+  deployment: the new fleet takes the canary share of traffic for the wait interval
+  while the auto-rollback alarms are watched; any alarm in ALARM, or a model that fails
+  to load, sets ``RollingBack``, restores the old fleet and records the reason, then
+  ``InService``. Otherwise all traffic shifts and the endpoint is ``InService``.
+- DeleteEndpoint sets ``Deleting``, stops serving, and the record is gone after
+  :attr:`EndpointManager.delete_seconds` (twin time), as SageMaker takes a while too.
 - ``resume()``, when the twin starts again on a work dir whose records were restored
   (:mod:`.state`), starts the model servers of its endpoints again from the model data in S3.
+
+What each status allows is checked where requests arrive (:mod:`.rules`).
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ class EndpointManager:
         self.deployments: list[dict[str, Any]] = []  # history, newest last
         self.s3_as = s3_as
         self.roles: dict[str, str] = {}  # endpoint name -> the execution role its capture is written as
+        self.delete_seconds = 10.0  # how long an endpoint stays Deleting (scaled by time_scale)
         self.on_change = on_change
 
     @property
@@ -71,6 +79,7 @@ class EndpointManager:
 
     def install(self) -> None:
         moto_ext.on_create_endpoint(self.backend, self._serve_new)
+        moto_ext.on_delete_endpoint(self.backend, self.delete)
         moto_ext.add_update_endpoint(self.update)
 
     def resume(self) -> None:
@@ -86,13 +95,18 @@ class EndpointManager:
           the stopped twin, and the execution that waited for it was failed at start), so it ends
           as SageMaker ends a failed update: InService on the config it served before, with a
           FailureReason saying why. The new config's model never takes traffic.
+        - RollingBack: as Updating (the old fleet serves again).
+        - Deleting: the deletion finishes, the record is gone.
         - Failed (and the rest): left as recorded.
 
         A model that no longer loads (its data gone from S3) leaves its endpoint Failed with the reason.
         """
         for record in list(self.backend.endpoints.values()):
             status = record.endpoint_status
-            if status not in ("InService", "Creating", "Updating"):
+            if status == "Deleting":
+                del self.backend.endpoints[record.endpoint_name]
+                continue
+            if status not in ("InService", "Creating", "Updating", "RollingBack"):
                 continue
             try:
                 self.runtime.set_endpoint(self._endpoint(record.endpoint_name, record.endpoint_config_name))
@@ -102,7 +116,7 @@ class EndpointManager:
                 log.warning("endpoint %s: %s", record.endpoint_name, record.failure_reason)
                 continue
             record.endpoint_status = "InService"
-            if status == "Updating":
+            if status in ("Updating", "RollingBack"):
                 record.failure_reason = (
                     "rolled back: the twin stopped during the deployment; "
                     f"the endpoint serves its previous config {record.endpoint_config_name}"
@@ -111,12 +125,33 @@ class EndpointManager:
         self.on_change()
 
     def _serve_new(self, endpoint: Any) -> None:
+        endpoint.endpoint_status = "Creating"
+        threading.Thread(target=self._create, args=(endpoint,), daemon=True, name="endpoint-create").start()
+
+    def _create(self, endpoint: Any) -> None:
         try:
             self.runtime.set_endpoint(self._endpoint(endpoint.endpoint_name, endpoint.endpoint_config_name))
             endpoint.endpoint_status = "InService"
         except Exception as exc:  # a model that does not load: the endpoint fails to create
-            endpoint.endpoint_status = "Failed"
             endpoint.failure_reason = f"failed to load the model: {exc}"
+            endpoint.endpoint_status = "Failed"
+        endpoint.last_modified_time = utcnow()
+        self.on_change()
+
+    def delete(self, name: str, remove: Callable[[str], None]) -> None:
+        record = self.backend.endpoints.get(name)
+        if record is None:
+            raise KeyError(f'Could not find endpoint "{arn_formatter("endpoint", name, self.account, self.region)}".')
+        record.endpoint_status = "Deleting"
+        self.runtime.remove_endpoint(name)
+
+        def finish() -> None:
+            self._sleep(self.delete_seconds)
+            if self.backend.endpoints.get(name) is record:
+                remove(name)
+                self.on_change()
+
+        threading.Thread(target=finish, daemon=True, name="endpoint-delete").start()
 
     # -- loading -------------------------------------------------------------------------
     def _fetch(self, uri: str, dest: Path, role: str | None = None) -> Path:
@@ -263,6 +298,8 @@ class EndpointManager:
             time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
 
     def _finish(self, record: Any, serving: Endpoint, outcome: dict[str, Any], failure: str | None) -> None:
+        if failure:
+            record.endpoint_status = "RollingBack"  # traffic goes back to the old fleet
         self.runtime.set_endpoint(serving)
         record.endpoint_status = "InService"
         record.failure_reason = failure

@@ -432,6 +432,16 @@ class EndpointRuntime:
                 live.add(id(variant.model))
                 variant.model.retire()
 
+    def remove_endpoint(self, name: str) -> None:
+        """Stop serving ``name`` (it was deleted); its models that no endpoint uses any more are retired."""
+        with self._lock:
+            old = self.endpoints.pop(name, None)
+            live = {id(v.model) for e in self.endpoints.values() for v in e.variants}
+        for variant in old.variants if old else []:
+            if id(variant.model) not in live:
+                live.add(id(variant.model))
+                variant.model.retire()
+
     def close(self) -> None:
         """Stop every model server (the twin is stopping)."""
         with self._lock:

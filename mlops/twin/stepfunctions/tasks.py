@@ -149,13 +149,18 @@ class TaskDispatcher:
 
     # -- SageMaker -----------------------------------------------------------------------
     def _training_job(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-        return self._job(self.twin.jobs.as_role(params).train, params)
+        return self._job("CreateTrainingJob", self.twin.jobs.as_role(params).train, params)
 
     def _processing_job(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-        return self._job(self.twin.jobs.as_role(params).process, params)
+        return self._job("CreateProcessingJob", self.twin.jobs.as_role(params).process, params)
 
-    @staticmethod
-    def _job(run: Callable[[dict[str, Any]], dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    def _job(
+        self, operation: str, run: Callable[[dict[str, Any]], dict[str, Any]], params: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            self.twin.sagemaker_rules(operation, params)  # the request SageMaker receives: its rules apply
+        except ApiError as exc:
+            raise TaskFailed(f"SageMaker.{exc.code}", exc.message) from None
         try:
             return run(params)
         except JobFailed as exc:

@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.sagemaker.models import sagemaker_backends
 from moto.server import ThreadedMotoServer
 
 from mlops.twin.cloudwatch.alarms import Alarm, AlarmEvaluator, MetricStore
@@ -48,6 +49,7 @@ def _tar(files: dict[str, str]) -> bytes:
 
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    sagemaker_backends["123456789012"]["us-east-1"].reset()  # no endpoint manager of an earlier test hooked in
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -128,13 +130,14 @@ def _wait_for_canary(runtime: EndpointRuntime) -> None:
         time.sleep(0.05)
 
 
-def _wait_in_service(sm: Any) -> dict[str, Any]:
+def _wait_in_service(sm: Any, name: str = "ep") -> dict[str, Any]:
+    """Until the endpoint settles (Creating, Updating and RollingBack are on the way)."""
     for _ in range(600):
-        described = sm.describe_endpoint(EndpointName="ep")
-        if described["EndpointStatus"] != "Updating":
+        described = sm.describe_endpoint(EndpointName=name)
+        if described["EndpointStatus"] not in ("Creating", "Updating", "RollingBack"):
             return described
         time.sleep(0.1)
-    raise AssertionError("endpoint stayed Updating")
+    raise AssertionError(f"endpoint stayed {described['EndpointStatus']}")
 
 
 CANARY = {
@@ -153,6 +156,7 @@ CANARY = {
 def test_create_then_canary_update_promotes_the_new_model(setup: dict[str, Any]) -> None:
     sm, runtime = setup["sm"], setup["runtime"]
     sm.create_endpoint(EndpointName="ep", EndpointConfigName="cfg-v1")
+    assert _wait_in_service(sm)["EndpointStatus"] == "InService"
     assert _predict(runtime, 1) == 2
     sm.update_endpoint(EndpointName="ep", EndpointConfigName="cfg-v2", DeploymentConfig=CANARY)
     assert sm.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "Updating"
@@ -168,6 +172,7 @@ def test_create_then_canary_update_promotes_the_new_model(setup: dict[str, Any])
 def test_failing_canary_rolls_back_and_the_old_model_keeps_serving(setup: dict[str, Any]) -> None:
     sm, runtime = setup["sm"], setup["runtime"]
     sm.create_endpoint(EndpointName="ep", EndpointConfigName="cfg-v1")
+    assert _wait_in_service(sm)["EndpointStatus"] == "InService"
     sm.update_endpoint(EndpointName="ep", EndpointConfigName="cfg-bad", DeploymentConfig=CANARY)
     _wait_for_canary(runtime)
     for _ in range(20):  # traffic during the canary: the new fleet answers with errors
@@ -178,3 +183,46 @@ def test_failing_canary_rolls_back_and_the_old_model_keeps_serving(setup: dict[s
     assert "rolled back" in described.get("FailureReason", "")
     assert {_predict(runtime, 1) for _ in range(10)} == {2}
     assert setup["manager"].deployments[-1]["status"] == "RolledBack"
+
+
+def test_an_endpoint_is_creating_until_it_serves_or_fails_and_deleting_until_gone(setup: dict[str, Any]) -> None:
+    sm, runtime = setup["sm"], setup["runtime"]
+    setup["manager"].delete_seconds = 0.5
+    sm.create_endpoint(EndpointName="ep", EndpointConfigName="cfg-v1")
+    assert sm.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "Creating"  # its model server starting
+    assert _wait_in_service(sm)["EndpointStatus"] == "InService"
+    assert _predict(runtime, 1) == 2
+    sm.delete_endpoint(EndpointName="ep")
+    assert sm.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "Deleting"
+    with pytest.raises(InvokeError):
+        _predict(runtime, 1)  # no longer served
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            sm.describe_endpoint(EndpointName="ep")
+        except sm.exceptions.ClientError as exc:
+            assert "Could not find endpoint" in str(exc)
+            break
+        assert time.monotonic() < deadline, "the endpoint stayed Deleting"
+        time.sleep(0.1)
+    # a model whose artifact is missing: the endpoint fails to create, with the reason
+    sm.create_model(
+        ModelName="missing",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
+        PrimaryContainer={"Image": SKLEARN_IMAGE, "ModelDataUrl": "s3://models-bkt/missing.tar.gz"},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName="cfg-missing",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "missing",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName="ep", EndpointConfigName="cfg-missing")
+    described = _wait_in_service(sm)
+    assert described["EndpointStatus"] == "Failed"
+    assert "failed to load the model" in described["FailureReason"]

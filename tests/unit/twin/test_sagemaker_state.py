@@ -95,6 +95,17 @@ def _deploy(twin: Twin, name: str, factor: int, package_arn: str) -> None:
     )
 
 
+def _create_endpoint(twin: Twin, name: str, config: str) -> None:
+    """CreateEndpoint, then until the endpoint is InService (it is Creating while its model loads)."""
+    sm = twin.client("sagemaker")
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=config)
+    deadline = time.monotonic() + 60
+    while (status := sm.describe_endpoint(EndpointName=name)["EndpointStatus"]) == "Creating":
+        assert time.monotonic() < deadline, "the endpoint stayed Creating"
+        time.sleep(0.05)
+    assert status == "InService", sm.describe_endpoint(EndpointName=name).get("FailureReason")
+
+
 def _predict(twin: Twin, endpoint: str, x: float) -> Any:
     answer = twin.client("sagemaker-runtime").invoke_endpoint(
         EndpointName=endpoint, Body=json.dumps(x), ContentType="application/json"
@@ -123,7 +134,7 @@ def _register(sm: Any, status: str, metadata: dict[str, str]) -> str:
     return sm.create_model_package(
         ModelPackageGroupName="demo",
         ModelApprovalStatus=status,
-        CustomerMetadataProperties=metadata,
+        **({"CustomerMetadataProperties": metadata} if metadata else {}),  # SageMaker refuses an empty map
         InferenceSpecification={
             "Containers": [{"Image": SKLEARN_IMAGE, "ModelDataUrl": "s3://models-bkt/v1.tar.gz"}],
             "SupportedContentTypes": ["application/json"],
@@ -146,7 +157,7 @@ def test_a_restart_keeps_the_registry_models_endpoints_and_serving(tmp_path: Pat
         _register(sm, "PendingManualApproval", {"accuracy": "0.85"})
         sm.update_model_package(ModelPackageArn=v1, ModelApprovalStatus="Approved", ApprovalDescription="gate passed")
         _deploy(twin, "v1", 2, v1)
-        sm.create_endpoint(EndpointName="ep", EndpointConfigName="cfg-v1")
+        _create_endpoint(twin, "ep", "cfg-v1")
         assert _predict(twin, "ep", 1.5) == 3.0
         scaling = twin.client("application-autoscaling")
         scaling.register_scalable_target(**TARGET, MinCapacity=1, MaxCapacity=3)
@@ -219,8 +230,8 @@ def test_endpoints_and_jobs_caught_mid_change_end_in_a_defined_state(tmp_path: P
         s3.put_object(Bucket="models-bkt", Key="code.tar.gz", Body=_tar({"inference.py": INFERENCE}))
         _deploy(twin, "v1", 2, "arn:p/1")
         _deploy(twin, "v2", 3, "arn:p/2")
-        sm.create_endpoint(EndpointName="updating", EndpointConfigName="cfg-v1")
-        sm.create_endpoint(EndpointName="creating", EndpointConfigName="cfg-v2")
+        _create_endpoint(twin, "updating", "cfg-v1")
+        _create_endpoint(twin, "creating", "cfg-v2")
         # the twin dies while one endpoint is being updated to v2 and another one is being created,
         # and while a job runs: the snapshot written last holds them so
         backend = sagemaker_backends[twin.assembly.account][twin.assembly.region]
@@ -252,11 +263,11 @@ def test_endpoints_and_jobs_caught_mid_change_end_in_a_defined_state(tmp_path: P
 def test_an_endpoint_whose_model_data_is_gone_is_failed_with_the_reason(tmp_path: Path) -> None:
     write_assembly(tmp_path)
     with running(_twin(tmp_path)) as twin:
-        s3, sm = twin.client("s3"), twin.client("sagemaker")
+        s3 = twin.client("s3")
         s3.create_bucket(Bucket="models-bkt")
         s3.put_object(Bucket="models-bkt", Key="code.tar.gz", Body=_tar({"inference.py": INFERENCE}))
         _deploy(twin, "v1", 2, "arn:p/1")
-        sm.create_endpoint(EndpointName="ep", EndpointConfigName="cfg-v1")
+        _create_endpoint(twin, "ep", "cfg-v1")
         s3.delete_object(Bucket="models-bkt", Key="v1.tar.gz")
     for cached in (tmp_path / "work" / "endpoints").iterdir():  # the downloaded model is not kept either
         subprocess.run(["rm", "-rf", str(cached)], check=True)
