@@ -14,9 +14,9 @@ uploads demo datasets through the S3 API, then reads the executions' histories:
    the floor for the training job.
 3. What strictness costs: part 2 runs twice in one run, on two twins: SageMaker code on
    the twin's own packages (``MLOPS_TWIN_IMAGE_ENV=host``, the baseline: not the image),
-   then on the image environments (the default: the image's Python and packages, the source
-   dir's requirements.txt, built once and cached). Target: upload → deployed grows by at
-   most 20%.
+   then on the image environments (the default: the image's Python and packages, built once
+   and cached, plus what the source dir ships vendored). Target: upload → deployed grows by
+   at most 20%.
 
     python bench/loop.py [--rows 5000 50000 200000] [--repeat 2] [--train-rows 5000]
 """
