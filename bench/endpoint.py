@@ -15,7 +15,7 @@ contract (temp dirs shaped like ``/opt/ml``), then measures one CSV row per requ
 
 The model is trained and served as on the twin: ``train.py`` and ``inference.py`` from the
 source dir the stacks ship, on the scikit-learn image's environment (its Python and packages
-plus the source dir's ``requirements.txt``); the endpoint's model server runs a worker process
+plus what the source dir ships vendored); the endpoint's model server runs a worker process
 per vCPU. The in-process rows 1-3 load the handler in this process (the host's packages) as
 the floor. The server runs in a child process started and stopped by this script (as on the
 twin, where clients are other processes), with data capture on at 100% into a temp dir.
@@ -85,7 +85,7 @@ def train_model(root: Path, code: Path, rows: int, seed: int) -> tuple[Path, lis
     """Train the demo model into ``root/opt/ml/model``; returns the model dir and CSV request rows."""
     from examples.generate_data import generate
     from mlops.config import load_config
-    from mlops.twin.pyenvs import job_environment, requirements_environment
+    from mlops.twin.pyenvs import job_environment
     from mlops.twin.sagemaker.images import environment_for_uri
 
     ml = root / "opt" / "ml"
@@ -99,8 +99,7 @@ def train_model(root: Path, code: Path, rows: int, seed: int) -> tuple[Path, lis
     (ml / "input/data/config").mkdir(parents=True)
     (ml / "input/data/config/model-config.json").write_text(json.dumps(config.model_dump(mode="json")))
     image = environment_for_uri(image_uri())
-    env_layers = [requirements_environment(image.env, code / "requirements.txt"), image.env]
-    python = job_environment(root / "env", env_layers).python
+    python = job_environment(root / "env", [image.env]).python  # what the image lacks: the source dir's vendor/
     env = {"HOME": os.environ.get("HOME", "/tmp"), "PATH": f"{python.parent}:/usr/bin:/bin", "PYTHONPATH": str(code)}
     env |= training_env(ml, ["train", "validation", "config"])
     done = subprocess.run([str(python), "train.py"], env=env, cwd=code, capture_output=True, text=True)

@@ -12,11 +12,11 @@ uploads demo datasets through the S3 API, then reads the executions' histories:
    (prepare, training job, evaluation job, gate, register, record), then the deployment
    until it has succeeded. The peer is ``pipelines/train.py`` run directly on the same data,
    the floor for the training job.
-3. What strictness costs: part 2 runs twice in one run, on two twins: SageMaker code on
-   the twin's own packages (``MLOPS_TWIN_IMAGE_ENV=host``, the baseline: not the image),
-   then on the image environments (the default: the image's Python and packages, the source
-   dir's requirements.txt, built once and cached). Target: upload → deployed grows by at
-   most 20%.
+3. What strictness costs: part 2 runs on two twins in one run, turn about (one upload on
+   each, ``--repeat`` times): SageMaker code on the twin's own packages
+   (``MLOPS_TWIN_IMAGE_ENV=host``, the baseline: not the image), and on the image
+   environments (the default: the image's Python and packages, built once and cached, plus
+   what the source dir ships vendored). Target: upload → deployed grows by at most 20%.
 
     python bench/loop.py [--rows 5000 50000 200000] [--repeat 2] [--train-rows 5000]
 """
@@ -103,11 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                     samples.append(_stages(execution, uploaded_at))
                 med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
                 rows_out.append((rows, path.stat().st_size, direct, med))
-            training_rows = _to_registered(handle, Path(tmp), args.train_rows, args.repeat)
+            # the same on the host's packages, in the same run: what the image environments cost
+            training_rows, baseline_rows = _interleaved(handle, cdk_out, Path(tmp), args.train_rows, args.repeat)
         finally:
             control.stop(workdir)
-        # the same on the host's packages, in the same run: what the image environments cost
-        baseline_rows = _baseline(cdk_out, Path(tmp), args.train_rows, args.repeat)
 
     header = (
         "| rows | MB | engine alone (s) | S3 event → execution (s) | Lambda task (s) "
@@ -172,22 +171,33 @@ def _change(before: float | None, after: float) -> str:
     return f"{after / before - 1:+.0%}" if before else ""
 
 
-def _baseline(cdk_out: Path, tmp: Path, rows: int, repeat: int) -> list[tuple[str, float]]:
-    """Part 2 on a twin whose SageMaker code runs on the twin's own packages."""
-    import os
-
+def _interleaved(
+    image_twin: control.TwinHandle, cdk_out: Path, tmp: Path, rows: int, repeat: int
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """Part 2 on the image environments and on a second twin whose SageMaker code runs on the twin's own
+    packages, turn about (image, host, image, host, ...): a change in the shared machine's load hits both
+    alike, where one twin after the other measured the load as much as the environments."""
     workdir = tmp / "twin-host-packages"
     os.environ[HOST_MODE_VARIABLE] = "host"  # the twin's process inherits it
     try:
-        handle = control.start(cdk_out, workdir, port=0, time_scale=0.01)
+        host_twin = control.start(cdk_out, workdir, port=0, time_scale=0.01)
     finally:
         os.environ.pop(HOST_MODE_VARIABLE)
     try:
-        # the measured twin's Lambdas and endpoint were warmed by part 1's uploads: warm these the same way
-        _to_registered(handle, tmp, rows, 1)
-        return _to_registered(handle, tmp, rows, repeat)
+        # the image twin's Lambdas and endpoint were warmed by part 1's uploads: warm these the same way
+        _samples(host_twin, tmp, rows, 1)
+        image: list[dict[str, float]] = []
+        host: list[dict[str, float]] = []
+        for _ in range(repeat):
+            image += _samples(image_twin, tmp, rows, 1)
+            host += _samples(host_twin, tmp, rows, 1)
+        return _medians(image), _medians(host)
     finally:
         control.stop(workdir)
+
+
+def _medians(samples: list[dict[str, float]]) -> list[tuple[str, float]]:
+    return [(stage, statistics.median(s[stage] for s in samples)) for stage in samples[0]]
 
 
 def _spans(execution: dict[str, Any]) -> dict[str, tuple[float, float]]:
@@ -213,7 +223,8 @@ TRAINING_STAGES = {
 }
 
 
-def _to_registered(handle: control.TwinHandle, tmp: Path, rows: int, repeat: int) -> list[tuple[str, float]]:
+def _samples(handle: control.TwinHandle, tmp: Path, rows: int, repeat: int) -> list[dict[str, float]]:
+    """``repeat`` uploads through to deployment, one at a time: each one's seconds by stage."""
     samples: list[dict[str, float]] = []
     path = write_csv(generate(MODEL, "good", rows, seed=9), tmp / f"train-{rows}.csv")
     for i in range(repeat):
@@ -247,7 +258,7 @@ def _to_registered(handle: control.TwinHandle, tmp: Path, rows: int, repeat: int
         sample["registered → deployed (deploy machine)"] = _ts(deploy["stop_date"]) - _ts(training["stop_date"])
         sample[DEPLOYED] = _ts(deploy["stop_date"]) - uploaded_at
         samples.append(sample)
-    return [(stage, statistics.median(s[stage] for s in samples)) for stage in samples[0]]
+    return samples
 
 
 def _new_deployment(workdir: Path, before: set[str], timeout_s: float = 900) -> dict[str, Any]:

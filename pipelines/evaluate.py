@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import vendored  # noqa: F401  (before mlops: puts vendor/, what the image lacks, on sys.path)
 
 from mlops.config import ConfigError, ModelConfig, ProblemType
 from mlops.core import features as F

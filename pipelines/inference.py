@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import vendored  # noqa: F401  (before mlops: puts vendor/, what the image lacks, on sys.path)
 
 from mlops.core import features as F
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import sklearn
+import vendored  # noqa: F401  (before mlops: puts vendor/, what the image lacks, on sys.path)
 
 from mlops.config import ConfigError, ModelConfig
 from mlops.core import features as F

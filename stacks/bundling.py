@@ -70,7 +70,7 @@ def deps_hash(version: str, requirements: Path = REQUIREMENTS) -> str:
     return hashlib.sha256(recipe.encode()).hexdigest()
 
 
-def _run_pip(args: list[str]) -> None:
+def run_pip(args: list[str]) -> None:
     cmd = [sys.executable, "-m", "pip", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -84,7 +84,7 @@ def _run_pip(args: list[str]) -> None:
 def install_deps(target: Path, version: str, requirements: Path = REQUIREMENTS, wheelhouse: Path = WHEELHOUSE) -> None:
     """pip-install the layer requirements for Lambda into ``target/python``, plus the marker file."""
     source = ["--no-index", "--find-links", str(wheelhouse)] if wheelhouse_ready(wheelhouse) else []
-    _run_pip(
+    run_pip(
         [
             "install",
             "--quiet",
@@ -152,7 +152,7 @@ def fill_wheelhouse(version: str, requirements: Path = REQUIREMENTS, wheelhouse:
     """Download the Linux wheels once so that later synths install offline."""
     wheelhouse.mkdir(parents=True, exist_ok=True)
     (wheelhouse / WHEELHOUSE_DONE).unlink(missing_ok=True)
-    _run_pip(
+    run_pip(
         [
             "download",
             "--quiet",

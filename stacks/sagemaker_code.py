@@ -6,18 +6,23 @@
   templates region-agnostic (no credentials or lookups needed to synthesize).
 - The source dir is one ``sourcedir.tar.gz`` asset (script mode's
   ``sagemaker_submit_directory``): the entry points from ``pipelines/`` at its root, the
-  ``mlops`` package beside them and ``requirements.txt`` (``pipelines/requirements.txt``:
-  what the code needs that the image lacks), built by local bundling (no Docker).
-- The image holds only its own packages: the training toolkit installs ``requirements.txt``
-  at job start and the serving container at model load; a processing job installs nothing
-  by itself, so its entrypoint (:func:`processing_entrypoint`) does, as the SageMaker SDK's
-  framework processors do.
+  ``mlops`` package beside them and ``vendor/``: what the code needs that the image lacks
+  (``pipelines/requirements.txt``, every distribution pinned), installed at synth time by
+  pip as wheels for the image's Python and platform, as the Lambda deps layer is (local
+  bundling, no Docker). Each entry point first imports ``vendored`` (``pipelines/vendored.py``),
+  which puts ``vendor/`` on ``sys.path``.
+- So nothing is installed when a job or model server starts: no ``requirements.txt`` at the
+  source dir's root (the training toolkit and the serving container would pip-install it
+  from PyPI at every start, which also fails in a VPC without internet access), and the
+  processing entrypoint (:func:`processing_entrypoint`) only unpacks the source dir.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shutil
 import tarfile
 from functools import cache
 from importlib import resources
@@ -29,8 +34,12 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 ROOT = Path(__file__).resolve().parent.parent
-ENTRY_POINTS = ("train.py", "evaluate.py", "inference.py")
-REQUIREMENTS = ROOT / "pipelines" / "requirements.txt"  # shipped as the source dir's requirements.txt
+ENTRY_POINTS = ("train.py", "evaluate.py", "inference.py", "vendored.py")
+REQUIREMENTS = ROOT / "pipelines" / "requirements.txt"  # vendored into the source dir's vendor/
+VENDOR = "vendor"  # in the source dir: the distributions of REQUIREMENTS (pipelines/vendored.py reads it)
+VENDOR_MARKER = "VENDORED.txt"  # in vendor/: for which Python and platforms, and the pins
+VENDOR_RECIPE = "1"  # bump when the way vendor/ is built changes: cached builds are redone
+VENDOR_CACHE = ROOT / ".wheelhouse" / "sourcedir-vendor"  # built vendor/ trees, keyed by recipe
 PROCESSING_CODE = "/opt/ml/processing/input/code"  # where the processing job's "code" input lands
 PROCESSING_SRC = "/opt/ml/processing/src"
 ENTRYPOINT_MEMBER_MAX = 256  # SageMaker's limit on each ContainerEntrypoint member (botocore's model)
@@ -90,9 +99,88 @@ def sklearn_image_uri(scope: Construct, scope_name: str = "training") -> str:
     return mapping.find_in_map(cdk.Aws.REGION, "uri")  # type: ignore[union-attr]
 
 
+class VendorError(RuntimeError):
+    pass
+
+
+def image_python() -> str:
+    """The Python version (``3.12``) of the scikit-learn image the stacks use."""
+    from mlops.twin.sagemaker.images import spec_for  # the registry of the images' published contents
+
+    return spec_for("sklearn", sklearn_container_version()).python
+
+
+def _pins(text: str) -> dict[str, str]:
+    """``name==version`` lines of a requirements file, by normalized name; anything else is refused."""
+    pins = {}
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+        if match is None:
+            raise VendorError(f"{REQUIREMENTS.name}: {line!r} is not pinned (name==version): the asset must not drift")
+        pins[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[2]
+    return pins
+
+
+def vendor_dir(requirements: Path = REQUIREMENTS) -> Path:
+    """``vendor/`` for the image: ``requirements`` installed by pip as wheels for the image's Python and
+    platform (never compiled: the image's Python does it). Built once per recipe, then reused.
+
+    The requirements must pin every distribution the image lacks: pip resolves them against the image's
+    own package set (as constraints), and a distribution pip adds that is not pinned, or that the image
+    already has, is refused, so the asset is the same wherever and whenever it is built.
+    """
+    from mlops.twin.sagemaker.images import spec_for
+    from stacks.bundling import PLATFORMS, pip_platform_args, run_pip
+
+    spec = spec_for("sklearn", sklearn_container_version())
+    text = requirements.read_text()
+    wanted = _pins(text)
+    image = _pins("\n".join(spec.pins()))
+    if overlap := sorted(set(wanted) & set(image)):
+        raise VendorError(f"{requirements.name} pins {', '.join(overlap)}, which the image already has")
+    recipe = "\n".join([VENDOR_RECIPE, spec.python, *PLATFORMS, text, *spec.pins()])
+    target = VENDOR_CACHE / hashlib.sha256(recipe.encode()).hexdigest()[:16]
+    if (target / VENDOR_MARKER).is_file():
+        return target
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    constraints = staging.parent / f"{target.name}.image-constraints.txt"
+    constraints.write_text("\n".join(spec.pins()) + "\n")
+    try:
+        install = ["install", "--quiet", "--disable-pip-version-check", "--no-compile", "--target", str(staging)]
+        run_pip([*install, "-r", str(requirements), "-c", str(constraints), *pip_platform_args(spec.python)])
+        got = {}
+        for info in staging.glob("*.dist-info"):
+            name, _, version = info.name.removesuffix(".dist-info").rpartition("-")
+            got[re.sub(r"[-_.]+", "-", name).lower()] = version
+        if got != wanted:
+            extra = sorted(f"{n}=={v}" for n, v in got.items() if wanted.get(n) != v)
+            raise VendorError(
+                f"{requirements.name} must pin exactly what pip installs for the image; pip installed {extra}"
+            )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        constraints.unlink(missing_ok=True)
+    (staging / VENDOR_MARKER).write_text(
+        f"Vendored for {spec.repository}:{spec.version}: CPython {spec.python}, {', '.join(PLATFORMS)}.\n"
+        f"What the image lacks, from pipelines/{requirements.name}; put on sys.path by vendored.py.\n\n{text}"
+    )
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
 def build_sourcedir(out_dir: Path) -> Path:
-    """Write ``sourcedir.tar.gz``: entry points at the root, the mlops package (minus the twin) beside them."""
+    """Write ``sourcedir.tar.gz``: entry points at the root, the mlops package (minus the twin) and vendor/
+    beside them."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    vendor = vendor_dir()
     archive = out_dir / "sourcedir.tar.gz"
 
     def skip(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
@@ -107,20 +195,20 @@ def build_sourcedir(out_dir: Path) -> Path:
     with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
         for name in ENTRY_POINTS:
             tar.add(ROOT / "pipelines" / name, arcname=name, filter=skip)
-        tar.add(REQUIREMENTS, arcname="requirements.txt", filter=skip)
         tar.add(ROOT / "mlops", arcname="mlops", filter=skip)
+        for path in sorted(p for p in vendor.rglob("*") if p.is_file()):  # sorted: the same bytes every build
+            tar.add(path, arcname=f"{VENDOR}/{path.relative_to(vendor).as_posix()}", filter=skip)
     return archive
 
 
 def processing_entrypoint(program: str) -> list[str]:
     """``ContainerEntrypoint`` running ``program`` from the source dir given as the ``code`` input.
 
-    Unpacks ``sourcedir.tar.gz``, installs its ``requirements.txt`` with the image's pip (the
-    image has only its own packages), then runs the program with the job's arguments.
+    Unpacks ``sourcedir.tar.gz`` and runs the program with the job's arguments; what the image lacks
+    comes with the source dir (``vendor/``), so nothing is installed.
     """
     script = (
         f"set -e;d={PROCESSING_SRC};mkdir -p $d;tar -xzf {PROCESSING_CODE}/*.gz -C $d;cd $d;"
-        "[ ! -f requirements.txt ]||python3 -m pip install -q --no-input -r requirements.txt;"
         f'PYTHONPATH=$d exec python3 {program} "$@"'
     )
     entrypoint = ["/bin/sh", "-c", script, "sh"]
@@ -146,7 +234,16 @@ class SourcedirAsset(Construct):
             self,
             "Archive",
             path=str(ROOT),
-            exclude=["**", "!pipelines/*.py", "!pipelines/requirements.txt", "!mlops/**/*.py"],
+            # what the bundle is made of, and how (vendor/'s recipe): the same sources, the same hash
+            exclude=[
+                "**",
+                "!pipelines/*.py",
+                "!pipelines/requirements.txt",
+                "!mlops/**/*.py",
+                "!mlops/twin/sagemaker/image_sets/*.txt",
+                "!stacks/sagemaker_code.py",
+                "!stacks/bundling.py",
+            ],
             asset_hash_type=cdk.AssetHashType.SOURCE,
             bundling=cdk.BundlingOptions(
                 image=cdk.DockerImage.from_registry("local-bundling-only"),  # never pulled: local bundling

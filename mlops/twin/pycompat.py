@@ -10,6 +10,10 @@ against the runtime's version before running them:
 - standard library and language features: ``vermin``'s rules (``datetime.UTC`` needs 3.11,
   ``itertools.batched`` 3.12, ...), reported where they need more than the runtime's version.
 
+Installed distributions shipped with the code (a directory holding ``*.dist-info``, such as the source
+dir's ``vendor/``) are not checked: pip chose them for the runtime's Python (wheel tags and
+``Requires-Python``), and their version-guarded code would read as false positives.
+
 Results are cached by the files' contents (in the process and under the twin's cache directory).
 """
 
@@ -24,9 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from threading import Lock
 
-from mlops.twin.pyenvs import Interpreter, cache_root, tree_digest
+from mlops.twin.pyenvs import Interpreter, cache_root
 
-RULES = "vermin-1"  # bump when the checks change: stored results are recomputed
+RULES = "vermin-2"  # bump when the checks change: stored results are recomputed
 
 _COMPILE = """
 import json, sys
@@ -63,7 +67,20 @@ def _minor(version: str) -> tuple[int, int]:
 
 
 def _files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.py") if p.is_file() and "__pycache__" not in p.parts)
+    """The code's own ``.py`` files: none from a directory of installed distributions."""
+    sites = {info.parent for info in root.rglob("*.dist-info") if info.is_dir()}
+
+    def own(path: Path) -> bool:
+        return "__pycache__" not in path.parts and not any(site in path.parents for site in sites)
+
+    return sorted(p for p in root.rglob("*.py") if p.is_file() and own(p))
+
+
+def _digest(root: Path, files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _syntax(root: Path, files: list[Path], interpreter: Path) -> list[Violation]:
@@ -79,10 +96,10 @@ def _syntax(root: Path, files: list[Path], interpreter: Path) -> list[Violation]
     return [Violation(str(Path(p).relative_to(root)), line, "", msg) for p, line, msg in json.loads(done.stdout)]
 
 
-def _features(root: Path, minor: str) -> list[Violation]:
+def _features(root: Path, files: list[Path], minor: str) -> list[Violation]:
     run = "import sys, vermin; sys.exit(vermin.main())"
     cmd = [sys.executable, "-c", run, "--no-tips", "--violations", "--format", "parsable", f"-t={minor}-"]
-    done = subprocess.run([*cmd, str(root)], capture_output=True, text=True, check=False)
+    done = subprocess.run([*cmd, *map(str, files)], capture_output=True, text=True, check=False)
     if not done.stdout.strip() and done.returncode not in (0, 1):
         raise RuntimeError(f"vermin failed ({done.returncode}): {done.stderr[-2000:]}")
     found = []
@@ -106,7 +123,7 @@ def newer_python_needed(root: Path, minor: str, interpreter: Interpreter | None 
     if not files:
         return []
     compiler = interpreter.path if interpreter is not None and interpreter.minor == minor else None
-    key = hashlib.sha256(f"{RULES}:{minor}:{compiler}:{tree_digest(root, ('.py',))}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{RULES}:{minor}:{compiler}:{_digest(root, files)}".encode()).hexdigest()[:24]
     with _memo_lock:
         if key in _memo:
             return list(_memo[key])
@@ -115,7 +132,7 @@ def newer_python_needed(root: Path, minor: str, interpreter: Interpreter | None 
         found = [Violation(**v) for v in json.loads(stored.read_text())]
     else:
         found = _syntax(root, files, compiler) if compiler is not None else []
-        found += _features(root, minor)
+        found += _features(root, files, minor)
         found.sort(key=lambda v: (v.path, v.line))
         stored.parent.mkdir(parents=True, exist_ok=True)
         tmp = stored.with_suffix(f".{os.getpid()}.tmp")

@@ -3,32 +3,73 @@ newer Python than the runtime has."""
 
 from __future__ import annotations
 
+import re
 import tarfile
 from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
 
 from mlops.twin import pycompat
 from mlops.twin.sagemaker import images
 from mlops.twin.sagemaker.rules import check_model
 from stacks.layers import RUNTIME
-from stacks.sagemaker_code import build_sourcedir, processing_entrypoint, sklearn_container_version
+from stacks.sagemaker_code import (
+    VENDOR,
+    VENDOR_MARKER,
+    SourcedirAsset,
+    VendorError,
+    build_sourcedir,
+    processing_entrypoint,
+    sklearn_container_version,
+    vendor_dir,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_source_dir_ships_its_requirements_for_what_the_image_lacks(tmp_path: Path) -> None:
+def test_the_source_dir_ships_what_the_image_lacks_built_for_the_images_python(tmp_path: Path) -> None:
     with tarfile.open(build_sourcedir(tmp_path)) as tar:
         names = set(tar.getnames())
-        requirements = tar.extractfile("requirements.txt").read().decode()  # type: ignore[union-attr]
-    assert {"train.py", "evaluate.py", "inference.py", "requirements.txt", "mlops/config.py"} <= names
+        marker = tar.extractfile(f"{VENDOR}/{VENDOR_MARKER}").read().decode()  # type: ignore[union-attr]
+    assert {"train.py", "evaluate.py", "inference.py", "vendored.py", "mlops/config.py"} <= names
+    assert "requirements.txt" not in names  # the toolkits would pip-install it from PyPI at every start
     pins = dict(p.split("==") for p in images.spec_for("sklearn", sklearn_container_version()).pins())
     assert "pydantic" not in pins  # the image lacks it, mlops.config needs it
-    assert any(line.startswith("pydantic") for line in requirements.splitlines())
+    assert f"{VENDOR}/pydantic/__init__.py" in names
+    # pydantic-core's extension module, built for the image's CPython 3.12 on Linux x86_64
+    assert any(
+        re.fullmatch(rf"{VENDOR}/pydantic_core/_pydantic_core\.cpython-312-x86_64-linux-gnu\.so", n) for n in names
+    )
+    assert "CPython 3.12" in marker and "pydantic==" in marker
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
 
 
-def test_the_evaluation_entrypoint_installs_the_requirements_before_running() -> None:
+def test_every_entry_point_puts_vendor_on_the_path_before_importing_mlops() -> None:
+    for name in ("train.py", "evaluate.py", "inference.py"):
+        text = (ROOT / "pipelines" / name).read_text()
+        assert text.index("import vendored") < text.index("from mlops"), name
+
+
+def test_the_vendored_requirements_must_be_pinned_exactly(tmp_path: Path) -> None:
+    loose = tmp_path / "requirements.txt"
+    loose.write_text("pydantic>=2.7,<3\n")
+    with pytest.raises(VendorError, match="not pinned"):
+        vendor_dir(loose)
+    incomplete = tmp_path / "incomplete.txt"
+    incomplete.write_text("pydantic==2.14.4\n")  # its dependencies unpinned: what pip picks would drift
+    with pytest.raises(VendorError, match="must pin exactly what pip installs"):
+        vendor_dir(incomplete)
+    overlap = tmp_path / "overlap.txt"
+    overlap.write_text("pyyaml==6.0.3\n")
+    with pytest.raises(VendorError, match="which the image already has"):
+        vendor_dir(overlap)
+
+
+def test_the_evaluation_entrypoint_installs_nothing() -> None:
     script = processing_entrypoint("evaluate.py")[2]
-    assert script.index("pip install") < script.index("evaluate.py")
-    assert "-r requirements.txt" in script
+    assert "pip" not in script and "requirements" not in script
+    assert script.index("tar -xzf") < script.index("python3 evaluate.py")
     # each member within SageMaker's limit: the twin's rules refuse a longer one, as CreateProcessingJob does
     check_model(
         "CreateProcessingJob",
@@ -41,6 +82,15 @@ def test_the_evaluation_entrypoint_installs_the_requirements_before_running() ->
             "AppSpecification": {"ImageUri": "sklearn", "ContainerEntrypoint": processing_entrypoint("evaluate.py")},
         },
     )
+
+
+def test_the_source_dir_asset_hash_is_deterministic() -> None:
+    def asset_hash() -> str:
+        stack = cdk.Stack(cdk.App(), "S")
+        return SourcedirAsset(stack, "Code").hash
+
+    first = asset_hash()
+    assert asset_hash() == first
 
 
 def test_the_image_the_stacks_use_is_one_the_twin_runs() -> None:
@@ -62,3 +112,12 @@ def test_the_check_catches_code_needing_a_newer_python(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text("import itertools\n\nprint(itertools.batched([1, 2], 1))\n")
     found = pycompat.newer_python_needed(tmp_path, "3.11")
     assert [str(v) for v in found] == ["train.py:3: 'itertools.batched' member requires Python 3.12"]
+
+
+def test_the_check_skips_installed_distributions_but_not_the_code_beside_them(tmp_path: Path) -> None:
+    # pip chose vendor/'s wheels for the image's Python; their version-guarded code is not the app's
+    (tmp_path / "vendor" / "lib-1.0.dist-info").mkdir(parents=True)
+    (tmp_path / "vendor" / "lib.py").write_text("import itertools\n\nprint(itertools.batched([1, 2], 1))\n")
+    assert pycompat.newer_python_needed(tmp_path, "3.11") == []
+    (tmp_path / "train.py").write_text("import itertools\n\nprint(itertools.batched([1, 2], 1))\n")
+    assert [v.path for v in pycompat.newer_python_needed(tmp_path, "3.11")] == ["train.py"]

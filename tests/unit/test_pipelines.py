@@ -315,7 +315,9 @@ def test_evaluate_bad_input_exits_with_message(tmp_path: Path) -> None:
 
 # -- inference.py ------------------------------------------------------------------------------
 def _inference_module() -> ModuleType:
-    """A fresh module per test, as the serving container (and the twin) imports it."""
+    """A fresh module per test, as the serving container (and the twin) imports it: the code dir on sys.path."""
+    if str(ROOT / "pipelines") not in sys.path:
+        sys.path.append(str(ROOT / "pipelines"))  # its vendored.py (a no-op in a checkout: no vendor/)
     spec = importlib.util.spec_from_file_location(f"_inference_{uuid.uuid4().hex}", ROOT / "pipelines/inference.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -1,5 +1,6 @@
 """SageMaker code on the twin runs with what its image holds: the image's Python and packages, the source
-dir's requirements.txt, nothing of the host's; the app's own source dir starts there (issue 8, defect 1)."""
+dir's requirements.txt, nothing of the host's; the app's own source dir (its vendored packages) starts there
+(issue 8, defect 1)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from mlops.twin.pyenvs import EnvironmentBuildError, Interpreter
 from mlops.twin.sagemaker import images
 from mlops.twin.sagemaker.jobs import JobFailed, JobRunner
 from mlops.twin.sagemaker.serving import HandlerError, LoadedModel, ModelLoadError
-from stacks.sagemaker_code import build_sourcedir
+from stacks.sagemaker_code import VENDOR, build_sourcedir, processing_entrypoint
 from tests.unit.twin import SKLEARN_IMAGE
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -153,10 +154,11 @@ def sourcedir(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 def _without(archive: bytes, name: str) -> bytes:
+    """The archive without ``name`` (a file, or a directory and everything under it)."""
     src, out = io.BytesIO(archive), io.BytesIO()
     with tarfile.open(fileobj=src) as tin, tarfile.open(fileobj=out, mode="w:gz") as tout:
         for member in tin.getmembers():
-            if member.name != name:
+            if member.name != name and not member.name.startswith(name + "/"):
                 tout.addfile(member, tin.extractfile(member) if member.isfile() else None)
     return out.getvalue()
 
@@ -193,13 +195,49 @@ def test_the_apps_source_dir_trains_and_serves_in_the_image(
         model.close()
 
 
-def test_without_its_requirements_txt_the_apps_training_job_fails_for_pydantic(
+def test_without_its_vendored_packages_the_apps_training_job_fails_for_pydantic(
     runner: JobRunner, s3: Any, sourcedir: bytes
 ) -> None:
     # the defect this guards against: train.py imports mlops.config (pydantic), which the image lacks
-    s3.put_object(Bucket="assets-bkt", Key="bare.tar.gz", Body=_without(sourcedir, "requirements.txt"))
+    s3.put_object(Bucket="assets-bkt", Key="bare.tar.gz", Body=_without(sourcedir, VENDOR))
     out = _train(runner, "s3://assets-bkt/bare.tar.gz", "bare", _data(s3))
     assert out["TrainingJobStatus"] == "Failed"
+    assert "No module named 'pydantic'" in out["FailureReason"]
+
+
+def _evaluate(runner: JobRunner, code: str, name: str) -> dict[str, Any]:
+    """The app's evaluation job (its entrypoint and arguments) with no inputs but its code: it gets past its
+    imports, then stops on the missing model config."""
+    processing = "/opt/ml/processing"
+    args = [f"--{name}-dir={processing}/{name}" for name in ("model", "test", "config")]
+    params = {
+        "ProcessingJobName": name,
+        "AppSpecification": {
+            "ImageUri": SKLEARN_IMAGE,
+            "ContainerEntrypoint": processing_entrypoint("evaluate.py"),
+            "ContainerArguments": [*args, f"--output-dir={processing}/evaluation"],
+        },
+        "ProcessingInputs": [
+            {"InputName": "code", "S3Input": {"S3Uri": code, "LocalPath": f"{processing}/input/code"}}
+        ],
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+    }
+    try:
+        return runner.process(params)
+    except JobFailed as exc:
+        return exc.describe
+
+
+def test_the_apps_evaluation_job_installs_nothing_and_needs_its_vendored_packages(
+    runner: JobRunner, s3: Any, sourcedir: bytes
+) -> None:
+    s3.put_object(Bucket="assets-bkt", Key="eval/sourcedir.tar.gz", Body=sourcedir)
+    out = _evaluate(runner, "s3://assets-bkt/eval/", "eval-app")
+    assert "model config not found" in out["FailureReason"], out["FailureReason"]  # past its imports (pydantic)
+    log = (runner.root / "processing" / "eval-app" / "job.log").read_text()
+    assert "pip" not in log.lower()
+    s3.put_object(Bucket="assets-bkt", Key="bare/sourcedir.tar.gz", Body=_without(sourcedir, VENDOR))
+    out = _evaluate(runner, "s3://assets-bkt/bare/", "eval-bare")
     assert "No module named 'pydantic'" in out["FailureReason"]
 
 
