@@ -317,15 +317,18 @@ class Endpoint(_Strict):
     """Autoscaling (instance endpoints)."""
     data_capture_percent: Annotated[int, Field(ge=0, le=100)] = 100
     """Share of requests captured for drift monitoring (instance endpoints; 0, the default, for serverless)."""
-    canary: Canary = Field(default_factory=Canary)
-    """Canary deployment of updates (instance endpoints with at least two instances; see above)."""
+    canary: Canary | None = None
+    """Canary deployment of updates (instance endpoints, where it defaults to the section's defaults;
+    used from two instances, see above). None for serverless endpoints."""
 
     @model_validator(mode="before")
     @classmethod
     def _serverless_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("kind") == "serverless" and "data_capture_percent" not in data:
-            return {**data, "data_capture_percent": 0}
-        return data
+        if not isinstance(data, dict):
+            return data
+        if data.get("kind") == "serverless":
+            return data if "data_capture_percent" in data else {**data, "data_capture_percent": 0}
+        return data if data.get("canary") is not None else {**data, "canary": {}}
 
     @model_validator(mode="after")
     def _check_kind(self) -> Endpoint:
@@ -339,7 +342,7 @@ class Endpoint(_Strict):
                         "monitoring) or use kind: instance",
                     )
                 )
-            if "canary" in self.model_fields_set:
+            if self.canary is not None:
                 problems.append(
                     (
                         ("canary",),
@@ -361,6 +364,8 @@ class Endpoint(_Strict):
     @property
     def canary_instances(self) -> int:
         """Instances the canary takes: SageMaker rounds a capacity percentage up to whole instances."""
+        if self.canary is None:
+            return 0
         return math.ceil(self.initial_instance_count * self.canary.percent / 100)
 
     @property

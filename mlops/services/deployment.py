@@ -225,6 +225,8 @@ class Deployer:
 def _deployment_config(config: ModelConfig) -> dict[str, Any]:
     """Blue/green with the rollback alarms: a canary from two instances, else all at once with a baking period."""
     ep = config.endpoint
+    if ep.canary is None:
+        raise ValueError(f"{config.name}: a serverless endpoint takes no deployment config")
     wait = ep.canary.wait_seconds
     if ep.uses_canary:
         routing = {
