@@ -44,6 +44,7 @@ from mlops.naming import (
 from stacks.functions import project_function
 from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
+from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
 from stacks.training_stack import RETRAIN_NOT_NEEDED, TRAINING_EVENT_SOURCE
 from stacks.validation_stack import DATASET_VALIDATION_ERRORED
 from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
@@ -61,18 +62,10 @@ def _sagemaker_call(action: str, input_path: str) -> dict[str, Any]:
     """A SageMaker request whose whole body is prepared by the plan step (no Parameters: InputPath is the request)."""
     return {
         "Type": "Task",
-        "Resource": f"arn:aws:states:::sagemaker:{action}",
+        "Resource": state_arn(f"sagemaker:{action}"),
         "InputPath": input_path,
         # kept beside the plan (a null ResultPath would not survive jsii: None is dropped)
         "ResultPath": f"$.sagemaker.{action}",
-        "Retry": [
-            {
-                "ErrorEquals": ["SageMaker.AmazonSageMakerException", "ThrottlingException"],
-                "IntervalSeconds": 5,
-                "MaxAttempts": 5,
-                "BackoffRate": 2,
-            }
-        ],
     }
 
 
@@ -390,7 +383,10 @@ class ServingStack(cdk.Stack):
         notify = self._notify("NotifyDeployment", "$.result.message")
         failed = sfn.Fail(self, "DeploymentFailed", error="DeploymentFailed", cause_path="$.error.Cause")
         notify_failure = self._notify("NotifyFailure", "$.error.Cause").next(failed)
-        for step in (plan, create_model, create_config, create_endpoint, update_endpoint, describe, record):
+        calls = (create_model, create_config, create_endpoint, update_endpoint)
+        for call in calls:  # only a throttled call goes round again (stacks/sagemaker_retries.py)
+            retry_when_throttled(self, call, notify_failure)
+        for step in (plan, *calls, describe, record):
             step.add_catch(notify_failure, errors=["States.ALL"], result_path="$.error")
         outcome = (
             sfn.Choice(self, "Deployed?")
@@ -416,7 +412,9 @@ class ServingStack(cdk.Stack):
         should = (
             sfn.Choice(self, "ShouldDeploy?")
             .when(sfn.Condition.string_equals("$.plan.action", "skip"), sfn.Succeed(self, "NothingToDeploy"))
-            .otherwise(create_model.next(create_config).next(apply))
+            .otherwise(
+                retry_counters(self, "StartRetryCounters", calls).next(create_model).next(create_config).next(apply)
+            )
         )
         log_group = logs.LogGroup(
             self,

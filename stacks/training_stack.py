@@ -46,6 +46,7 @@ from stacks.functions import project_function
 from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 from stacks.sagemaker_code import SourcedirAsset, processing_entrypoint, sklearn_image_uri
+from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
 
 # train.py prints "validation:<metric>=<value>"; one definition per metric any problem type reports
 METRIC_DEFINITIONS = [
@@ -57,12 +58,6 @@ LAMBDA_RETRY_ERRORS = [
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 ]
-# Step Functions reports SageMaker's unmodelled errors (throttling, validation, ...) under one name,
-# with the SDK's message as the cause: "... (Service: AmazonSageMaker; Status Code: 400; Error Code: X; ...)".
-SAGEMAKER_SERVICE_ERROR = "SageMaker.AmazonSageMakerException"
-THROTTLED_CAUSE = "*Error Code: ThrottlingException*"
-THROTTLE_RETRIES = 5
-THROTTLE_FIRST_WAIT_S = 10
 # Instance quota in use by other jobs: the job was not created, it may be later.
 SAGEMAKER_CAPACITY_ERRORS = ["SageMaker.ResourceLimitExceededException"]
 # What the training machine tells the rest of the app (the serving stack notifies people).
@@ -95,15 +90,10 @@ def prepare_ephemeral_mb(configs: dict[str, ModelConfig]) -> int:
 LOCK_HOLDERS = ("prepare", "finish", "reap")
 
 
-def _state_arn(integration: str) -> str:
-    """A Step Functions service integration ARN in the stack's partition (aws, aws-cn, aws-us-gov)."""
-    return f"arn:{cdk.Aws.PARTITION}:states:::{integration}"
-
-
 def training_task(sagemaker_role: iam.IRole, key: kms.IKey) -> dict[str, Any]:
     return {
         "Type": "Task",
-        "Resource": _state_arn("sagemaker:createTrainingJob.sync"),
+        "Resource": state_arn("sagemaker:createTrainingJob.sync"),
         "Parameters": {
             "TrainingJobName.$": "$.run.training_job_name",
             "AlgorithmSpecification": {
@@ -160,7 +150,7 @@ def _processing_input(name: str, path: str, local: str) -> dict[str, Any]:
 def evaluation_task(sagemaker_role: iam.IRole, key: kms.IKey, code_url: str) -> dict[str, Any]:
     return {
         "Type": "Task",
-        "Resource": _state_arn("sagemaker:createProcessingJob.sync"),
+        "Resource": state_arn("sagemaker:createProcessingJob.sync"),
         "Parameters": {
             "ProcessingJobName.$": "$.run.processing_job_name",
             "RoleArn": sagemaker_role.role_arn,
@@ -530,9 +520,7 @@ class TrainingStack(cdk.Stack):
             job.add_retry(
                 errors=SAGEMAKER_CAPACITY_ERRORS, interval=cdk.Duration.seconds(60), max_attempts=5, backoff_rate=2
             )
-            job.add_catch(
-                self._when_throttled(job, record_failure), errors=[SAGEMAKER_SERVICE_ERROR], result_path="$.error"
-            )
+            retry_when_throttled(self, job, record_failure)
         for step in (prepare, train, evaluate, gate, register, outcome):
             step.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
 
@@ -541,15 +529,7 @@ class TrainingStack(cdk.Stack):
             .when(sfn.Condition.boolean_equals("$.gate.passed", True), sfn.Succeed(self, "ModelRegistered"))
             .otherwise(sfn.Succeed(self, "CandidateRejected", comment="recorded as Rejected with the gate's reasons"))
         )
-        counters = sfn.Pass(
-            self,
-            "StartRetryCounters",
-            comment="attempts and next wait of each SageMaker job's throttling retries",
-            result=sfn.Result.from_object(
-                {job.state_id: {"count": 0, "wait": THROTTLE_FIRST_WAIT_S} for job in (train, evaluate)}
-            ),
-            result_path="$.retries",
-        )
+        counters = retry_counters(self, "StartRetryCounters", (train, evaluate))
         notify_not_needed = tasks.EventBridgePutEvents(
             self,
             "NotifyRetrainNotNeeded",
@@ -609,35 +589,6 @@ class TrainingStack(cdk.Stack):
             ["Resource::*"],
         )
         return machine
-
-    def _when_throttled(self, job: sfn.CustomState, give_up: sfn.IChainable) -> sfn.Choice:
-        """Catch target of a job's SageMaker.AmazonSageMakerException: wait and create it again only
-        when SageMaker throttled the request (up to THROTTLE_RETRIES times, doubling the wait);
-        any other cause (a ValidationException, say) fails the run at once."""
-        name = job.state_id
-        counter = f"$.retries.{name}"
-        retry = sfn.Wait(self, f"{name}Backoff", time=sfn.WaitTime.seconds_path(f"{counter}.wait")).next(
-            sfn.Pass(
-                self,
-                f"Count{name}Retry",
-                parameters={
-                    "count.$": f"States.MathAdd({counter}.count, 1)",
-                    "wait.$": f"States.MathAdd({counter}.wait, {counter}.wait)",
-                },
-                result_path=counter,
-            ).next(job)
-        )
-        return (
-            sfn.Choice(self, f"{name}Throttled?")
-            .when(
-                sfn.Condition.and_(
-                    sfn.Condition.string_matches("$.error.Cause", THROTTLED_CAUSE),
-                    sfn.Condition.number_less_than(f"{counter}.count", THROTTLE_RETRIES),
-                ),
-                retry,
-            )
-            .otherwise(give_up)
-        )
 
     def _grant_sagemaker_jobs(self, machine: sfn.StateMachine) -> None:
         # job names start with the model's name (mlops.services.training)

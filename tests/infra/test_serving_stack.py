@@ -44,12 +44,26 @@ def test_deploys_on_approval_of_the_app_models(serving: dict[str, Any]) -> None:
 
 def test_deploy_machine_creates_or_updates_and_reports_rollback(definition: dict[str, Any]) -> None:
     states = definition["States"]
-    assert states["CreateModel"]["Resource"] == "arn:aws:states:::sagemaker:createModel"
-    assert states["UpdateEndpoint"]["Resource"] == "arn:aws:states:::sagemaker:updateEndpoint"
+    # the partition comes from the stack (aws, aws-cn, aws-us-gov), never written as "aws"
+    assert states["CreateModel"]["Resource"] == "arn:<token>:states:::sagemaker:createModel"
+    assert states["UpdateEndpoint"]["Resource"] == "arn:<token>:states:::sagemaker:updateEndpoint"
     assert states["DeploymentRolledBack"]["Type"] == "Fail"
     assert states["NotifyFailure"]["Resource"].endswith(":states:::sns:publish")
+    assert states["StartRetryCounters"]["Next"] == "CreateModel"
     for name in ("CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint"):
-        assert states[name]["Catch"][0]["Next"] == "NotifyFailure"
+        # no Retry on SageMaker.AmazonSageMakerException (it carries ValidationException too): caught,
+        # and only a throttled call goes round again; anything else is notified at once
+        assert "Retry" not in states[name]
+        assert [(c["ErrorEquals"], c["Next"]) for c in states[name]["Catch"]] == [
+            (["SageMaker.AmazonSageMakerException"], f"{name}Throttled?"),
+            (["States.ALL"], "NotifyFailure"),
+        ]
+        choice = states[f"{name}Throttled?"]
+        assert choice["Choices"][0]["And"][0] == {
+            "Variable": "$.error.Cause",
+            "StringMatches": "*Error Code: ThrottlingException*",
+        }
+        assert choice["Default"] == "NotifyFailure" and states[f"Count{name}Retry"]["Next"] == name
 
 
 @pytest.mark.parametrize("model", MONITORED)
