@@ -55,6 +55,12 @@ class DeploySettings:
         return cls(**{k: env[v] for k, v in keys.items()})
 
 
+def _version(package_arn: str) -> int:
+    """A versioned model package's version, from its ARN (``...:model-package/<group>/<version>``)."""
+    tail = package_arn.rsplit("/", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
 class DeploymentBusy(RuntimeError):
     """The endpoint is mid-change; the state machine retries later."""
 
@@ -74,6 +80,12 @@ class Deployer:
                 return None
             raise
 
+    def _serving_package(self, endpoint: str) -> str | None:
+        """The package the endpoint serves, by the tag a successful deployment puts on it."""
+        arn = self.sm.describe_endpoint(EndpointName=endpoint)["EndpointArn"]
+        tags = {t["Key"]: t["Value"] for t in self.sm.list_tags(ResourceArn=arn).get("Tags", [])}
+        return tags.get(PACKAGE_TAG)
+
     def plan(self, detail: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
         package_arn = detail["ModelPackageArn"]
         package = self.sm.describe_model_package(ModelPackageName=package_arn)
@@ -90,6 +102,12 @@ class Deployer:
             raise DeploymentBusy(f"endpoint {name} was Failed and is being deleted; the deployment creates it again")
         if status in BUSY:
             raise DeploymentBusy(f"endpoint {name} is {status}; the deployment retries when it settles")
+        if status == "InService":
+            serving = self._serving_package(name)
+            if serving == package_arn:  # SageMaker may deliver a state-change event twice
+                return {"action": "skip", "reason": f"{package_arn} already serves on endpoint {name}"}
+            if serving is not None and _version(serving) > version:  # an approval that came late
+                return {"action": "skip", "reason": f"endpoint {name} serves a newer version ({serving})"}
         action = "create" if status is None else "update"
         ep = config.endpoint
         if ep.kind == "serverless":

@@ -159,3 +159,21 @@ def test_a_failure_reason_over_several_lines_is_one_line_for_the_registry() -> N
         check_model("UpdateModelPackage", {**request, "ApprovalDescription": reason})
     check_model("UpdateModelPackage", {**request, "ApprovalDescription": approval_description(reason)})
     assert len(approval_description("x" * 2000)) == 1024
+
+
+def test_a_duplicate_or_late_approval_event_deploys_nothing(deployer: Deployer) -> None:
+    sm, config = deployer.sm, model_config("tumor-classifier")
+    first = _package(sm, "tumor-classifier")
+    older_than_serving = _package(sm, "tumor-classifier")
+    serving = _package(sm, "tumor-classifier")
+    plan = deployer.plan({"ModelPackageArn": first}, config)
+    _apply(sm, plan)
+    assert deployer.record(plan, config)["status"] == "deployed"
+    # then v3 deployed (moto has no UpdateEndpoint): what its record leaves is the tag naming it
+    endpoint = sm.describe_endpoint(EndpointName="tumor-classifier")["EndpointArn"]
+    sm.add_tags(ResourceArn=endpoint, Tags=[{"Key": "mlops:model-package-arn", "Value": serving}])
+    # SageMaker may send a state-change event twice: the package already serving is not deployed again
+    again = deployer.plan({"ModelPackageArn": serving}, config)
+    assert again == {"action": "skip", "reason": f"{serving} already serves on endpoint tumor-classifier"}
+    late = deployer.plan({"ModelPackageArn": older_than_serving}, config)
+    assert late["action"] == "skip" and f"serves a newer version ({serving})" in late["reason"]
