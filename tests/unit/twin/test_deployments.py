@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,32 +17,7 @@ from moto.server import ThreadedMotoServer
 from mlops.twin.cloudwatch.alarms import Alarm, AlarmEvaluator, MetricStore
 from mlops.twin.sagemaker.endpoints import EndpointManager
 from mlops.twin.sagemaker.serving import CaptureWriter, EndpointRuntime, InvokeError
-from tests.unit.twin import SKLEARN_IMAGE
-
-INFERENCE = """
-import json
-def model_fn(d):
-    return json.load(open(d + "/model.json"))
-def input_fn(body, ct):
-    return json.loads(body)
-def predict_fn(x, m):
-    if m.get("broken"):
-        raise RuntimeError("broken model")
-    return x * m["factor"]
-def output_fn(p, accept):
-    return json.dumps(p)
-"""
-
-
-def _tar(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+from tests.unit.twin import FACTOR_INFERENCE, SKLEARN_IMAGE, tar_gz
 
 
 @pytest.fixture
@@ -61,9 +34,9 @@ def setup(tmp_path: Path) -> Iterator[dict[str, Any]]:
     }
     s3, sm = boto3.client("s3", **kw), boto3.client("sagemaker", **kw)
     s3.create_bucket(Bucket="models-bkt")
-    s3.put_object(Bucket="models-bkt", Key="code.tar.gz", Body=_tar({"inference.py": INFERENCE}))
+    s3.put_object(Bucket="models-bkt", Key="code.tar.gz", Body=tar_gz({"inference.py": FACTOR_INFERENCE}))
     for name, model in {"v1": {"factor": 2}, "v2": {"factor": 3}, "bad": {"factor": 1, "broken": True}}.items():
-        s3.put_object(Bucket="models-bkt", Key=f"{name}.tar.gz", Body=_tar({"model.json": json.dumps(model)}))
+        s3.put_object(Bucket="models-bkt", Key=f"{name}.tar.gz", Body=tar_gz({"model.json": json.dumps(model)}))
         sm.create_model(
             ModelName=name,
             ExecutionRoleArn="arn:aws:iam::123456789012:role/r",

@@ -6,13 +6,11 @@ The twins here run the mini app in-process on one work dir, one after the other,
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import textwrap
 import threading
 import time
@@ -25,7 +23,7 @@ from moto.sagemaker.models import sagemaker_backends
 from mlops.twin.runtime import Twin
 from mlops.twin.sagemaker.jobs import JobFailed
 from mlops.twin.sagemaker.state import FILE, JOB_INTERRUPTED, ControlPlaneState
-from tests.unit.twin import SKLEARN_IMAGE
+from tests.unit.twin import FACTOR_INFERENCE, SKLEARN_IMAGE, tar_gz
 from tests.unit.twin.mini_app import running, write_assembly
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -35,28 +33,6 @@ TARGET = {
     "ResourceId": "endpoint/ep/variant/AllTraffic",
     "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
 }
-INFERENCE = """
-import json
-def model_fn(d):
-    return json.load(open(d + "/model.json"))
-def input_fn(body, ct):
-    return json.loads(body)
-def predict_fn(x, m):
-    return x * m["factor"]
-def output_fn(p, accept):
-    return json.dumps(p)
-"""
-
-
-def _tar(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _twin(root: Path) -> Twin:
@@ -66,7 +42,8 @@ def _twin(root: Path) -> Twin:
 
 def _deploy(twin: Twin, name: str, factor: int, package_arn: str) -> None:
     s3, sm = twin.client("s3"), twin.client("sagemaker")
-    s3.put_object(Bucket="models-bkt", Key=f"{name}.tar.gz", Body=_tar({"model.json": json.dumps({"factor": factor})}))
+    model = tar_gz({"model.json": json.dumps({"factor": factor})})
+    s3.put_object(Bucket="models-bkt", Key=f"{name}.tar.gz", Body=model)
     sm.create_model(
         ModelName=name,
         ExecutionRoleArn=ROLE,
@@ -151,7 +128,7 @@ def test_a_restart_keeps_the_registry_models_endpoints_and_serving(tmp_path: Pat
     with running(_twin(tmp_path)) as twin:
         s3, sm = twin.client("s3"), twin.client("sagemaker")
         s3.create_bucket(Bucket="models-bkt")
-        s3.put_object(Bucket="models-bkt", Key="code.tar.gz", Body=_tar({"inference.py": INFERENCE}))
+        s3.put_object(Bucket="models-bkt", Key="code.tar.gz", Body=tar_gz({"inference.py": FACTOR_INFERENCE}))
         sm.create_model_package_group(ModelPackageGroupName="demo", ModelPackageGroupDescription="the demo model")
         v1 = _register(sm, "PendingManualApproval", {"accuracy": "0.91", "data_version": "abc"})
         _register(sm, "PendingManualApproval", {"accuracy": "0.85"})
@@ -227,7 +204,7 @@ def test_endpoints_and_jobs_caught_mid_change_end_in_a_defined_state(tmp_path: P
     with running(_twin(tmp_path)) as twin:
         s3, sm = twin.client("s3"), twin.client("sagemaker")
         s3.create_bucket(Bucket="models-bkt")
-        s3.put_object(Bucket="models-bkt", Key="code.tar.gz", Body=_tar({"inference.py": INFERENCE}))
+        s3.put_object(Bucket="models-bkt", Key="code.tar.gz", Body=tar_gz({"inference.py": FACTOR_INFERENCE}))
         _deploy(twin, "v1", 2, "arn:p/1")
         _deploy(twin, "v2", 3, "arn:p/2")
         _create_endpoint(twin, "updating", "cfg-v1")
@@ -265,7 +242,7 @@ def test_an_endpoint_whose_model_data_is_gone_is_failed_with_the_reason(tmp_path
     with running(_twin(tmp_path)) as twin:
         s3 = twin.client("s3")
         s3.create_bucket(Bucket="models-bkt")
-        s3.put_object(Bucket="models-bkt", Key="code.tar.gz", Body=_tar({"inference.py": INFERENCE}))
+        s3.put_object(Bucket="models-bkt", Key="code.tar.gz", Body=tar_gz({"inference.py": FACTOR_INFERENCE}))
         _deploy(twin, "v1", 2, "arn:p/1")
         _create_endpoint(twin, "ep", "cfg-v1")
         s3.delete_object(Bucket="models-bkt", Key="v1.tar.gz")
