@@ -42,6 +42,7 @@ from constructs import Construct
 from mlops.config import ModelConfig, ProblemType
 from mlops.core.metrics import sagemaker_metric_definitions
 from mlops.naming import CAPTURE_PREFIX
+from stacks.event_tasks import put_event
 from stacks.functions import project_function
 from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
@@ -530,19 +531,9 @@ class TrainingStack(cdk.Stack):
             .otherwise(sfn.Succeed(self, "CandidateRejected", comment="recorded as Rejected with the gate's reasons"))
         )
         counters = retry_counters(self, "StartRetryCounters", (train, evaluate))
-        notify_not_needed = tasks.EventBridgePutEvents(
-            self,
-            "NotifyRetrainNotNeeded",
-            entries=[
-                tasks.EventBridgePutEventsEntry(
-                    source=TRAINING_EVENT_SOURCE,
-                    detail_type=RETRAIN_NOT_NEEDED,
-                    detail=sfn.TaskInput.from_json_path_at("$.run"),
-                )
-            ],
-            result_path=sfn.JsonPath.DISCARD,
+        notify_not_needed = put_event(
+            self, "NotifyRetrainNotNeeded", TRAINING_EVENT_SOURCE, RETRAIN_NOT_NEEDED, "$.run"
         )
-        notify_not_needed.add_retry(errors=["EventBridge.EventBridgeException"], max_attempts=3)
         needed = (
             sfn.Choice(self, "TrainingNeeded?")
             .when(

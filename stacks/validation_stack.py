@@ -50,6 +50,7 @@ from constructs import Construct
 
 from mlops.naming import METRICS_NAMESPACE
 from stacks.data_stack import INCOMING_PREFIX
+from stacks.event_tasks import put_event
 from stacks.functions import project_function
 from stacks.layers import ProjectLayers
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
@@ -274,19 +275,9 @@ class ValidationStack(cdk.Stack):
         Returns where a failed ValidateDataset goes (record, publish) and where a failed
         CheckCommit goes (publish: it has no object to record, and its parts stay in place).
         """
-        publish = tasks.EventBridgePutEvents(
-            self,
-            "PublishValidationErrored",
-            entries=[
-                tasks.EventBridgePutEventsEntry(
-                    source=EVENT_SOURCE,
-                    detail_type=DATASET_VALIDATION_ERRORED,
-                    detail=sfn.TaskInput.from_json_path_at("$.recorded.result"),
-                )
-            ],
-            result_path=sfn.JsonPath.DISCARD,
+        publish = put_event(
+            self, "PublishValidationErrored", EVENT_SOURCE, DATASET_VALIDATION_ERRORED, "$.recorded.result"
         )
-        publish.add_retry(errors=["EventBridge.EventBridgeException", "States.Timeout"], max_attempts=3)
         publish.add_catch(errored, errors=[sfn.Errors.ALL], result_path="$.publish_error")
         publish.next(errored)
         # the record step failed as well: the event still goes out, with what is known
@@ -373,19 +364,8 @@ class ValidationStack(cdk.Stack):
         validate_failed, check_failed = self._error_trail(errored)
         validate = self._invoke("ValidateDataset", PAYLOAD, validate_failed)
 
-        publish = tasks.EventBridgePutEvents(
-            self,
-            "PublishDatasetValidated",
-            entries=[
-                tasks.EventBridgePutEventsEntry(
-                    source=EVENT_SOURCE,
-                    detail_type=DATASET_VALIDATED,
-                    detail=sfn.TaskInput.from_json_path_at("$"),
-                )
-            ],
-            result_path=sfn.JsonPath.DISCARD,  # the output stays the validation result
-        )
-        publish.add_retry(errors=["EventBridge.EventBridgeException", "States.Timeout"], max_attempts=3)
+        # the output stays the validation result
+        publish = put_event(self, "PublishDatasetValidated", EVENT_SOURCE, DATASET_VALIDATED, "$")
         rejected = sfn.Fail(self, "ValidationFailed", error="DatasetRejected", cause_path="$.summary")
         routed = (
             sfn.Choice(self, "DatasetPassed?")
