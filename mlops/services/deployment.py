@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from mlops.config import ModelConfig
 from mlops.naming import CAPTURE_PREFIX, ROLLBACK_ALARM_KINDS, alarm_name, endpoint_name
 from mlops.s3io import S3Location, put_json
-from mlops.services.monitoring import PACKAGE_TAG
+from mlops.services.monitoring import PACKAGE_TAG, tagged_package
 from mlops.services.registry import approval_description
 
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
@@ -72,19 +72,14 @@ class Deployer:
         self.autoscaling = autoscaling
         self.settings = settings
 
-    def _endpoint_status(self, name: str) -> str | None:
+    def _endpoint(self, name: str) -> dict[str, Any] | None:
+        """DescribeEndpoint's answer; None when there is no such endpoint."""
         try:
-            return str(self.sm.describe_endpoint(EndpointName=name)["EndpointStatus"])
+            return dict(self.sm.describe_endpoint(EndpointName=name))
         except ClientError as exc:
             if "Could not find endpoint" in str(exc) or exc.response["Error"]["Code"] == "ValidationException":
                 return None
             raise
-
-    def _serving_package(self, endpoint: str) -> str | None:
-        """The package the endpoint serves, by the tag a successful deployment puts on it."""
-        arn = self.sm.describe_endpoint(EndpointName=endpoint)["EndpointArn"]
-        tags = {t["Key"]: t["Value"] for t in self.sm.list_tags(ResourceArn=arn).get("Tags", [])}
-        return tags.get(PACKAGE_TAG)
 
     def plan(self, detail: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
         package_arn = detail["ModelPackageArn"]
@@ -96,14 +91,15 @@ class Deployer:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         name = endpoint_name(config.name)
         model_name = re.sub(r"[^a-zA-Z0-9-]", "-", f"{config.name}-v{version}-{stamp}")[:63]
-        status = self._endpoint_status(name)
+        endpoint = self._endpoint(name)
+        status = None if endpoint is None else str(endpoint["EndpointStatus"])
         if status == "Failed":  # SageMaker allows only DeleteEndpoint on it
             self.sm.delete_endpoint(EndpointName=name)
             raise DeploymentBusy(f"endpoint {name} was Failed and is being deleted; the deployment creates it again")
         if status in BUSY:
             raise DeploymentBusy(f"endpoint {name} is {status}; the deployment retries when it settles")
-        if status == "InService":
-            serving = self._serving_package(name)
+        if endpoint is not None and status == "InService":
+            serving = tagged_package(self.sm, endpoint["EndpointArn"])
             if serving == package_arn:  # SageMaker may deliver a state-change event twice
                 return {"action": "skip", "reason": f"{package_arn} already serves on endpoint {name}"}
             if serving is not None and _version(serving) > version:  # an approval that came late

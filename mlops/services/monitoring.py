@@ -31,6 +31,12 @@ from mlops.s3io import S3Location, get_json, put_json
 PACKAGE_TAG = "mlops:model-package-arn"
 
 
+def tagged_package(sagemaker: Any, endpoint_arn: str) -> str | None:
+    """The model package an endpoint serves, by the tag its last successful deployment put on it."""
+    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=endpoint_arn).get("Tags", [])}
+    return tags.get(PACKAGE_TAG)
+
+
 @dataclass(frozen=True)
 class MonitorSettings:
     capture_bucket: str
@@ -63,9 +69,9 @@ class ModelMonitor:
             arn = self.sm.describe_endpoint(EndpointName=endpoint)["EndpointArn"]
         except self.sm.exceptions.ClientError:
             return None
-        tags = {t["Key"]: t["Value"] for t in self.sm.list_tags(ResourceArn=arn).get("Tags", [])}
-        if PACKAGE_TAG in tags:
-            return tags[PACKAGE_TAG]
+        tagged = tagged_package(self.sm, arn)
+        if tagged is not None:
+            return tagged
         approved = self.sm.list_model_packages(
             ModelPackageGroupName=model, ModelApprovalStatus="Approved", SortBy="CreationTime", SortOrder="Descending"
         )["ModelPackageSummaryList"]
