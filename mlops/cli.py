@@ -630,7 +630,8 @@ def datasets(
         else:
             listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{FATES_PREFIX}/", Delimiter="/")
             names = [p["Prefix"].split("/")[1] for p in listed.get("CommonPrefixes", [])]
-        fates = [(name, fate) for name in names for fate in FateStore(s3, bucket).list_fates(name)]
+        store = FateStore(s3, bucket)
+        fates = [(name, fate) for name in names for fate in store.list_fates(name)]
     except (ClientError, BotoCoreError) as exc:
         _fail(str(exc))
         return
@@ -639,12 +640,12 @@ def datasets(
         table.add_column(col)
     colours = {"trained": "green", "quarantined": "red", "failed": "red", "superseded": "dim"}
     for name, fate in fates:
-        source = fate.get("source") if isinstance(fate.get("source"), dict) else {}
+        source = fate.get("source") or {}  # the validation's record of the upload (absent for some errors)
         table.add_row(
             name,
             str(fate.get("dataset_version", "")),
             f"[{colours.get(fate.get('state', ''), 'yellow')}]{fate.get('state', '')}[/]",
-            ", ".join(str(r.get("run_id", r)) if isinstance(r, dict) else str(r) for r in fate.get("runs", [])),
+            ", ".join(str(r["run_id"]) for r in fate.get("runs", [])),
             str(source.get("uri", "")),
             str(fate.get("updated_at", ""))[:19],
             str(fate.get("detail", ""))[:100],
