@@ -15,5 +15,8 @@ except ConfigError as exc:  # one line per problem, naming the file and the fiel
 from stacks.app_builder import build_app, new_app
 
 app = new_app()
-build_app(app, configs)
+try:
+    build_app(app, configs)  # a model's own code directory is checked here (training.code)
+except ConfigError as exc:
+    sys.exit("\n".join(exc.lines()))
 app.synth()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
 TUMOR_FEATURES = {
     "mean_radius": "mean radius",
@@ -85,7 +85,22 @@ def diabetes(rows: int, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
     return out.round(4)
 
 
-GENERATORS = {"tumor-classifier": tumor, "diabetes-progression": diabetes}
+def wine(rows: int, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    source = load_wine(as_frame=True).frame.rename(
+        columns={"od280/od315_of_diluted_wines": "od280_od315", "target": "cultivar"}
+    )
+    out = _resample(source, rows, rng, noise=0.05)
+    if drift:
+        out["alcohol"] *= 1 + drift / 4
+        out["color_intensity"] *= 1 + drift
+        out["proline"] *= 1 + drift / 2
+    out = out.round(4)
+    out["cultivar"] = out["cultivar"].round().astype(int)
+    return out
+
+
+GENERATORS = {"tumor-classifier": tumor, "diabetes-progression": diabetes, "wine-cultivar": wine}
 
 
 def corrupt(frame: pd.DataFrame, model: str, seed: int = 0) -> pd.DataFrame:
@@ -100,6 +115,11 @@ def corrupt(frame: pd.DataFrame, model: str, seed: int = 0) -> pd.DataFrame:
         bad.loc[b, "clinic"] = "central"  # not an allowed value
         bad.loc[c, "mean_area"] = None  # null in a non-nullable column
         bad.loc[d, "mean_texture"] = "n/a"  # text in a float column
+    elif model == "wine-cultivar":
+        bad.loc[a, "alcohol"] = -1.0
+        bad.loc[b, "cultivar"] = 7
+        bad.loc[c, "hue"] = None
+        bad.loc[d, "proline"] = "lots"
     else:
         bad.loc[a, "bmi"] = 95.0
         bad.loc[b, "sex"] = 3

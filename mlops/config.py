@@ -194,6 +194,23 @@ class Algorithm(StrEnum):
     RIDGE = "ridge"
 
 
+class Framework(StrEnum):
+    """The SageMaker framework image a model's jobs and endpoint run on (sagemaker-core's framework names)."""
+
+    SKLEARN = "sklearn"
+    XGBOOST = "xgboost"
+
+
+# Container versions the platform runs, per framework (sagemaker-core's image URI names); the twin holds
+# each one's package set (mlops/twin/sagemaker/images.py). Unset `framework_version`: the scikit-learn
+# container matching the installed scikit-learn, or the first version listed here.
+FRAMEWORK_VERSIONS: dict[Framework, tuple[str, ...]] = {
+    Framework.SKLEARN: ("1.9-0",),
+    Framework.XGBOOST: ("3.2-0",),
+}
+CODE_DIR_RE = r"^pipelines/[a-z0-9][a-z0-9_.-]*$"
+
+
 CLASSIFIERS = {Algorithm.RANDOM_FOREST, Algorithm.GRADIENT_BOOSTING, Algorithm.LOGISTIC_REGRESSION}
 REGRESSORS = {Algorithm.RANDOM_FOREST, Algorithm.GRADIENT_BOOSTING, Algorithm.LINEAR_REGRESSION, Algorithm.RIDGE}
 
@@ -212,10 +229,22 @@ class Split(_Strict):
 class Training(_Strict):
     """The SageMaker training job."""
 
-    algorithm: Algorithm
-    """Estimator; it must fit the problem type (see "Algorithms")."""
+    algorithm: Algorithm | None = None
+    """The platform's estimator; it must fit the problem type (see "Algorithms"). Leave it out when the model
+    brings its own code (`code`)."""
+    code: Annotated[str, Field(pattern=CODE_DIR_RE)] | None = None
+    """The model's own code directory (`pipelines/<dir>`, relative to the project): `train.py` (SageMaker
+    script mode), `inference.py` (`model_fn`, `input_fn`, `predict_fn`, `output_fn`) and optionally a pinned
+    `requirements.txt`, vendored at synth. See the README's "Bring your own model code"."""
+    framework: Framework = Framework.SKLEARN
+    """SageMaker framework image the jobs and the endpoint run on: `sklearn` or `xgboost` (script mode;
+    `xgboost` needs `code`)."""
+    framework_version: str | None = None
+    """Container version of `framework` (sklearn: `1.9-0`, xgboost: `3.2-0`); unset: the platform's default
+    (for sklearn, the container matching the installed scikit-learn)."""
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    """Estimator parameters (scikit-learn names); unknown names fail the training job."""
+    """Estimator parameters (scikit-learn names; unknown names fail the training job), or, with `code`, the
+    hyperparameters `train.py` receives as `--name value` arguments."""
     instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
     """SageMaker training instance type."""
     instance_count: Annotated[int, Field(ge=1, le=20)] = 1
@@ -228,6 +257,40 @@ class Training(_Strict):
     """Managed spot training (waits up to twice `max_runtime_seconds`)."""
     split: Split = Field(default_factory=Split)
     """Train/validation/test split."""
+
+    @model_validator(mode="after")
+    def _check_code(self) -> Training:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if self.algorithm is None and self.code is None:
+            problems.append(
+                (
+                    ("algorithm",),
+                    "set training.algorithm (a platform estimator) or training.code (own code)",
+                )
+            )
+        if self.algorithm is not None and self.code is not None:
+            problems.append(
+                (("algorithm",), "a model with its own code (training.code) takes no platform algorithm; remove it")
+            )
+        if self.framework is not Framework.SKLEARN and self.code is None:
+            problems.append(
+                (
+                    ("framework",),
+                    f"the platform's estimators run on the sklearn image; framework {self.framework.value} needs "
+                    "training.code (the model's own train.py)",
+                )
+            )
+        versions = FRAMEWORK_VERSIONS[self.framework]
+        if self.framework_version is not None and self.framework_version not in versions:
+            problems.append(
+                (
+                    ("framework_version",),
+                    f"{self.framework.value} {self.framework_version!r} is not a version the platform runs; "
+                    f"use one of {list(versions)}",
+                )
+            )
+        _raise(problems)
+        return self
 
 
 CLASSIFICATION_METRICS = {"accuracy", "f1", "roc_auc", "log_loss", "precision", "recall"}
@@ -432,7 +495,7 @@ class ModelConfig(_Strict):
     def _check_consistency(self) -> ModelConfig:
         problems: list[tuple[tuple[str | int, ...], str]] = []
         allowed = REGRESSORS if self.problem_type is ProblemType.REGRESSION else CLASSIFIERS
-        if self.training.algorithm not in allowed:
+        if self.training.algorithm is not None and self.training.algorithm not in allowed:
             problems.append(
                 (
                     ("training", "algorithm"),

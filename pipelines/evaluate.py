@@ -3,7 +3,12 @@
 Arguments (defaults are the processing job's local paths):
 
 - ``--model-dir`` (``/opt/ml/processing/model``): the candidate's ``model.tar.gz`` as the
-  training job wrote it (an already extracted ``model.joblib`` also works).
+  training job wrote it (an already extracted model dir also works).
+
+Each model, candidate and champion alike, is scored on the same test rows through its own inference
+code: a model that carries ``code/inference.py`` (a model with its own code, ``mlops.core.model_code``)
+through its ``model_fn``/``input_fn``/``predict_fn``/``output_fn``, a model of the platform's estimators
+through the platform's (``model.joblib``).
 - ``--test-dir`` (``/opt/ml/processing/test``): CSV file(s) with a header, features and target.
 - ``--config-dir`` (``/opt/ml/processing/config``): ``model-config.json``.
 - ``--champion-dir`` (``/opt/ml/processing/champion``): the approved model's ``model.tar.gz``;
@@ -63,6 +68,7 @@ from mlops.core.metrics import (
     model_quality_statistics,
     residual_summary,
 )
+from mlops.core.model_code import ContractError, OwnModel, has_own_code
 
 PROCESSING = "/opt/ml/processing"
 
@@ -78,8 +84,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def extract_model(source: Path, dest: Path) -> Path | None:
-    """The dir holding model.joblib: ``source`` itself, or ``model.tar.gz`` unpacked into ``dest``."""
-    if (source / F.MODEL_FILE).is_file():
+    """The model's dir: ``source`` itself (model.joblib or the model's own ``code/``), or ``model.tar.gz``
+    unpacked into ``dest``."""
+    if (source / F.MODEL_FILE).is_file() or has_own_code(source):
         return source
     archives = sorted(source.glob("*.tar.gz")) if source.is_dir() else []
     if not archives:
@@ -102,7 +109,28 @@ def score(pipeline: Any, metadata: dict[str, Any], data: pd.DataFrame, y_true: p
     return {"metrics": metrics, "predictions": predictions, "classes": classes}
 
 
-def score_champion(source: Path, work: Path, data: pd.DataFrame, y_true: pd.Series) -> tuple[dict | None, str | None]:
+def score_own(model_dir: Path, config: ModelConfig, data: pd.DataFrame, y_true: pd.Series) -> dict[str, Any]:
+    """A model that carries its own code (``code/inference.py``), scored through its own handlers."""
+    features = [f.name for f in F.features_of(config)]
+    predictions, proba, classes = OwnModel(model_dir).predict(data[features], config)
+    try:
+        metrics = compute_metrics(config.problem_type, y_true, predictions, proba, classes)
+    except ValueError as exc:
+        raise ContractError(f"the predictions of inference.py cannot be scored: {exc}") from None
+    return {"metrics": metrics, "predictions": predictions, "classes": classes}
+
+
+def score_any(model_dir: Path, config: ModelConfig, data: pd.DataFrame, y_true: pd.Series) -> dict[str, Any]:
+    """Any model, through its own inference code: the model's ``code/``, or the platform's estimators'."""
+    if has_own_code(model_dir):
+        return score_own(model_dir, config, data, y_true)
+    pipeline, metadata = F.load_artifacts(model_dir)
+    return score(pipeline, metadata, data, y_true)
+
+
+def score_champion(
+    source: Path, work: Path, config: ModelConfig, data: pd.DataFrame, y_true: pd.Series
+) -> tuple[dict | None, str | None]:
     """(metrics, None), (None, None) when there is no champion, or (None, reason) when it cannot be scored.
 
     A champion that cannot score this data (e.g. the contract gained a feature) must not
@@ -114,8 +142,7 @@ def score_champion(source: Path, work: Path, data: pd.DataFrame, y_true: pd.Seri
     if model_dir is None:
         return None, None
     try:
-        pipeline, metadata = F.load_artifacts(model_dir)
-        return score(pipeline, metadata, data, y_true)["metrics"], None
+        return score_any(model_dir, config, data, y_true)["metrics"], None
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}"
 
@@ -138,13 +165,14 @@ def evaluate(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     model_dir = extract_model(Path(args.model_dir), work / "candidate")
     if model_dir is None:
         raise F.DataError(f"no model.tar.gz or {F.MODEL_FILE} in the model dir {args.model_dir}")
-    pipeline, metadata = F.load_artifacts(model_dir)
     target = config.dataset.target
-    required = [f["name"] for f in metadata["features"]] + [target]
-    data = F.read_csv_dir(args.test_dir, "test", required)
+    own = has_own_code(model_dir)
+    loaded = None if own else F.load_artifacts(model_dir)
+    features = F.features_of(config) if loaded is None else F.features_from_metadata(loaded[1])
+    data = F.read_csv_dir(args.test_dir, "test", [*(f.name for f in features), target])
     y_true = F.prepare_target(data[target], config, "test")
-    candidate = score(pipeline, metadata, data, y_true)
-    champion, champion_error = score_champion(Path(args.champion_dir), work / "champion", data, y_true)
+    candidate = score_own(model_dir, config, data, y_true) if loaded is None else score(*loaded, data, y_true)
+    champion, champion_error = score_champion(Path(args.champion_dir), work / "champion", config, data, y_true)
     if champion_error:
         print(f"WARNING: champion not evaluated: {champion_error}", file=sys.stderr)
     primary = config.gate.primary_metric

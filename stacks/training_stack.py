@@ -39,14 +39,20 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlops.config import ModelConfig, ProblemType
+from mlops.config import Framework, ModelConfig, ProblemType
 from mlops.core.metrics import sagemaker_metric_definitions
-from mlops.naming import CAPTURE_PREFIX
+from mlops.naming import CAPTURE_PREFIX, MODEL_CODE_VARIABLE
 from stacks.event_tasks import put_event
 from stacks.functions import project_function
 from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
-from stacks.sagemaker_code import SourcedirAsset, processing_entrypoint, sklearn_image_uri
+from stacks.sagemaker_code import (
+    SourcedirAsset,
+    framework_image_uri,
+    image_spec,
+    processing_entrypoint,
+    sklearn_image_uri,
+)
 from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
 
 # train.py prints "validation:<metric>=<value>"; one definition per metric any problem type reports
@@ -148,7 +154,7 @@ def _processing_input(name: str, path: str, local: str) -> dict[str, Any]:
     }
 
 
-def evaluation_task(sagemaker_role: iam.IRole, key: kms.IKey, code_url: str) -> dict[str, Any]:
+def evaluation_task(sagemaker_role: iam.IRole, key: kms.IKey) -> dict[str, Any]:
     return {
         "Type": "Task",
         "Resource": state_arn("sagemaker:createProcessingJob.sync"),
@@ -175,7 +181,7 @@ def evaluation_task(sagemaker_role: iam.IRole, key: kms.IKey, code_url: str) -> 
                 {
                     "InputName": "code",
                     "S3Input": {
-                        "S3Uri": code_url,
+                        "S3Uri.$": "$.run.code_uri",  # the model's source dir (prepare picks it per model)
                         "LocalPath": "/opt/ml/processing/input/code",
                         "S3DataType": "S3Prefix",
                         "S3InputMode": "File",
@@ -214,6 +220,15 @@ def evaluation_task(sagemaker_role: iam.IRole, key: kms.IKey, code_url: str) -> 
     }
 
 
+def _own_code_or_image(config: ModelConfig) -> bool:
+    training = config.training
+    return bool(training.code or training.framework_version or training.framework != Framework.SKLEARN)
+
+
+def _camel(name: str) -> str:
+    return "".join(p.capitalize() for p in name.split("-"))
+
+
 class TrainingStack(cdk.Stack):
     def __init__(
         self,
@@ -233,16 +248,26 @@ class TrainingStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.code = SourcedirAsset(self, "TrainingCode")
         self.image_uri = sklearn_image_uri(self)
+        # models with their own code or another framework image: their source dir and image, per model
+        self.model_code = {
+            name: (
+                SourcedirAsset(self, f"TrainingCode{_camel(name)}", config) if config.training.code else self.code,
+                framework_image_uri(self, config.training.framework, config.training.framework_version),
+            )
+            for name, config in configs.items()
+            if _own_code_or_image(config)
+        }
         self.groups = {
             name: sagemaker.CfnModelPackageGroup(
                 self,
-                f"Group{''.join(p.capitalize() for p in name.split('-'))}",
+                f"Group{_camel(name)}",
                 model_package_group_name=name,
                 model_package_group_description=(config.description or name)[:1024],
             )
             for name, config in configs.items()
         }
-        self.sagemaker_role = self._sagemaker_role(key, artifacts_bucket)
+        repositories = sorted({"sagemaker-scikit-learn", *(image_spec(c).repository for c in configs.values())})
+        self.sagemaker_role = self._sagemaker_role(key, artifacts_bucket, repositories)
         env = {
             "VALIDATED_BUCKET": validated_bucket.bucket_name,
             "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
@@ -252,6 +277,12 @@ class TrainingStack(cdk.Stack):
             "CODE_URI": self.code.s3_url,
             "CODE_HASH": self.code.hash,
             "TRAINING_IMAGE_URI": self.image_uri,
+            MODEL_CODE_VARIABLE: self.to_json_string(
+                {
+                    name: {"code_uri": code.s3_url, "code_hash": code.hash, "image_uri": image}
+                    for name, (code, image) in self.model_code.items()
+                }
+            ),
             "POWERTOOLS_SERVICE_NAME": "mlops-training",
             "POWERTOOLS_METRICS_NAMESPACE": "Mlops",
             "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -294,19 +325,20 @@ class TrainingStack(cdk.Stack):
             grant_objects(fns[step].role, artifacts_bucket, ["fates/"], READ + WRITE + DELETE, sid="DatasetFates")
         grant_objects(fns["prepare"].role, capture_bucket, [f"{CAPTURE_PREFIX}/"], READ, sid="CapturedRequests")
         grant_objects(fns["prepare"].role, incoming_bucket, ["ground-truth/"], READ, sid="GroundTruth")
-        # the jobs download the code bundle: that one asset object. EvaluateModel reads it as an
-        # S3Prefix input, which SageMaker lists first: ListBucket, for that key only.
+        # the jobs (and the endpoints, as this role) download the code bundles: those asset objects.
+        # EvaluateModel reads one as an S3Prefix input, which SageMaker lists first: ListBucket, for those keys.
+        assets = [self.code.asset, *(c.asset for c, _ in self.model_code.values() if c is not self.code)]
         self.sagemaker_role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
-                resources=[self.code.asset.bucket.arn_for_objects(self.code.asset.s3_object_key)],
+                resources=[a.bucket.arn_for_objects(a.s3_object_key) for a in assets],
             )
         )
         self.sagemaker_role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
                 resources=[self.code.asset.bucket.bucket_arn],
-                conditions={"StringEquals": {"s3:prefix": [self.code.asset.s3_object_key]}},
+                conditions={"StringEquals": {"s3:prefix": [a.s3_object_key for a in assets]}},
             )
         )
         registry = registry_arns(self, list(configs))
@@ -389,14 +421,14 @@ class TrainingStack(cdk.Stack):
             policy, [executions], "Executions of the training state machine: their names are generated per run."
         )
 
-    def _sagemaker_role(self, key: kms.IKey, artifacts: s3.IBucket) -> iam.Role:
+    def _sagemaker_role(self, key: kms.IKey, artifacts: s3.IBucket, repositories: list[str]) -> iam.Role:
         log_groups = self.format_arn(
             service="logs",
             resource="log-group",
             resource_name="/aws/sagemaker/*",
             arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
         )
-        ecr_repository = f"arn:{cdk.Aws.PARTITION}:ecr:{cdk.Aws.REGION}:*:repository/sagemaker-scikit-learn"
+        ecr_repositories = [f"arn:{cdk.Aws.PARTITION}:ecr:{cdk.Aws.REGION}:*:repository/{r}" for r in repositories]
         role = iam.Role(
             self,
             "SageMakerJobRole",
@@ -416,13 +448,13 @@ class TrainingStack(cdk.Stack):
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                resources=[ecr_repository],
+                resources=ecr_repositories,
             )
         )
         acknowledge_wildcard_resources(
             role,
-            [log_groups, ecr_repository],
-            "SageMaker's own log groups for this role's jobs, and the scikit-learn framework image, whose "
+            [log_groups, *ecr_repositories],
+            "SageMaker's own log groups for this role's jobs, and the framework images the models use, whose "
             "registry account depends on the region.",
         )
         # GetAuthorizationToken has no resource-level permissions.
@@ -473,9 +505,7 @@ class TrainingStack(cdk.Stack):
             "$.run",
         )
         train = sfn.CustomState(self, "TrainModel", state_json=training_task(self.sagemaker_role, key))
-        evaluate = sfn.CustomState(
-            self, "EvaluateModel", state_json=evaluation_task(self.sagemaker_role, key, self.code.s3_url)
-        )
+        evaluate = sfn.CustomState(self, "EvaluateModel", state_json=evaluation_task(self.sagemaker_role, key))
         gate = self._invoke("ApplyGate", fns["gate"], {"run": run}, "$.gate")
         register = self._invoke(
             "RegisterModel",

@@ -28,7 +28,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -40,7 +40,7 @@ from mlops.config import Column, ColumnType, ModelConfig
 from mlops.core import capture as cap
 from mlops.core.gate import decide
 from mlops.core.types import DEFAULT_NA_VALUES, TypeMismatch, allowed_values, parse_value
-from mlops.naming import CAPTURE_PREFIX, endpoint_name
+from mlops.naming import CAPTURE_PREFIX, MODEL_CODE_VARIABLE, OWN_CODE_PROGRAM, endpoint_name
 from mlops.s3io import (
     S3Location,
     S3StreamWriter,
@@ -62,6 +62,16 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ModelCode:
+    """What a model's jobs run: its source dir (script mode's submit directory), that asset's hash, its image."""
+
+    code_uri: str
+    code_hash: str
+    image_uri: str
+    program: str = "train.py"  # the training job's sagemaker_program
+
+
+@dataclass(frozen=True)
 class TrainingSettings:
     """What the stack tells the training Lambdas (environment variables)."""
 
@@ -75,6 +85,17 @@ class TrainingSettings:
     capture_bucket: str | None = None
     incoming_bucket: str | None = None
     capture_prefix: str = CAPTURE_PREFIX
+    model_code: dict[str, dict[str, str]] = field(default_factory=dict)  # MODEL_CODE_VARIABLE
+
+    def code_for(self, config: ModelConfig) -> ModelCode:
+        """The model's own source dir and image when the stack gave it one, else the platform's."""
+        found = self.model_code.get(config.name)
+        if found is None:
+            if config.training.code is not None:
+                raise RuntimeError(f"{MODEL_CODE_VARIABLE} has no source dir for {config.name}, which has its own code")
+            return ModelCode(self.code_uri, self.code_hash, self.image_uri)
+        program = OWN_CODE_PROGRAM if config.training.code is not None else "train.py"
+        return ModelCode(found["code_uri"], found["code_hash"], found["image_uri"], program)
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> TrainingSettings:
@@ -94,6 +115,7 @@ class TrainingSettings:
             capture_bucket=env.get("CAPTURE_BUCKET") or None,
             incoming_bucket=env.get("INCOMING_BUCKET") or None,
             capture_prefix=env.get("CAPTURE_PREFIX") or CAPTURE_PREFIX,
+            model_code=json.loads(env.get(MODEL_CODE_VARIABLE) or "{}"),
         )
 
 
@@ -547,9 +569,10 @@ class TrainingSteps:
         hyperparameters = {
             k: json.dumps(v) if isinstance(v, bool) else str(v) for k, v in training.hyperparameters.items()
         }
+        code = self.settings.code_for(config)
         hyperparameters.update(
-            sagemaker_program="train.py",
-            sagemaker_submit_directory=self.settings.code_uri,
+            sagemaker_program=code.program,
+            sagemaker_submit_directory=code.code_uri,
             sagemaker_region=self.settings.region,
         )
         return {
@@ -573,8 +596,9 @@ class TrainingSteps:
             },
             "output_uri": f"s3://{base.bucket}/{base.key}/output",
             "evaluation_uri": f"s3://{base.bucket}/{base.key}/evaluation",
-            "code_uri": self.settings.code_uri,
-            "image_uri": self.settings.image_uri,
+            "code_uri": code.code_uri,
+            "code_hash": code.code_hash,
+            "image_uri": code.image_uri,
             "champion": champion,
         }
 
@@ -656,7 +680,7 @@ class TrainingSteps:
             "validation_report": dataset.get("report_uri"),
             "training_job": training_job.get("TrainingJobName"),
             "code_uri": run["code_uri"],
-            "code_hash": self.settings.code_hash,
+            "code_hash": run.get("code_hash") or self.settings.code_hash,
             "hyperparameters": {k: v for k, v in run["hyperparameters"].items() if not k.startswith("sagemaker_")},
             "split": run["split"],
             "labelled_capture": run["split"].get("labelled_capture"),
@@ -672,7 +696,7 @@ class TrainingSteps:
             "dataset_version": str(dataset.get("dataset_version")),
             "data_sha256": str(dataset.get("sha256")),
             "training_job": str(training_job.get("TrainingJobName")),
-            "code_hash": self.settings.code_hash,
+            "code_hash": run.get("code_hash") or self.settings.code_hash,
             **{f"metric_{k}": f"{v:.6g}" for k, v in gate["metrics"].items()},
         }
         description = approval_description(gate["summary"])

@@ -58,13 +58,15 @@ def test_prepare_may_delete_only_training_locks_and_dataset_fates(training: dict
     assert ends == ["/fates/*", "/locks/training/*"], ends
 
 
-def test_jobs_list_the_code_asset_key_only(training: dict[str, Any]) -> None:
+def test_jobs_list_the_code_asset_keys_only(training: dict[str, Any]) -> None:
     listing = [s for s in _granted(training, "SageMakerJobRole", "s3:ListBucket") if "Condition" in s]
     (statement,) = listing
-    (prefix,) = statement["Condition"]["StringEquals"]["s3:prefix"]
-    assert prefix.endswith((".zip", ".tar.gz")) and "assets" in json.dumps(statement["Resource"])
+    prefixes = statement["Condition"]["StringEquals"]["s3:prefix"]
+    # the platform's source dir and one per model with its own code (training.code)
+    assert len(prefixes) == 1 + sum(1 for c in CONFIGS.values() if c.training.code)
+    assert all(p.endswith((".zip", ".tar.gz")) for p in prefixes) and "assets" in json.dumps(statement["Resource"])
     (read,) = _granted(training, "SageMakerJobRole", "s3:GetObject")[-1:]
-    assert prefix in json.dumps(read["Resource"])
+    assert all(p in json.dumps(read["Resource"]) for p in prefixes)
 
 
 def test_deploy_machine_may_grant_on_the_data_key_for_sagemaker_only(serving: dict[str, Any]) -> None:

@@ -68,6 +68,7 @@ def _run(prepare_output: dict[str, Any] | None = None, **overrides: Any) -> dict
         "training_job_name": "tumor-classifier-20261124-100000-abcd",
         "processing_job_name": "tumor-classifier-20261124-100000-abcd-eval",
         "image_uri": "img",
+        "code_uri": "s3://assets/model-code.tar.gz",  # the model's source dir: prepare picks it per model
         "hyperparameters": {"n_estimators": "150"},
         "channels": {n: f"s3://a/run/{n}/" for n in ("train", "validation", "test", "config", "champion")},
         "output_uri": "s3://a/run/output",
@@ -168,6 +169,16 @@ def test_the_training_request_carries_prepares_stopping_condition(definition: di
         assert condition["MaxWaitTimeInSeconds"] >= condition["MaxRuntimeInSeconds"]
     else:
         assert "MaxWaitTimeInSeconds" not in condition
+
+
+def test_the_jobs_run_the_image_and_source_dir_prepare_chose_for_the_model(definition: dict[str, Any]) -> None:
+    recorder = Recorder(_happy(PrepareTraining=lambda p: _run(image_uri="xgb:3.2-0")))
+    assert _execute(definition, recorder).status == "SUCCEEDED"
+    (train,) = recorder.calls["TrainModel"]
+    (evaluate,) = recorder.calls["EvaluateModel"]
+    assert train["AlgorithmSpecification"]["TrainingImage"] == evaluate["AppSpecification"]["ImageUri"] == "xgb:3.2-0"
+    (code,) = [i for i in evaluate["ProcessingInputs"] if i["InputName"] == "code"]
+    assert code["S3Input"]["S3Uri"] == "s3://assets/model-code.tar.gz"
 
 
 @pytest.mark.parametrize("job", ["TrainModel", "EvaluateModel"])

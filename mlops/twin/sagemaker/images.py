@@ -68,6 +68,14 @@ REGISTRY: dict[tuple[str, str], ImageSpec] = {
             package_set="sagemaker-scikit-learn-1.9-0.txt",
             source="aws/sagemaker-scikit-learn-container@eae7b6b requirements.txt, docker/1.4-2-py312",
         ),
+        ImageSpec(
+            framework="xgboost",
+            version="3.2-0",
+            repository="sagemaker-xgboost",
+            python="3.12",
+            package_set="sagemaker-xgboost-3.2-0.txt",
+            source="aws/sagemaker-xgboost-container@cb8df91 requirements.txt, test/resources/versions/train.py",
+        ),
     )
 }
 

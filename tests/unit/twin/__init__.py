@@ -32,3 +32,7 @@ def tar_gz(files: dict[str, str]) -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+# The XGBoost framework image a model with its own code may name (sagemaker-core's URI for 3.2-0, us-east-1).
+XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.2-0"
