@@ -15,6 +15,13 @@ DEMO = yaml.safe_load((ROOT / "configs" / "tumor-classifier.yaml").read_text())
 
 def test_shipped_configs_load_with_both_problem_types() -> None:
     configs = load_configs(ROOT / "configs")
+    wine = configs["wine-cultivar"]
+    assert wine.problem_type is ProblemType.MULTICLASS and wine.training.algorithm is None
+    assert (wine.training.code, wine.training.framework, wine.training.framework_version) == (
+        "pipelines/wine-cultivar",
+        "xgboost",
+        "3.2-0",
+    )
     assert configs["tumor-classifier"].problem_type is ProblemType.BINARY
     assert configs["diabetes-progression"].problem_type is ProblemType.REGRESSION
     tumor = configs["tumor-classifier"]
@@ -79,6 +86,22 @@ def _problems(mutate) -> list[str]:
             lambda d: d["endpoint"].update(data_capture_percent=0),
             "monitoring.alarms.quality_metric_threshold: the quality alarm needs captured requests",
         ),
+        # a model's own code (issue 11)
+        (lambda d: d["training"].pop("algorithm"), "training.algorithm: set training.algorithm (a platform estimator)"),
+        (
+            lambda d: d["training"].update(code="pipelines/mine"),
+            "training.algorithm: a model with its own code (training.code) takes no platform algorithm",
+        ),
+        (
+            lambda d: d["training"].update(framework="xgboost"),
+            "training.framework: the platform's estimators run on the sklearn image; framework xgboost needs",
+        ),
+        (lambda d: d["training"].update(framework="tensorflow"), "training.framework: Input should be 'sklearn'"),
+        (
+            lambda d: d["training"].update(framework_version="0.23-1"),
+            "training.framework_version: sklearn '0.23-1' is not a version the platform runs; use one of ['1.9-0']",
+        ),
+        (lambda d: d["training"].update(code="/etc/x", algorithm=None), "training.code: String should match pattern"),
     ],
 )
 def test_invalid_configs_name_the_field_and_rule(mutate, expected: str) -> None:
