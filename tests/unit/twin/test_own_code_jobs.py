@@ -227,3 +227,26 @@ def test_a_script_that_breaks_the_contract_fails_the_job_saying_what_was_expecte
     out = _train(runner, s3, _replaced(sourcedir, files), "broken")
     assert out["TrainingJobStatus"] == "Failed"
     assert expected in out["FailureReason"], out["FailureReason"]
+
+
+def test_the_models_pinned_requirements_are_vendored_at_synth_and_nothing_is_installed_at_start(
+    runner: JobRunner, s3: Any, tmp_path: Path
+) -> None:
+    code = tmp_path / "app" / "pipelines" / "wine-cultivar"
+    code.mkdir(parents=True)
+    (code / "requirements.txt").write_text("tabulate==0.9.0\n")  # not in the XGBoost image
+    train = (ROOT / "pipelines" / "wine-cultivar" / "train.py").read_text()
+    (code / "train.py").write_text(train.replace("import xgboost as xgb\n", "import xgboost as xgb\nimport tabulate\n"))
+    assert "import tabulate" in (code / "train.py").read_text()
+    (code / "inference.py").write_text((ROOT / "pipelines" / "wine-cultivar" / "inference.py").read_text())
+    archive = build_sourcedir(tmp_path / "asset", CONFIG, root=tmp_path / "app")
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+        manifest = json.loads(tar.extractfile("own-code.json").read())  # type: ignore[union-attr]
+    assert "requirements.txt" not in names  # the training toolkit would pip-install it at every start
+    assert "tabulate/__init__.py" in names and "tabulate" in manifest["files"]
+    out = _train(runner, s3, archive.read_bytes(), "with-reqs")
+    assert out["TrainingJobStatus"] == "Completed", out.get("FailureReason")
+    model_code = runner.root / "training" / "with-reqs" / "opt/ml/model/code"
+    assert (model_code / "tabulate" / "__init__.py").is_file()  # the artifact's code has what it imports
+    assert "pip" not in (runner.root / "training" / "with-reqs" / "job.log").read_text().lower()
