@@ -17,7 +17,9 @@ during the run; an execution that ends without them (stopped, timed out, worker 
 handled by the Reap function from its "Step Functions Execution Status Change" event.
 
 The SageMaker tasks are written as raw ASL (CustomState) so that every parameter
-can come from the prepare step's output; the IAM they need is granted by hand,
+can come from the prepare step's output (the image and source dir too: a model with its own
+code, ``training.code``, gets a source dir asset of its own and its framework's image, given to
+prepare in ``MODEL_CODE``); the IAM they need is granted by hand,
 scoped to this app's jobs, buckets, key and role.
 """
 
