@@ -32,6 +32,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from mlops import env_names as E
 from mlops.config import ModelConfig, ProblemType
 from mlops.naming import (
     CAPTURE_PREFIX,
@@ -102,23 +103,20 @@ class ServingStack(cdk.Stack):
             )
         )
         key.grant_encrypt_decrypt(iam.ServicePrincipal("events.amazonaws.com"))
-        common = {"POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE, "POWERTOOLS_LOG_LEVEL": "INFO"}
         deploy_env = {
-            **common,
-            "POWERTOOLS_SERVICE_NAME": "mlops-deploy",
-            "CAPTURE_BUCKET": capture_bucket.bucket_name,
-            "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
-            "KMS_KEY_ARN": key.key_arn,
-            "SAGEMAKER_ROLE_ARN": sagemaker_role.role_arn,
+            **E.powertools("mlops-deploy", METRICS_NAMESPACE),
+            E.CAPTURE_BUCKET: capture_bucket.bucket_name,
+            E.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
+            E.KMS_KEY_ARN: key.key_arn,
+            E.SAGEMAKER_ROLE_ARN: sagemaker_role.role_arn,
         }
         plan = self._function("Plan", "functions/deploy", "handler.plan", deploy_env, 256, 60)
         record = self._function("Record", "functions/deploy", "handler.record", deploy_env, 256, 60)
         monitor_env = {
-            **common,
-            "POWERTOOLS_SERVICE_NAME": MONITOR_SERVICE,
-            "CAPTURE_BUCKET": capture_bucket.bucket_name,
-            "INCOMING_BUCKET": incoming_bucket.bucket_name,
-            "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
+            **E.powertools(MONITOR_SERVICE, METRICS_NAMESPACE),
+            E.CAPTURE_BUCKET: capture_bucket.bucket_name,
+            E.INCOMING_BUCKET: incoming_bucket.bucket_name,
+            E.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
         }
         monitor = self._function("Monitor", "functions/monitor", "handler.handler", monitor_env, 2048, 900)
         self._grant(plan, record, monitor, capture_bucket, artifacts_bucket, incoming_bucket, validated_bucket)

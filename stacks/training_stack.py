@@ -39,9 +39,10 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from mlops import env_names as E
 from mlops.config import ModelConfig, ProblemType
 from mlops.core.metrics import sagemaker_metric_definitions
-from mlops.naming import CAPTURE_PREFIX
+from mlops.naming import CAPTURE_PREFIX, METRICS_NAMESPACE
 from stacks.event_tasks import put_event
 from stacks.functions import project_function
 from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
@@ -244,17 +245,15 @@ class TrainingStack(cdk.Stack):
         }
         self.sagemaker_role = self._sagemaker_role(key, artifacts_bucket)
         env = {
-            "VALIDATED_BUCKET": validated_bucket.bucket_name,
-            "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
+            E.VALIDATED_BUCKET: validated_bucket.bucket_name,
+            E.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
             # alarm-triggered retrains add labelled captured requests (capture + ground truth)
-            "CAPTURE_BUCKET": capture_bucket.bucket_name,
-            "INCOMING_BUCKET": incoming_bucket.bucket_name,
-            "CODE_URI": self.code.s3_url,
-            "CODE_HASH": self.code.hash,
-            "TRAINING_IMAGE_URI": self.image_uri,
-            "POWERTOOLS_SERVICE_NAME": "mlops-training",
-            "POWERTOOLS_METRICS_NAMESPACE": "Mlops",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
+            E.CAPTURE_BUCKET: capture_bucket.bucket_name,
+            E.INCOMING_BUCKET: incoming_bucket.bucket_name,
+            E.CODE_URI: self.code.s3_url,
+            E.CODE_HASH: self.code.hash,
+            E.TRAINING_IMAGE_URI: self.image_uri,
+            **E.powertools("mlops-training", METRICS_NAMESPACE),
         }
         ephemeral = prepare_ephemeral_mb(configs)
         fns = {

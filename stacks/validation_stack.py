@@ -48,6 +48,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from mlops import env_names as E
 from mlops.naming import METRICS_NAMESPACE
 from stacks.data_stack import INCOMING_PREFIX
 from stacks.event_tasks import put_event
@@ -165,13 +166,11 @@ class ValidationStack(cdk.Stack):
         incoming: s3.IBucket, validated: s3.IBucket, artifacts: s3.IBucket, quarantine: s3.IBucket
     ) -> dict[str, str]:
         return {
-            "INCOMING_BUCKET": incoming.bucket_name,
-            "VALIDATED_BUCKET": validated.bucket_name,
-            "ARTIFACTS_BUCKET": artifacts.bucket_name,
-            "QUARANTINE_BUCKET": quarantine.bucket_name,
-            "POWERTOOLS_SERVICE_NAME": "mlops-validation",
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
+            E.INCOMING_BUCKET: incoming.bucket_name,
+            E.VALIDATED_BUCKET: validated.bucket_name,
+            E.ARTIFACTS_BUCKET: artifacts.bucket_name,
+            E.QUARANTINE_BUCKET: quarantine.bucket_name,
+            **E.powertools("mlops-validation", METRICS_NAMESPACE),
         }
 
     def _record_function(

@@ -36,6 +36,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mlops import env_names as E
 from mlops.config import Column, ColumnType, ModelConfig
 from mlops.core import capture as cap
 from mlops.core.gate import decide
@@ -79,21 +80,20 @@ class TrainingSettings:
     @classmethod
     def from_env(cls, env: dict[str, str]) -> TrainingSettings:
         keys = {
-            "validated_bucket": "VALIDATED_BUCKET",
-            "artifacts_bucket": "ARTIFACTS_BUCKET",
-            "code_uri": "CODE_URI",
-            "code_hash": "CODE_HASH",
-            "image_uri": "TRAINING_IMAGE_URI",
+            "validated_bucket": E.VALIDATED_BUCKET,
+            "artifacts_bucket": E.ARTIFACTS_BUCKET,
+            "code_uri": E.CODE_URI,
+            "code_hash": E.CODE_HASH,
+            "image_uri": E.TRAINING_IMAGE_URI,
         }
         missing = [v for v in keys.values() if not env.get(v)]
         if missing:
             raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
         return cls(
             **{k: env[v] for k, v in keys.items()},
-            region=env.get("AWS_REGION", "us-east-1"),
-            capture_bucket=env.get("CAPTURE_BUCKET") or None,
-            incoming_bucket=env.get("INCOMING_BUCKET") or None,
-            capture_prefix=env.get("CAPTURE_PREFIX") or CAPTURE_PREFIX,
+            region=env.get(E.AWS_REGION, "us-east-1"),
+            capture_bucket=env.get(E.CAPTURE_BUCKET) or None,
+            incoming_bucket=env.get(E.INCOMING_BUCKET) or None,
         )
 
 
