@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import aws_cdk as cdk
@@ -23,7 +22,6 @@ from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -45,6 +43,7 @@ from mlops.naming import (
 from stacks.functions import project_function
 from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
+from stacks.props import ServingProps
 from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
 from stacks.training_stack import RETRAIN_NOT_NEEDED, TRAINING_EVENT_SOURCE
 from stacks.validation_stack import DATASET_VALIDATION_ERRORED
@@ -76,22 +75,17 @@ class ServingStack(cdk.Stack):
         scope: Construct,
         construct_id: str,
         *,
-        key: kms.IKey,
-        capture_bucket: s3.IBucket,
-        artifacts_bucket: s3.IBucket,
-        incoming_bucket: s3.IBucket,
-        validated_bucket: s3.IBucket,
-        sagemaker_role: iam.IRole,
-        training_machine: sfn.IStateMachine,
-        layers: Sequence[lambda_.ILayerVersion],
-        configs: dict[str, ModelConfig],
-        runtime: lambda_.Runtime,
+        props: ServingProps,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        data, configs = props.platform.data, props.platform.configs
+        key, capture_bucket, artifacts_bucket = data.key, data.capture_bucket, data.artifacts_bucket
+        incoming_bucket, validated_bucket = data.incoming_bucket, data.validated_bucket
+        sagemaker_role, training_machine = props.sagemaker_role, props.training_machine
         self.key = key
         self.configs = configs
-        self.layers = list(layers)
+        self.layers = list(props.platform.layers)
         self.topic = sns.Topic(self, "Notifications", display_name="MLOps notifications", master_key=key)
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(

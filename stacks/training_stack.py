@@ -23,7 +23,6 @@ scoped to this app's jobs, buckets, key and role.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import aws_cdk as cdk
@@ -47,6 +46,7 @@ from stacks.event_tasks import put_event
 from stacks.functions import project_function
 from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
+from stacks.props import PlatformProps
 from stacks.sagemaker_code import SourcedirAsset, processing_entrypoint, sklearn_image_uri
 from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
 
@@ -221,17 +221,13 @@ class TrainingStack(cdk.Stack):
         scope: Construct,
         construct_id: str,
         *,
-        key: kms.IKey,
-        validated_bucket: s3.IBucket,
-        artifacts_bucket: s3.IBucket,
-        capture_bucket: s3.IBucket,
-        incoming_bucket: s3.IBucket,
-        layers: Sequence[lambda_.ILayerVersion],
-        configs: dict[str, ModelConfig],
-        runtime: lambda_.Runtime,
+        props: PlatformProps,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        data, layers, configs = props.data, props.layers, props.configs
+        key, validated_bucket, artifacts_bucket = data.key, data.validated_bucket, data.artifacts_bucket
+        capture_bucket, incoming_bucket = data.capture_bucket, data.incoming_bucket
         self.code = SourcedirAsset(self, "TrainingCode")
         self.image_uri = sklearn_image_uri(self)
         self.groups = {
