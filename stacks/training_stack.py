@@ -49,6 +49,8 @@ from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 from stacks.props import PlatformProps
 from stacks.sagemaker_code import SourcedirAsset, processing_entrypoint, sklearn_image_uri
 from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
+from stacks.validation_stack import DATASET_VALIDATED
+from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
 
 # train.py prints "validation:<metric>=<value>"; one definition per metric any problem type reports
 METRIC_DEFINITIONS = [
@@ -342,7 +344,7 @@ class TrainingStack(cdk.Stack):
             self,
             "OnDatasetValidated",
             description="Train when a dataset passed validation",
-            event_pattern=events.EventPattern(source=["mlops.validation"], detail_type=["Dataset Validated"]),
+            event_pattern=events.EventPattern(source=[VALIDATION_EVENT_SOURCE], detail_type=[DATASET_VALIDATED]),
             targets=[
                 targets.SfnStateMachine(
                     self.state_machine, input=events.RuleTargetInput.from_event_path("$.detail"), retry_attempts=3
