@@ -24,6 +24,3 @@ def endpoint_name(model: str) -> str:
 # The training job's entry point for a model with its own code (pipelines/train_own_code.py): it runs the
 # model's train.py and checks the contract (mlops.core.model_code); the prepare step names it.
 OWN_CODE_PROGRAM = "train_own_code.py"
-# The training Lambdas' environment variable holding the per-model source dirs and images (JSON:
-# {model: {code_uri, code_hash, image_uri}}) of models with their own code or another framework image.
-MODEL_CODE_VARIABLE = "MODEL_CODE"

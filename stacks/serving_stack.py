@@ -6,24 +6,20 @@
   UpdateEndpoint (blue/green: canary from two instances, else all at once with a baking
   period; auto-rollback on the 5XX and latency alarms) ─▶ poll DescribeEndpoint
   ─▶ RecordDeployment ─▶ Notify ─▶ ModelDeployed | DeploymentRolledBack.
-- Per model with captured requests (not serverless): a scheduled monitor Lambda (drift +
-  quality as EMF metrics), drift and quality alarms, and a rule that starts the training
-  state machine when one goes to ALARM (the training's prepare step debounces one episode
-  into one retrain). Per model: 5XX and latency alarms and a dashboard.
+- The monitor Lambda (drift + quality as EMF metrics), shared by the models.
+- Per model, one ``ModelOperations`` construct (``stacks/model_operations.py``): the monitor's
+  schedule, the alarms, the retrain rule and the dashboard.
 - An SNS topic tells people about deployments, rollbacks, rejections and retrains.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -32,30 +28,26 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlops.config import ModelConfig, ProblemType
+from mlops import env_names as E
 from mlops.naming import (
     CAPTURE_PREFIX,
     METRICS_NAMESPACE,
-    RETRAIN_ALARM_KINDS,
     ROLLBACK_ALARM_KINDS,
     alarm_name,
     endpoint_name,
 )
 from stacks.functions import project_function
 from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
+from stacks.model_operations import MONITOR_SERVICE, ModelOperations, ModelOperationsProps, model_id
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
+from stacks.props import ServingProps
 from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
 from stacks.training_stack import RETRAIN_NOT_NEEDED, TRAINING_EVENT_SOURCE
 from stacks.validation_stack import DATASET_VALIDATION_ERRORED
 from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
 
 LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"]
-MONITOR_SERVICE = "mlops-monitor"
 SETTLING = ["Creating", "Updating", "SystemUpdating", "RollingBack"]
-
-
-def _pascal(name: str) -> str:
-    return "".join(p.capitalize() for p in name.split("-"))
 
 
 def _sagemaker_call(action: str, input_path: str) -> dict[str, Any]:
@@ -75,22 +67,17 @@ class ServingStack(cdk.Stack):
         scope: Construct,
         construct_id: str,
         *,
-        key: kms.IKey,
-        capture_bucket: s3.IBucket,
-        artifacts_bucket: s3.IBucket,
-        incoming_bucket: s3.IBucket,
-        validated_bucket: s3.IBucket,
-        sagemaker_role: iam.IRole,
-        training_machine: sfn.IStateMachine,
-        layers: Sequence[lambda_.ILayerVersion],
-        configs: dict[str, ModelConfig],
-        runtime: lambda_.Runtime,
+        props: ServingProps,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        data, configs = props.platform.data, props.platform.configs
+        key, capture_bucket, artifacts_bucket = data.key, data.capture_bucket, data.artifacts_bucket
+        incoming_bucket, validated_bucket = data.incoming_bucket, data.validated_bucket
+        sagemaker_role, training_machine = props.sagemaker_role, props.training_machine
         self.key = key
         self.configs = configs
-        self.layers = list(layers)
+        self.layers = list(props.platform.layers)
         self.topic = sns.Topic(self, "Notifications", display_name="MLOps notifications", master_key=key)
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(
@@ -102,23 +89,20 @@ class ServingStack(cdk.Stack):
             )
         )
         key.grant_encrypt_decrypt(iam.ServicePrincipal("events.amazonaws.com"))
-        common = {"POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE, "POWERTOOLS_LOG_LEVEL": "INFO"}
         deploy_env = {
-            **common,
-            "POWERTOOLS_SERVICE_NAME": "mlops-deploy",
-            "CAPTURE_BUCKET": capture_bucket.bucket_name,
-            "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
-            "KMS_KEY_ARN": key.key_arn,
-            "SAGEMAKER_ROLE_ARN": sagemaker_role.role_arn,
+            **E.powertools("mlops-deploy", METRICS_NAMESPACE),
+            E.CAPTURE_BUCKET: capture_bucket.bucket_name,
+            E.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
+            E.KMS_KEY_ARN: key.key_arn,
+            E.SAGEMAKER_ROLE_ARN: sagemaker_role.role_arn,
         }
         plan = self._function("Plan", "functions/deploy", "handler.plan", deploy_env, 256, 60)
         record = self._function("Record", "functions/deploy", "handler.record", deploy_env, 256, 60)
         monitor_env = {
-            **common,
-            "POWERTOOLS_SERVICE_NAME": MONITOR_SERVICE,
-            "CAPTURE_BUCKET": capture_bucket.bucket_name,
-            "INCOMING_BUCKET": incoming_bucket.bucket_name,
-            "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
+            **E.powertools(MONITOR_SERVICE, METRICS_NAMESPACE),
+            E.CAPTURE_BUCKET: capture_bucket.bucket_name,
+            E.INCOMING_BUCKET: incoming_bucket.bucket_name,
+            E.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
         }
         monitor = self._function("Monitor", "functions/monitor", "handler.handler", monitor_env, 2048, 900)
         self._grant(plan, record, monitor, capture_bucket, artifacts_bucket, incoming_bucket, validated_bucket)
@@ -184,8 +168,16 @@ class ServingStack(cdk.Stack):
                 )
             ],
         )
-        for name, config in configs.items():
-            self._model_monitoring(name, config, monitor, training_machine)
+        self.models = {
+            name: ModelOperations(
+                self,
+                model_id(name),
+                ModelOperationsProps(
+                    config=config, monitor=monitor, training_machine=training_machine, topic=self.topic
+                ),
+            )
+            for name, config in configs.items()
+        }
         cdk.CfnOutput(self, "DeployStateMachineArn", value=self.deploy_machine.state_machine_arn)
         cdk.CfnOutput(self, "NotificationsTopicArn", value=self.topic.topic_arn)
 
@@ -491,142 +483,3 @@ class ServingStack(cdk.Stack):
             )
         )
         return machine
-
-    # -- per model: monitor schedule, alarms, dashboard, retraining --------------------------------
-    def _model_monitoring(
-        self, name: str, config: ModelConfig, monitor: lambda_.Function, training: sfn.IStateMachine
-    ) -> None:
-        pid = _pascal(name)
-        mon = config.monitoring
-        # drift and quality read captured requests: a model without capture (serverless) has neither
-        captures = config.endpoint.data_capture_percent > 0
-        if captures:
-            events.Rule(
-                self,
-                f"Monitor{pid}",
-                description=f"Drift and quality monitor for {name}",
-                schedule=events.Schedule.rate(cdk.Duration.minutes(mon.schedule_minutes)),
-                targets=[targets.LambdaFunction(monitor, event=events.RuleTargetInput.from_object({"model": name}))],
-            )
-        a = mon.alarms
-        endpoint_dims = {"EndpointName": endpoint_name(name), "VariantName": "AllTraffic"}
-        # Powertools Metrics adds the service as a dimension; CloudWatch matches the exact set
-        model_dims = {"model": name, "service": MONITOR_SERVICE}
-        period = cdk.Duration.minutes(mon.schedule_minutes)
-        alarms = {
-            "5xx": (
-                cw.Metric(
-                    namespace="AWS/SageMaker",
-                    metric_name="Invocation5XXErrors",
-                    dimensions_map=endpoint_dims,
-                    statistic="Average",
-                    period=cdk.Duration.minutes(1),
-                ),
-                a.error_5xx_rate,
-                cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            ),
-            "latency": (
-                cw.Metric(
-                    namespace="AWS/SageMaker",
-                    metric_name="ModelLatency",
-                    dimensions_map=endpoint_dims,
-                    statistic="p99",
-                    period=cdk.Duration.minutes(1),
-                ),
-                a.latency_p99_ms * 1000,  # ModelLatency is in microseconds
-                cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            ),
-        }
-        if captures:
-            alarms["drift"] = (
-                cw.Metric(
-                    namespace=METRICS_NAMESPACE,
-                    metric_name="DriftedFeatureShare",
-                    dimensions_map=model_dims,
-                    statistic="Maximum",
-                    period=period,
-                ),
-                a.drifted_feature_share,
-                cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            )
-        if a.quality_metric_threshold is not None:  # the config requires capture for it
-            lower_is_worse = config.problem_type is not ProblemType.REGRESSION  # accuracy falls, RMSE rises
-            alarms["quality"] = (
-                cw.Metric(
-                    namespace=METRICS_NAMESPACE,
-                    metric_name="ModelQuality",
-                    dimensions_map=model_dims,
-                    statistic="Average",
-                    period=period,
-                ),
-                a.quality_metric_threshold,
-                cw.ComparisonOperator.LESS_THAN_THRESHOLD
-                if lower_is_worse
-                else cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            )
-        created = {}
-        for kind, (metric, threshold, comparison) in alarms.items():
-            created[kind] = cw.Alarm(
-                self,
-                f"{pid}{kind.capitalize()}Alarm",
-                alarm_name=alarm_name(name, kind),
-                alarm_description=f"{name}: {kind}",
-                metric=metric,
-                threshold=threshold,
-                comparison_operator=comparison,
-                evaluation_periods=a.evaluation_periods,
-                datapoints_to_alarm=a.datapoints_to_alarm,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            )
-        retrain_alarms = [alarm_name(name, k) for k in RETRAIN_ALARM_KINDS if k in created]
-        if retrain_alarms:  # none without captured requests
-            events.Rule(
-                self,
-                f"Retrain{pid}",
-                description=f"Retrain {name} when its drift or quality alarm fires",
-                event_pattern=events.EventPattern(
-                    source=["aws.cloudwatch"],
-                    detail_type=["CloudWatch Alarm State Change"],
-                    detail={"alarmName": retrain_alarms, "state": {"value": ["ALARM"]}},
-                ),
-                targets=[
-                    targets.SfnStateMachine(
-                        training,
-                        input=events.RuleTargetInput.from_object(
-                            {
-                                "model": name,
-                                "trigger": "alarm",
-                                "alarm": events.EventField.from_path("$.detail.alarmName"),
-                                "alarm_time": events.EventField.time,
-                            }
-                        ),
-                        retry_attempts=3,
-                    ),
-                    targets.SnsTopic(
-                        self.topic,
-                        message=events.RuleTargetInput.from_text(
-                            f"alarm {events.EventField.from_path('$.detail.alarmName')} is in ALARM: retraining {name} "
-                            "if there is new labelled data"
-                        ),
-                    ),
-                ],
-            )
-        cw.Dashboard(
-            self,
-            f"{pid}Dashboard",
-            dashboard_name=f"mlops-{name}",
-            widgets=[
-                [
-                    cw.GraphWidget(title="invocations and errors", left=[alarms["5xx"][0]], width=12),
-                    cw.GraphWidget(title="model latency p99 (µs)", left=[alarms["latency"][0]], width=12),
-                ],
-                [
-                    *(
-                        [cw.GraphWidget(title="drifted feature share", left=[alarms["drift"][0]], width=12)]
-                        if "drift" in alarms
-                        else []
-                    ),
-                    cw.AlarmStatusWidget(title="alarms", alarms=list(created.values()), width=12),
-                ],
-            ],
-        )

@@ -25,6 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mlops import env_names as E
 from mlops.config import ModelConfig
 from mlops.naming import CAPTURE_PREFIX, ROLLBACK_ALARM_KINDS, alarm_name, endpoint_name
 from mlops.s3io import S3Location, put_json
@@ -44,10 +45,10 @@ class DeploySettings:
     @classmethod
     def from_env(cls, env: dict[str, str]) -> DeploySettings:
         keys = {
-            "capture_bucket": "CAPTURE_BUCKET",
-            "artifacts_bucket": "ARTIFACTS_BUCKET",
-            "kms_key_arn": "KMS_KEY_ARN",
-            "execution_role_arn": "SAGEMAKER_ROLE_ARN",
+            "capture_bucket": E.CAPTURE_BUCKET,
+            "artifacts_bucket": E.ARTIFACTS_BUCKET,
+            "kms_key_arn": E.KMS_KEY_ARN,
+            "execution_role_arn": E.SAGEMAKER_ROLE_ARN,
         }
         missing = [v for v in keys.values() if not env.get(v)]
         if missing:

@@ -28,7 +28,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -36,11 +36,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mlops import env_names as E
 from mlops.config import Column, ColumnType, ModelConfig
 from mlops.core import capture as cap
 from mlops.core.gate import decide
 from mlops.core.types import DEFAULT_NA_VALUES, TypeMismatch, allowed_values, parse_value
-from mlops.naming import CAPTURE_PREFIX, MODEL_CODE_VARIABLE, OWN_CODE_PROGRAM, endpoint_name
+from mlops.naming import CAPTURE_PREFIX, OWN_CODE_PROGRAM, endpoint_name
 from mlops.s3io import (
     S3Location,
     S3StreamWriter,
@@ -85,14 +86,14 @@ class TrainingSettings:
     capture_bucket: str | None = None
     incoming_bucket: str | None = None
     capture_prefix: str = CAPTURE_PREFIX
-    model_code: dict[str, dict[str, str]] = field(default_factory=dict)  # MODEL_CODE_VARIABLE
+    model_code: str = "{}"  # E.MODEL_CODE, JSON: {model: {code_uri, code_hash, image_uri}}
 
     def code_for(self, config: ModelConfig) -> ModelCode:
         """The model's own source dir and image when the stack gave it one, else the platform's."""
-        found = self.model_code.get(config.name)
+        found = json.loads(self.model_code).get(config.name)
         if found is None:
             if config.training.code is not None:
-                raise RuntimeError(f"{MODEL_CODE_VARIABLE} has no source dir for {config.name}, which has its own code")
+                raise RuntimeError(f"{E.MODEL_CODE} has no source dir for {config.name}, which has its own code")
             return ModelCode(self.code_uri, self.code_hash, self.image_uri)
         program = OWN_CODE_PROGRAM if config.training.code is not None else "train.py"
         return ModelCode(found["code_uri"], found["code_hash"], found["image_uri"], program)
@@ -100,22 +101,21 @@ class TrainingSettings:
     @classmethod
     def from_env(cls, env: dict[str, str]) -> TrainingSettings:
         keys = {
-            "validated_bucket": "VALIDATED_BUCKET",
-            "artifacts_bucket": "ARTIFACTS_BUCKET",
-            "code_uri": "CODE_URI",
-            "code_hash": "CODE_HASH",
-            "image_uri": "TRAINING_IMAGE_URI",
+            "validated_bucket": E.VALIDATED_BUCKET,
+            "artifacts_bucket": E.ARTIFACTS_BUCKET,
+            "code_uri": E.CODE_URI,
+            "code_hash": E.CODE_HASH,
+            "image_uri": E.TRAINING_IMAGE_URI,
         }
         missing = [v for v in keys.values() if not env.get(v)]
         if missing:
             raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
         return cls(
             **{k: env[v] for k, v in keys.items()},
-            region=env.get("AWS_REGION", "us-east-1"),
-            capture_bucket=env.get("CAPTURE_BUCKET") or None,
-            incoming_bucket=env.get("INCOMING_BUCKET") or None,
-            capture_prefix=env.get("CAPTURE_PREFIX") or CAPTURE_PREFIX,
-            model_code=json.loads(env.get(MODEL_CODE_VARIABLE) or "{}"),
+            region=env.get(E.AWS_REGION, "us-east-1"),
+            capture_bucket=env.get(E.CAPTURE_BUCKET) or None,
+            incoming_bucket=env.get(E.INCOMING_BUCKET) or None,
+            model_code=env.get(E.MODEL_CODE) or "{}",
         )
 
 

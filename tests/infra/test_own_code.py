@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from mlops import env_names as E
 from mlops.config import FRAMEWORK_VERSIONS, ConfigError, Framework, load_configs
-from mlops.naming import MODEL_CODE_VARIABLE
 from mlops.services.training import TrainingSettings
 from mlops.twin.sagemaker import images
 from stacks.sagemaker_code import check_own_code, container_version, own_code_hash, own_code_problems
@@ -51,9 +51,9 @@ def test_every_framework_version_is_one_sagemaker_core_publishes_and_the_twin_ru
 
 def test_prepare_gets_the_own_code_models_source_dir_and_xgboost_image(training: dict[str, Any]) -> None:
     env = _prepare_env(training)
-    text = json.dumps(env[MODEL_CODE_VARIABLE])
+    text = json.dumps(env[E.MODEL_CODE])
     assert "wine-cultivar" in text and "tumor-classifier" not in text  # the platform's models use CODE_URI
-    parts = env[MODEL_CODE_VARIABLE]["Fn::Join"][1]
+    parts = env[E.MODEL_CODE]["Fn::Join"][1]
     (code_hash,) = re.findall(r'"code_hash":"([0-9a-f]{64})"', "".join(p for p in parts if isinstance(p, str)))
     (code_uri,) = [part["Fn::Sub"] for part in parts if isinstance(part, dict) and "Fn::Sub" in part]
     # the lineage's code hash names the model's own asset
@@ -113,7 +113,7 @@ def test_prepare_picks_each_models_code_and_image() -> None:
         "CODE_URI": "s3://assets/platform.tar.gz",
         "CODE_HASH": "p",
         "TRAINING_IMAGE_URI": "sklearn:1.9-0",
-        MODEL_CODE_VARIABLE: json.dumps(
+        E.MODEL_CODE: json.dumps(
             {"wine-cultivar": {"code_uri": "s3://assets/w.tar.gz", "code_hash": "w", "image_uri": "xgb:3.2-0"}}
         ),
     }
@@ -132,4 +132,4 @@ def test_prepare_picks_each_models_code_and_image() -> None:
         "train.py",
     )
     with pytest.raises(RuntimeError, match="MODEL_CODE has no source dir for wine-cultivar"):
-        TrainingSettings.from_env({**env, MODEL_CODE_VARIABLE: "{}"}).code_for(WINE)
+        TrainingSettings.from_env({**env, E.MODEL_CODE: "{}"}).code_for(WINE)
