@@ -676,6 +676,7 @@ def lineage(
         *_labelled_capture_step(lin.get("labelled_capture")),
         ("training job", f"{lin.get('training_job')}  hyperparameters {json.dumps(lin.get('hyperparameters'))}"),
         ("code", f"{lin.get('code_uri')}  (asset hash {lin.get('code_hash')})"),
+        *([("image", str(lin["image_uri"]))] if lin.get("image_uri") else []),
         ("evaluation", str(lin.get("evaluation"))),
         ("gate", f"{'passed' if lin.get('gate', {}).get('passed') else 'failed'} {lin.get('gate', {}).get('reasons')}"),
         ("model package", f"{pkg['arn']}  [{pkg['status']}]"),

@@ -680,6 +680,7 @@ class TrainingSteps:
             "validation_report": dataset.get("report_uri"),
             "training_job": training_job.get("TrainingJobName"),
             "code_uri": run["code_uri"],
+            "image_uri": run.get("image_uri"),  # the framework image the model was trained on and is served by
             "code_hash": run.get("code_hash") or self.settings.code_hash,
             "hyperparameters": {k: v for k, v in run["hyperparameters"].items() if not k.startswith("sagemaker_")},
             "split": run["split"],

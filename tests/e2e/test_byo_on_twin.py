@@ -84,9 +84,12 @@ def test_own_code_is_trained_registered_with_its_code_hash_deployed_and_predicts
     assert lineage["code_hash"] == package["CustomerMetadataProperties"]["code_hash"]
     assert lineage["code_hash"] in lineage["code_uri"]  # the model's own source dir asset, named by its hash
     assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == lineage["code_uri"]
+    assert lineage["image_uri"] == container["Image"]
     assert lineage["hyperparameters"] == {k: str(v) for k, v in CONFIG.training.hyperparameters.items()}
     evaluation = _json(twin, lineage["evaluation"])
     assert evaluation["champion"] is None and evaluation["candidate"]["f1"] >= 0.85
+    shown = CliRunner().invoke(app, ["lineage", f"{MODEL}:1", "--workdir", str(twin.workdir)], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0 and lineage["code_hash"] in shown.output and XGBOOST_REPOSITORY in shown.output
 
     deploy = wait_until(
         lambda: [e for e in control.load_executions(twin.workdir, "Deploy") if e["status"] != "RUNNING"],

@@ -262,6 +262,7 @@ def test_register_records_metrics_lineage_and_status(world: tuple[TrainingSteps,
     lineage = json.loads(s3.get_object(Bucket="artifacts-bkt", Key=props["lineage"].split("/", 3)[3])["Body"].read())
     assert lineage["data_sha256"] == event["sha256"] and lineage["training_job"] == run["training_job_name"]
     assert lineage["hyperparameters"]["max_depth"] == "3" and "sagemaker_program" not in lineage["hyperparameters"]
+    assert lineage["image_uri"] == run["image_uri"] and lineage["code_uri"] == run["code_uri"]
     champion = steps.champion(MODEL)
     assert champion["model_data_url"] == "s3://artifacts-bkt/m.tar.gz"
     assert champion["dataset_version"] == "20261124T100000Z-bbbb" and champion["lineage"] == props["lineage"]
