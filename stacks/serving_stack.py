@@ -1,11 +1,16 @@
 """Deployment to endpoints, monitoring, alarms, and alarm-driven retraining.
 
 - Deploy state machine, started by "SageMaker Model Package State Change" (Approved):
-  PlanDeployment (retried while the endpoint is busy; a Failed endpoint is deleted first and
-  retried until it is gone) ─▶ CreateModel ─▶ CreateEndpointConfig ─▶ CreateEndpoint |
-  UpdateEndpoint (blue/green: canary from two instances, else all at once with a baking
-  period; auto-rollback on the 5XX and latency alarms) ─▶ poll DescribeEndpoint
-  ─▶ RecordDeployment ─▶ Notify ─▶ ModelDeployed | DeploymentRolledBack.
+  PlanDeployment (takes the endpoint's deployment lock; retried while the endpoint is busy;
+  a Failed endpoint is deleted first and retried until it is gone) ─▶ CreateModel
+  ─▶ CreateEndpointConfig ─▶ CreateEndpoint | UpdateEndpoint (blue/green: canary from two
+  instances, else all at once with a baking period; auto-rollback on the 5XX and latency
+  alarms) ─▶ poll DescribeEndpoint ─▶ RecordDeployment (lets the lock go) ─▶ Notify
+  ─▶ ModelDeployed | DeploymentRolledBack. One deployment per endpoint at a time: while
+  another execution holds the lock, PlanDeployment answers ``wait`` and the execution waits
+  (WaitForTurn, up to DEPLOY_TURNS times) and plans again: a package newer than what serves
+  then deploys, an older one ends DeploymentSuperseded (notified). Every failure is notified,
+  then ReleaseDeployment lets the lock go (it would be free anyway once the execution ends).
 - The monitor Lambda (drift + quality as EMF metrics), shared by the models.
 - Per model, one ``ModelOperations`` construct (``stacks/model_operations.py``): the monitor's
   schedule, the alarms, the retrain rule and the dashboard.
@@ -31,13 +36,14 @@ from constructs import Construct
 from mlops import env_names as E
 from mlops.naming import (
     CAPTURE_PREFIX,
+    DEPLOYMENT_LOCKS,
     METRICS_NAMESPACE,
     ROLLBACK_ALARM_KINDS,
     alarm_name,
     endpoint_name,
 )
 from stacks.functions import project_function
-from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
+from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.model_operations import MONITOR_SERVICE, ModelOperations, ModelOperationsProps, model_id
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 from stacks.props import ServingProps
@@ -48,6 +54,11 @@ from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
 
 LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"]
 SETTLING = ["Creating", "Updating", "SystemUpdating", "RollingBack"]
+# A deployment waiting for the endpoint's running one: a turn every DEPLOY_TURN_S, at most
+# DEPLOY_TURNS turns (2.5 h), so it gives up, notified, before the machine's 3 h timeout.
+DEPLOY_TURN_S = 60
+DEPLOY_TURNS = 150
+DEPLOY_TIMEOUT = cdk.Duration.hours(3)
 
 
 def _sagemaker_call(action: str, input_path: str) -> dict[str, Any]:
@@ -98,6 +109,7 @@ class ServingStack(cdk.Stack):
         }
         plan = self._function("Plan", "functions/deploy", "handler.plan", deploy_env, 256, 60)
         record = self._function("Record", "functions/deploy", "handler.record", deploy_env, 256, 60)
+        release = self._function("Release", "functions/deploy", "handler.release", deploy_env, 256, 30)
         monitor_env = {
             **E.powertools(MONITOR_SERVICE, METRICS_NAMESPACE),
             E.CAPTURE_BUCKET: capture_bucket.bucket_name,
@@ -106,9 +118,11 @@ class ServingStack(cdk.Stack):
         }
         monitor = self._function("Monitor", "functions/monitor", "handler.handler", monitor_env, 2048, 900)
         self._grant(plan, record, monitor, capture_bucket, artifacts_bucket, incoming_bucket, validated_bucket)
+        self._grant_lock(plan, record, release, artifacts_bucket)
         # endpoints write their data capture with the SageMaker role
         grant_objects(sagemaker_role, capture_bucket, [f"{CAPTURE_PREFIX}/"], WRITE, sid="DataCapture")
-        self.deploy_machine = self._deploy_machine(plan, record, sagemaker_role)
+        self.deploy_machine = self._deploy_machine(plan, record, release, sagemaker_role)
+        self._grant_lock_owner_check(plan)
         groups = list(configs)
         events.Rule(
             self,
@@ -304,6 +318,41 @@ class ServingStack(cdk.Stack):
         grant_objects(monitor.role, incoming, ["ground-truth/"], READ, sid="GroundTruth")
         grant_objects(monitor.role, validated, ["validated/"], READ, sid="TrainingProfiles")
 
+    def _grant_lock(
+        self, plan: lambda_.Function, record: lambda_.Function, release: lambda_.Function, artifacts: s3.IBucket
+    ) -> None:
+        """The endpoint's deployment lock: plan takes it (conditional PutObject) and lets it go when
+        it deploys nothing; record and release only read it (is it ours?) and delete it."""
+        prefix = [f"{DEPLOYMENT_LOCKS}/"]
+        grant_objects(plan.role, artifacts, prefix, READ + WRITE + DELETE, sid="DeploymentLock")
+        for fn in (record, release):
+            grant_objects(fn.role, artifacts, prefix, READ + DELETE, sid="DeploymentLock")
+
+    def _grant_lock_owner_check(self, plan: lambda_.Function) -> None:
+        """DescribeExecution on the deploy machine's executions: is the lock's owner still RUNNING?
+
+        A policy of its own, not the role's default policy: the function must not depend on
+        the state machine that depends on it.
+        """
+        executions = self.format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{self.deploy_machine.state_machine_name}:*",
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        policy = iam.Policy(
+            self,
+            "DeployExecutionsPolicy",
+            statements=[
+                iam.PolicyStatement(sid="LockOwnerAlive", actions=["states:DescribeExecution"], resources=[executions])
+            ],
+        )
+        assert plan.role is not None
+        policy.attach_to_role(plan.role)
+        acknowledge_wildcard_resources(
+            policy, [executions], "Executions of the deploy state machine: their names are generated per run."
+        )
+
     # -- deploy state machine -------------------------------------------------------------------
     def _invoke(
         self, state_id: str, fn: lambda_.IFunction, payload: sfn.TaskInput, result_path: str
@@ -331,12 +380,13 @@ class ServingStack(cdk.Stack):
         )
 
     def _deploy_machine(
-        self, plan_fn: lambda_.Function, record_fn: lambda_.Function, role: iam.IRole
+        self, plan_fn: lambda_.Function, record_fn: lambda_.Function, release_fn: lambda_.Function, role: iam.IRole
     ) -> sfn.StateMachine:
+        execution_id = sfn.JsonPath.string_at("$$.Execution.Id")
         plan = self._invoke(
             "PlanDeployment",
             plan_fn,
-            sfn.TaskInput.from_object({"detail": sfn.JsonPath.object_at("$.detail")}),
+            sfn.TaskInput.from_object({"detail": sfn.JsonPath.object_at("$.detail"), "execution_id": execution_id}),
             "$.plan",
         )
         plan.add_retry(errors=["DeploymentBusy"], interval=cdk.Duration.seconds(60), max_attempts=10, backoff_rate=1.5)
@@ -374,7 +424,17 @@ class ServingStack(cdk.Stack):
         )
         notify = self._notify("NotifyDeployment", "$.result.message")
         failed = sfn.Fail(self, "DeploymentFailed", error="DeploymentFailed", cause_path="$.error.Cause")
-        notify_failure = self._notify("NotifyFailure", "$.error.Cause").next(failed)
+        # after the notice, so that nothing (not even a failed release) keeps it from going out
+        release = self._invoke(
+            "ReleaseDeployment",
+            release_fn,
+            sfn.TaskInput.from_object(
+                {"model": sfn.JsonPath.string_at("$.detail.ModelPackageGroupName"), "execution_id": execution_id}
+            ),
+            sfn.JsonPath.DISCARD,
+        )
+        release.add_catch(failed, errors=["States.ALL"], result_path="$.release_error")
+        notify_failure = self._notify("NotifyFailure", "$.error.Cause").next(release.next(failed))
         calls = (create_model, create_config, create_endpoint, update_endpoint)
         for call in calls:  # only a throttled call goes round again (stacks/sagemaker_retries.py)
             retry_when_throttled(self, call, notify_failure)
@@ -383,6 +443,10 @@ class ServingStack(cdk.Stack):
         outcome = (
             sfn.Choice(self, "Deployed?")
             .when(sfn.Condition.string_equals("$.result.status", "deployed"), sfn.Succeed(self, "ModelDeployed"))
+            .when(
+                sfn.Condition.string_equals("$.result.status", "superseded"),
+                sfn.Succeed(self, "ReplacedBeforeVerified"),
+            )
             .otherwise(
                 sfn.Fail(self, "DeploymentRolledBack", error="DeploymentRolledBack", cause_path="$.result.message")
             )
@@ -401,9 +465,36 @@ class ServingStack(cdk.Stack):
             .when(sfn.Condition.string_equals("$.plan.action", "create"), create_endpoint.next(wait))
             .otherwise(update_endpoint.next(wait))
         )
+        turns = "$.turns"
+        next_turn = (
+            sfn.Choice(self, "TurnsLeft?")
+            .when(
+                sfn.Condition.number_less_than(f"{turns}.count", DEPLOY_TURNS),
+                sfn.Wait(self, "WaitForTurn", time=sfn.WaitTime.duration(cdk.Duration.seconds(DEPLOY_TURN_S)))
+                .next(
+                    sfn.Pass(
+                        self,
+                        "CountTurn",
+                        parameters={"count.$": f"States.MathAdd({turns}.count, 1)"},
+                        result_path=turns,
+                    )
+                )
+                .next(plan),
+            )
+            .otherwise(
+                self._notify("NotifyGaveUp", "$.plan.reason").next(
+                    sfn.Fail(self, "DeploymentWaitTimedOut", error="DeploymentWaitTimedOut", cause_path="$.plan.reason")
+                )
+            )
+        )
         should = (
             sfn.Choice(self, "ShouldDeploy?")
             .when(sfn.Condition.string_equals("$.plan.action", "skip"), sfn.Succeed(self, "NothingToDeploy"))
+            .when(
+                sfn.Condition.string_equals("$.plan.action", "superseded"),
+                self._notify("NotifySuperseded", "$.plan.message").next(sfn.Succeed(self, "DeploymentSuperseded")),
+            )
+            .when(sfn.Condition.string_equals("$.plan.action", "wait"), next_turn)
             .otherwise(
                 retry_counters(self, "StartRetryCounters", calls).next(create_model).next(create_config).next(apply)
             )
@@ -418,10 +509,14 @@ class ServingStack(cdk.Stack):
         machine = sfn.StateMachine(
             self,
             "DeployStateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(plan.next(should)),
+            definition_body=sfn.DefinitionBody.from_chainable(
+                sfn.Pass(self, "StartTurns", result=sfn.Result.from_object({"count": 0}), result_path=turns)
+                .next(plan)
+                .next(should)
+            ),
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            timeout=cdk.Duration.hours(3),
+            timeout=DEPLOY_TIMEOUT,
         )
         deployable = [arn for kind in ("model", "endpoint-config", "endpoint") for arn in self._sagemaker_arns(kind)]
         machine.add_to_role_policy(
@@ -438,7 +533,7 @@ class ServingStack(cdk.Stack):
         )
         acknowledge_wildcard_resources(
             machine.role,
-            [*deployable, plan_fn.function_arn + ":*", record_fn.function_arn + ":*"],
+            [*deployable, *(fn.function_arn + ":*" for fn in (plan_fn, record_fn, release_fn))],
             "Models and endpoint configs are versioned under their model's name; LambdaInvoke covers the "
             "function's versions and aliases.",
         )
