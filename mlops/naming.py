@@ -8,7 +8,21 @@ ROLLBACK_ALARM_KINDS = ("5xx", "latency")
 METRICS_NAMESPACE = "Mlops"
 CAPTURE_PREFIX = "datacapture"
 # The app's stacks by role; the CDK app creates them under these names and the CLI finds them by them.
-STACKS = {"data": "MlopsData", "validation": "MlopsValidation", "training": "MlopsTraining", "serving": "MlopsServing"}
+STACKS = {
+    "data": "MlopsData",
+    "validation": "MlopsValidation",
+    "training": "MlopsTraining",
+    "serving": "MlopsServing",
+    "batch": "MlopsBatch",
+}
+# Batch scoring: files uploaded under batch/<model>/ in the incoming bucket (as datasets go under
+# incoming/<model>/); each run's transform input, predictions and report under batch/<model>/<run>/
+# in the artifacts bucket; its events on the default bus.
+BATCH_PREFIX = "batch/"
+BATCH_EVENT_SOURCE = "mlops.batch"
+BATCH_SCORED = "Batch Scoring Completed"
+BATCH_REFUSED = "Batch Scoring Refused"
+BATCH_FAILED = "Batch Scoring Failed"
 
 
 def alarm_name(model: str, kind: str) -> str:
@@ -19,3 +33,13 @@ def alarm_name(model: str, kind: str) -> str:
 
 def endpoint_name(model: str) -> str:
     return model  # one endpoint per model, named after it
+
+
+def batch_upload_prefix(model: str) -> str:
+    """Where a model's batch files are uploaded, in the incoming bucket."""
+    return f"{BATCH_PREFIX}{model}/"
+
+
+def batch_run_prefix(model: str, run: str) -> str:
+    """Where one batch run's files go, in the artifacts bucket."""
+    return f"{BATCH_PREFIX}{model}/{run}/"

@@ -18,6 +18,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from mlops.config import ModelConfig
 from mlops.naming import STACKS
+from stacks.batch_stack import BatchStack
 from stacks.bundling import ROOT
 from stacks.data_stack import DataStack
 from stacks.layers import RUNTIME
@@ -34,6 +35,7 @@ class MlopsApp:
     validation: ValidationStack
     training: TrainingStack
     serving: ServingStack
+    batch: BatchStack
 
 
 def cdk_json_context(root: Path = ROOT) -> dict[str, Any]:
@@ -104,6 +106,21 @@ def build_app(app: cdk.App, configs: dict[str, ModelConfig], *, nag: bool = True
         configs=configs,
         runtime=RUNTIME,
     )
+    batch = BatchStack(
+        app,
+        STACKS["batch"],
+        env=env,
+        tags=tags,
+        description="MLOps platform: batch scoring of files landing in S3 with each model's champion",
+        key=data.key,
+        incoming_bucket=data.incoming_bucket,
+        artifacts_bucket=data.artifacts_bucket,
+        capture_bucket=data.capture_bucket,
+        sagemaker_role=training.sagemaker_role,
+        topic=serving.topic,
+        layers=validation.layers.all,
+        configs=configs,
+    )
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
-    return MlopsApp(data=data, validation=validation, training=training, serving=serving)
+    return MlopsApp(data=data, validation=validation, training=training, serving=serving, batch=batch)
