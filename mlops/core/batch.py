@@ -148,6 +148,10 @@ def prepare_batch(
                 )
             if missing:
                 return prepared
+        # JSON Lines blocks hold the keys their objects have: a column absent from a block is missing there
+        absent = [c for c in [*names, *prepared.passthrough] if c not in frame.columns]
+        if absent:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in absent)
         typed = []
         for column in features:
             converted = convert(ColumnType(column.type), frame[column.name], list(contract.na_values))

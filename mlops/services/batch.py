@@ -267,9 +267,15 @@ class BatchScorer:
         return {"report_uri": loc.uri, **{k: report.get(k) for k in keys}}
 
     def _lines(self, loc: S3Location) -> Iterator[str]:
+        """The object's lines, split at newlines only (``iter_lines`` also splits at \\r and other breaks)."""
         body = self.s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
-        for line in body.iter_lines(chunk_size=1 << 20):
-            yield line.decode("utf-8") + "\n"
+        pending = b""
+        for chunk in body.iter_chunks(1 << 20):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8") + "\n"
+        if pending:
+            yield pending.decode("utf-8") + "\n"
 
     def _join(self, plan: dict[str, Any], config: ModelConfig, out: S3Location) -> int:
         model, run = plan["model"], plan["run"]

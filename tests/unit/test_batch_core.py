@@ -142,3 +142,16 @@ def test_capture_records_read_back_as_the_monitor_reads_captured_requests() -> N
     assert request.rows == [{"a": "1", "b": "2"}, {"a": "3", "b": "4"}]
     assert request.predictions == ["1", "0"]
     assert json.loads(line)["eventMetadata"]["inferenceTime"] == "2026-01-01T00:00:00Z"
+
+
+def test_json_lines_objects_may_leave_out_a_column_in_some_blocks(tmp_path: Path) -> None:
+    rows = _rows(200)
+    for row in rows[150:]:
+        del row["record_id"]  # the later objects carry no id
+        row["mean_concavity"] = None
+    path = tmp_path / "batch.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prepared, features, passthrough = _prepare(path, block_bytes=4096)
+    assert prepared.accepted and prepared.rows == 200
+    assert passthrough.splitlines()[-1] == "" and len(passthrough.splitlines()) == 201
+    assert len(features.splitlines()) == 200
