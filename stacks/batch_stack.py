@@ -125,8 +125,23 @@ class BatchStack(cdk.Stack):
         prepare = self._function("Prepare", "handler.prepare", env, layers, memory=3008)
         finish = self._function("Finish", "handler.finish", env, layers, memory=1024)
         self._grant(prepare, finish, incoming_bucket, artifacts_bucket, capture_bucket, sagemaker_role)
-        # the transform job reads its input and writes its output as the model's execution role
-        grant_objects(sagemaker_role, artifacts_bucket, [BATCH_PREFIX], READ + WRITE, sid="BatchTransformData")
+        # the transform job reads its input and writes its output as the model's execution role; a policy
+        # of this stack's own, so the role's stack stays as it is
+        runs = artifacts_bucket.arn_for_objects(f"{BATCH_PREFIX}*")
+        transform_data = iam.Policy(
+            self,
+            "TransformJobData",
+            roles=[sagemaker_role],
+            statements=[
+                iam.PolicyStatement(sid="BatchTransformData", actions=[*READ, *WRITE], resources=[runs]),
+                iam.PolicyStatement(
+                    sid="BatchTransformDataList", actions=["s3:ListBucket"], resources=[artifacts_bucket.bucket_arn]
+                ),
+            ],
+        )
+        acknowledge_wildcard_resources(
+            transform_data, [runs], "Batch runs' objects under batch/ in the app's artifacts bucket; keys are per run."
+        )
         self.state_machine = self._machine(prepare, finish)
         trigger_role = iam.Role(
             self,
