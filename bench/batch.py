@@ -86,7 +86,10 @@ def score(handle: Any, path: Path, name: str) -> dict[str, Any]:
         raise RuntimeError(f"batch run {found['status']}: {found['summary']}")
     job = sm.describe_transform_job(TransformJobName=found["transform_job_name"])
     transform = (job["TransformEndTime"] - job["TransformStartTime"]).total_seconds()
-    return {"end_to_end": end_to_end, "transform": transform, "rows": found["predicted_rows"], "report": found}
+    log = handle.workdir / "sagemaker" / "transform" / found["transform_job_name"] / "job.log"
+    detail = log.read_text().strip().splitlines()[-1].removeprefix("[twin] ") if log.is_file() else ""
+    rows = found["predicted_rows"]
+    return {"end_to_end": end_to_end, "transform": transform, "rows": rows, "report": found, "detail": detail}
 
 
 def in_process(handle: Any, report: dict[str, Any], path: Path, tmp: Path) -> float:
@@ -98,6 +101,7 @@ def in_process(handle: Any, report: dict[str, Any], path: Path, tmp: Path) -> fl
     sm, s3 = handle.client("sagemaker"), handle.client()
     container = sm.describe_model(ModelName=report["model_name"])["PrimaryContainer"]
     bucket, key = container["ModelDataUrl"].removeprefix("s3://").split("/", 1)
+    tmp.mkdir(parents=True, exist_ok=True)
     archive = tmp / "model.tar.gz"
     s3.download_file(bucket, key, str(archive))
     model_dir = tmp / "model"
@@ -172,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, (label, what) in rows.items():
         times = " | ".join(f"{r[key]:.2f}" for r in rounds)
         lines.append(f"| {label} | {what} | {times} | {rate(key):,.0f} |")
+    lines += ["", *(f"Round {i + 1}'s transform job: {r['detail']}." for i, r in enumerate(rounds))]
     lines += [
         "",
         f"Every run scored {args.rows:,} of {args.rows:,} rows. The transform runs the model as the endpoint does: "

@@ -412,8 +412,11 @@ class JobRunner:
         )
         self._models.add(served)
         try:
+            loading = time.monotonic()
             served.load()
+            loaded = time.monotonic()
             records = self._transform_files(params, served, job_dir)
+            timing = f"model server started in {loaded - loading:.2f} s, transform in {time.monotonic() - loaded:.2f} s"
         except ModelLoadError as exc:
             return self._fail(describe, f"ClientError: the model failed to load: {exc} (see {served.log_path})")
         except _Stopped:
@@ -435,7 +438,7 @@ class JobRunner:
             LastModifiedTime=ended.isoformat(),
         )
         with (job_dir / "job.log").open("a") as log:
-            log.write(f"[twin] {records} mini-batch(es) transformed\n")
+            log.write(f"[twin] {records} mini-batch(es) transformed; {timing}\n")
         self._record(describe)
         return describe
 
