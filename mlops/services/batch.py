@@ -315,12 +315,12 @@ class BatchScorer:
 
 
 def _cause(error: dict[str, Any]) -> str:
-    """The readable part of a Catch's error: a failed job's FailureReason, else the cause as it came."""
-    cause = str(error.get("Cause", ""))
+    """The readable part of a Catch's error: a failed job's FailureReason, else the error and its cause."""
+    name, cause = str(error.get("Error", "unknown error")), str(error.get("Cause", ""))
     try:
         described = json.loads(cause)
     except ValueError:
-        return cause or str(error.get("Error", "unknown error"))
-    if isinstance(described, dict):
-        return str(described.get("FailureReason") or described.get("errorMessage") or cause)
-    return cause
+        return f"{name}: {cause}" if cause else name
+    if isinstance(described, dict) and (described.get("FailureReason") or described.get("errorMessage")):
+        return str(described.get("FailureReason") or described.get("errorMessage"))
+    return f"{name}: {cause}"

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
 from mlops.s3io import S3Location
@@ -425,7 +426,7 @@ class JobRunner:
             raise JobFailed(describe) from None
         except (HandlerError, ModelTimeout, _ClientError) as exc:
             return self._fail(describe, f"AlgorithmError: {exc}")
-        except ClientError as exc:
+        except (ClientError, S3UploadFailedError) as exc:  # e.g. AccessDenied for the model's role
             return self._fail(describe, f"ClientError: {exc}")
         finally:
             served.close()
