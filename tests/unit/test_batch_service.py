@@ -19,7 +19,9 @@ from ..conftest import ROOT
 
 CONFIG = load_config(ROOT / "configs" / "tumor-classifier.yaml")
 FEATURES = [c.name for c in CONFIG.dataset.features]
-SETTINGS = BatchSettings("incoming", "artifacts", "capture", "arn:aws:kms:us-east-1:123456789012:key/k", "arn:role")
+SETTINGS = BatchSettings(
+    "incoming", "artifacts", "capture", "arn:aws:kms:us-east-1:123456789012:key/k", "arn:aws:iam::123456789012:role/sm"
+)
 
 
 @pytest.fixture
@@ -112,3 +114,20 @@ def test_a_failed_transform_gets_a_report_with_its_failure_reason(scorer: tuple[
     cause = json.dumps({"TransformJobStatus": "Failed", "FailureReason": "AlgorithmError: ValueError: bad"})
     result = batch.finish(plan, CONFIG, {"Error": "States.TaskFailed", "Cause": cause})
     assert result["status"] == "failed" and result["summary"].endswith("failed: AlgorithmError: ValueError: bad")
+
+
+def test_without_an_endpoint_the_latest_approved_version_gets_a_model_once(scorer: tuple[BatchScorer, Any]) -> None:
+    batch, _ = scorer
+    sm = batch.sm
+    sm.create_model_package_group(ModelPackageGroupName="tumor-classifier")
+    spec = {"Containers": [{"Image": "img", "ModelDataUrl": "s3://artifacts/training/m.tar.gz"}]}
+    for status in ("Approved", "Approved", "Rejected"):
+        sm.create_model_package(
+            ModelPackageGroupName="tumor-classifier", InferenceSpecification=spec, ModelApprovalStatus=status
+        )
+    name, package = batch.champion(CONFIG)
+    assert name == "tumor-classifier-batch-v2" and package and package.endswith("/2")
+    model = sm.describe_model(ModelName=name)
+    assert model["ExecutionRoleArn"] == SETTINGS.execution_role_arn
+    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://artifacts/training/m.tar.gz"
+    assert batch.champion(CONFIG) == (name, package)  # the model is created once, then reused
