@@ -386,8 +386,9 @@ class JobRunner:
         env.update({k: str(v) for k, v in (params.get("Environment") or {}).items()})
         source = params["TransformInput"]["DataSource"]["S3DataSource"]
         try:
-            if source.get("S3DataType", "S3Prefix") != "S3Prefix":
-                raise _ClientError(f"S3DataType {source.get('S3DataType')} is not supported by the local twin")
+            unsupported = _unsupported_transform(params)
+            if unsupported:
+                raise _ClientError(f"{unsupported} is not supported by the local twin")
             self._download_prefix(source["S3Uri"], job_dir / "input")
             model_dir = self._fetch_archive(container["ModelDataUrl"], job_dir / "model")
             code_dir = (
@@ -536,6 +537,20 @@ class JobRunner:
         if joiner and not first:
             out.write(joiner)
         return sent
+
+
+def _unsupported_transform(params: dict[str, Any]) -> str | None:
+    """What a transform request asks that the twin does not run (it fails the job rather than ignore it)."""
+    tin = params.get("TransformInput") or {}
+    source = (tin.get("DataSource") or {}).get("S3DataSource") or {}
+    checks = {
+        f"S3DataType {source.get('S3DataType')}": source.get("S3DataType", "S3Prefix") != "S3Prefix",
+        f"SplitType {tin.get('SplitType')}": tin.get("SplitType", "None") not in ("None", "Line"),
+        f"CompressionType {tin.get('CompressionType')}": tin.get("CompressionType", "None") != "None",
+        "DataProcessing (input/output filters, JoinSource)": bool(params.get("DataProcessing")),
+        "DataCaptureConfig": bool(params.get("DataCaptureConfig")),
+    }
+    return next((what for what, asked in checks.items() if asked), None)
 
 
 def _mini_batches(path: Path, by_line: bool, single: bool, limit: int) -> Iterator[bytes]:

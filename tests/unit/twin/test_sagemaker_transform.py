@@ -151,3 +151,19 @@ def test_transform_rules_unique_names_and_an_existing_model(s3: Any) -> None:
     ):
         rules("CreateTransformJob", bad)
     _backend().reset()
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"DataProcessing": {"JoinSource": "Input"}}, "DataProcessing"),
+        ({"TransformInput": {**_request()["TransformInput"], "CompressionType": "Gzip"}}, "CompressionType Gzip"),
+        ({"TransformInput": {**_request()["TransformInput"], "SplitType": "RecordIO"}}, "SplitType RecordIO"),
+    ],
+)
+def test_what_the_twin_does_not_run_fails_the_job_by_name(
+    runner: JobRunner, s3: Any, change: dict[str, Any], named: str
+) -> None:
+    s3.put_object(Bucket="data", Key="in/a.csv", Body=b"1,x\n")
+    with pytest.raises(JobFailed, match=f"ClientError: {named}.* is not supported by the local twin"):
+        runner.transform({**_request(), **change}, _model(s3, factor=2))
