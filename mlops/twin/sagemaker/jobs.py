@@ -48,6 +48,7 @@ from mlops.twin.pyenvs import (
 )
 from mlops.twin.sagemaker.images import ImageEnvironment, UnknownImage, environment_for_uri
 from mlops.twin.sagemaker.serving import HandlerError, LoadedModel, ModelLoadError, ModelTimeout
+from mlops.twin.sagemaker.state import JOB_INTERRUPTED
 
 METRIC_LINE = re.compile(r"^\s*([A-Za-z_][\w.:-]*)\s*=\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 OPT_ML = "/opt/ml"
@@ -76,6 +77,7 @@ class JobRunner:
     _running: set[subprocess.Popen[bytes]] = field(default_factory=set, init=False, repr=False)
     _models: set[LoadedModel] = field(default_factory=set, init=False, repr=False)  # transform jobs' model servers
     _stopping: set[str] = field(default_factory=set, init=False, repr=False)  # StopTransformJob asked
+    _closing: list[bool] = field(default_factory=list, init=False, repr=False)  # [True] once stop_all ran
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()  # the job's process runs in the code directory
@@ -87,7 +89,7 @@ class JobRunner:
             return self
         runner = JobRunner(self.s3_as(str(role)), self.root, self.account, self.region, record=self.record)
         runner._running = self._running  # stop_all still reaches the job's process
-        runner._models, runner._stopping = self._models, self._stopping
+        runner._models, runner._stopping, runner._closing = self._models, self._stopping, self._closing
         return runner
 
     # -- S3 transfer -------------------------------------------------------------------
@@ -147,6 +149,7 @@ class JobRunner:
 
     def stop_all(self) -> None:
         """Stop the jobs still running (the twin is stopping): none outlives it."""
+        self._closing.append(True)
         for model in list(self._models):
             model.close()
         for proc in list(self._running):
@@ -284,6 +287,8 @@ class JobRunner:
 
     def _fail(self, describe: dict[str, Any], reason: str) -> dict[str, Any]:
         now = datetime.now(UTC).isoformat()
+        if self._closing:  # whatever the job's process reported, it ended because the twin stopped
+            reason = JOB_INTERRUPTED
         status_key = next(
             k for k in ("TrainingJobStatus", "ProcessingJobStatus", "TransformJobStatus") if k in describe
         )

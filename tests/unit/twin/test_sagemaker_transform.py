@@ -167,3 +167,27 @@ def test_what_the_twin_does_not_run_fails_the_job_by_name(
     s3.put_object(Bucket="data", Key="in/a.csv", Body=b"1,x\n")
     with pytest.raises(JobFailed, match=f"ClientError: {named}.* is not supported by the local twin"):
         runner.transform({**_request(), **change}, _model(s3, factor=2))
+
+
+def test_a_transform_cut_short_by_the_twin_stopping_says_so(runner: JobRunner, s3: Any) -> None:
+    from mlops.twin.sagemaker.state import JOB_INTERRUPTED
+
+    s3.put_object(Bucket="data", Key="in/a.csv", Body="".join(f"{i}\n" for i in range(20)).encode())
+    outcome: list[Any] = []
+    params = _request(BatchStrategy="SingleRecord", MaxConcurrentTransforms=1)
+
+    def run() -> None:
+        try:
+            runner.transform(params, _model(s3, factor=1, sleep=0.3))
+        except JobFailed as exc:
+            outcome.append(exc.describe)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not runner._models and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    runner.stop_all()
+    thread.join(timeout=60)
+    assert (outcome[0]["TransformJobStatus"], outcome[0]["FailureReason"]) == ("Failed", JOB_INTERRUPTED)
