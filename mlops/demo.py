@@ -42,6 +42,10 @@ from mlops.twin import control
 
 POLL_S = 0.5
 
+# deploy executions that end without deploying anything to report: a duplicate event, or a
+# package a newer one superseded while it waited for the endpoint
+NOT_DEPLOYED = ("NothingToDeploy", "DeploymentSuperseded")
+
 
 class DemoFailed(RuntimeError):
     """An outcome that ends the story: what happened and what to try next."""
@@ -270,7 +274,7 @@ class Story:
     # -- deployment ------------------------------------------------------------------------------
     def deployment(self, since: datetime) -> Run:
         watch = Executions(self.platform, "deploy", since)
-        run = self._wait(lambda: next(iter(watch.ended(lambda r: r.end_state != "NothingToDeploy")), None),
+        run = self._wait(lambda: next(iter(watch.ended(lambda r: r.end_state not in NOT_DEPLOYED)), None),
                          "a deployment", "deploy")  # fmt: skip
         if run.end_state == "ModelDeployed":
             return run
@@ -398,7 +402,7 @@ class Story:
                                 f"the alarm's retrain failed: {reason(run)}", f"mlops executions {run.name}"
                             )
                 else:
-                    for run in deploys.ended(lambda r: r.end_state != "NothingToDeploy"):
+                    for run in deploys.ended(lambda r: r.end_state not in NOT_DEPLOYED):
                         if run.end_state != "ModelDeployed":
                             raise DemoFailed(
                                 f"the canary deployment ended in {run.end_state or run.status}: {reason(run)}",

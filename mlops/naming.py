@@ -7,6 +7,9 @@ RETRAIN_ALARM_KINDS = ("drift", "quality")
 ROLLBACK_ALARM_KINDS = ("5xx", "latency")
 METRICS_NAMESPACE = "Mlops"
 CAPTURE_PREFIX = "datacapture"
+# Execution locks in the artifacts bucket (mlops.services.execution_lock), one object per model.
+TRAINING_LOCKS = "locks/training"  # one training per model
+DEPLOYMENT_LOCKS = "locks/deployment"  # one deployment per endpoint (one endpoint per model)
 # The app's stacks by role; the CDK app creates them under these names and the CLI finds them by them.
 STACKS = {
     "data": "MlopsData",

@@ -12,13 +12,14 @@ from functools import cache
 from pathlib import Path
 
 from mlops.config import ConfigError, ModelConfig, load_config
+from mlops.env_names import MLOPS_CONFIG_DIR
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def config_dir() -> Path:
-    if os.environ.get("MLOPS_CONFIG_DIR"):
-        return Path(os.environ["MLOPS_CONFIG_DIR"])
+    if os.environ.get(MLOPS_CONFIG_DIR):
+        return Path(os.environ[MLOPS_CONFIG_DIR])
     bundled = _PACKAGE_DIR.parent / "mlops_configs"
     return bundled if bundled.is_dir() else _PACKAGE_DIR.parent / "configs"
 

@@ -21,7 +21,7 @@ from mlops.naming import STACKS
 from stacks.batch_stack import BatchStack
 from stacks.bundling import ROOT
 from stacks.data_stack import DataStack
-from stacks.layers import RUNTIME
+from stacks.props import BatchProps, PlatformProps, ServingProps
 from stacks.serving_stack import ServingStack
 from stacks.training_stack import TrainingStack
 from stacks.validation_stack import ValidationStack
@@ -67,27 +67,16 @@ def build_app(app: cdk.App, configs: dict[str, ModelConfig], *, nag: bool = True
         env=env,
         tags=tags,
         description="MLOps platform: validation of datasets landing in S3",
-        key=data.key,
-        incoming_bucket=data.incoming_bucket,
-        validated_bucket=data.validated_bucket,
-        artifacts_bucket=data.artifacts_bucket,
-        quarantine_bucket=data.quarantine_bucket,
-        removal_policy=data.removal_policy,
+        data=data.resources,
     )
+    platform = PlatformProps(data=data.resources, layers=tuple(validation.layers.all), configs=configs)
     training = TrainingStack(
         app,
         STACKS["training"],
         env=env,
         tags=tags,
         description="MLOps platform: training, evaluation, gate and model registry",
-        key=data.key,
-        validated_bucket=data.validated_bucket,
-        artifacts_bucket=data.artifacts_bucket,
-        capture_bucket=data.capture_bucket,
-        incoming_bucket=data.incoming_bucket,
-        layers=validation.layers.all,
-        configs=configs,
-        runtime=RUNTIME,
+        props=platform,
     )
     serving = ServingStack(
         app,
@@ -95,16 +84,9 @@ def build_app(app: cdk.App, configs: dict[str, ModelConfig], *, nag: bool = True
         env=env,
         tags=tags,
         description="MLOps platform: deployment to endpoints, monitoring, alarms and retraining",
-        key=data.key,
-        capture_bucket=data.capture_bucket,
-        artifacts_bucket=data.artifacts_bucket,
-        incoming_bucket=data.incoming_bucket,
-        validated_bucket=data.validated_bucket,
-        sagemaker_role=training.sagemaker_role,
-        training_machine=training.state_machine,
-        layers=validation.layers.all,
-        configs=configs,
-        runtime=RUNTIME,
+        props=ServingProps(
+            platform=platform, sagemaker_role=training.sagemaker_role, training_machine=training.state_machine
+        ),
     )
     batch = BatchStack(
         app,
@@ -112,14 +94,7 @@ def build_app(app: cdk.App, configs: dict[str, ModelConfig], *, nag: bool = True
         env=env,
         tags=tags,
         description="MLOps platform: batch scoring of files landing in S3 with each model's champion",
-        key=data.key,
-        incoming_bucket=data.incoming_bucket,
-        artifacts_bucket=data.artifacts_bucket,
-        capture_bucket=data.capture_bucket,
-        sagemaker_role=training.sagemaker_role,
-        topic=serving.topic,
-        layers=validation.layers.all,
-        configs=configs,
+        props=BatchProps(platform=platform, sagemaker_role=training.sagemaker_role, topic=serving.topic),
     )
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))

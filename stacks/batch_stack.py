@@ -21,17 +21,15 @@ import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlops.config import ModelConfig
+from mlops import env_names as E
 from mlops.naming import (
     BATCH_EVENT_SOURCE,
     BATCH_FAILED,
@@ -43,11 +41,11 @@ from mlops.naming import (
     batch_upload_prefix,
     endpoint_name,
 )
-from mlops.services.batch import ENV
 from stacks.event_tasks import put_event
 from stacks.functions import project_function
 from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
+from stacks.props import BatchProps
 from stacks.sagemaker_retries import state_arn
 
 LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"]
@@ -94,33 +92,21 @@ def transform_task(input_path: str) -> dict[str, Any]:
 
 
 class BatchStack(cdk.Stack):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        key: kms.IKey,
-        incoming_bucket: s3.IBucket,
-        artifacts_bucket: s3.IBucket,
-        capture_bucket: s3.IBucket,
-        sagemaker_role: iam.IRole,
-        topic: sns.ITopic,
-        layers: Sequence[lambda_.ILayerVersion],
-        configs: dict[str, ModelConfig],
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, props: BatchProps, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        data = props.platform.data
+        key, incoming_bucket, artifacts_bucket = data.key, data.incoming_bucket, data.artifacts_bucket
+        capture_bucket, sagemaker_role, layers = data.capture_bucket, props.sagemaker_role, props.platform.layers
+        topic = props.topic
         self.key = key
-        self.models = list(configs)
+        self.models = list(props.platform.configs)
         env = {
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-            "POWERTOOLS_SERVICE_NAME": "mlops-batch",
-            ENV["incoming_bucket"]: incoming_bucket.bucket_name,
-            ENV["artifacts_bucket"]: artifacts_bucket.bucket_name,
-            ENV["capture_bucket"]: capture_bucket.bucket_name,
-            ENV["kms_key_arn"]: key.key_arn,
-            ENV["execution_role_arn"]: sagemaker_role.role_arn,
+            **E.powertools("mlops-batch", METRICS_NAMESPACE),
+            E.INCOMING_BUCKET: incoming_bucket.bucket_name,
+            E.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
+            E.CAPTURE_BUCKET: capture_bucket.bucket_name,
+            E.KMS_KEY_ARN: key.key_arn,
+            E.SAGEMAKER_ROLE_ARN: sagemaker_role.role_arn,
         }
         prepare = self._function("Prepare", "handler.prepare", env, layers, memory=3008)
         finish = self._function("Finish", "handler.finish", env, layers, memory=1024)

@@ -20,6 +20,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.nag import acknowledge
+from stacks.props import DataResources
 
 DESTROY_CONTEXT = "mlops:destroy-data"
 # Prefixes inside the buckets, shared with the code that writes them.
@@ -93,6 +94,15 @@ class DataStack(cdk.Stack):
         for role, bucket in self.buckets.items():
             cdk.CfnOutput(self, f"{role.capitalize()}BucketName", value=bucket.bucket_name)
         cdk.CfnOutput(self, "DataKeyArn", value=self.key.key_arn)
+        self.resources = DataResources(
+            key=self.key,
+            incoming_bucket=self.incoming_bucket,
+            validated_bucket=self.validated_bucket,
+            artifacts_bucket=self.artifacts_bucket,
+            quarantine_bucket=self.quarantine_bucket,
+            capture_bucket=self.capture_bucket,
+            removal_policy=self.removal_policy,
+        )
 
     @property
     def buckets(self) -> dict[str, s3.Bucket]:

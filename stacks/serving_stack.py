@@ -1,29 +1,30 @@
 """Deployment to endpoints, monitoring, alarms, and alarm-driven retraining.
 
 - Deploy state machine, started by "SageMaker Model Package State Change" (Approved):
-  PlanDeployment (retried while the endpoint is busy; a Failed endpoint is deleted first and
-  retried until it is gone) ─▶ CreateModel ─▶ CreateEndpointConfig ─▶ CreateEndpoint |
-  UpdateEndpoint (blue/green: canary from two instances, else all at once with a baking
-  period; auto-rollback on the 5XX and latency alarms) ─▶ poll DescribeEndpoint
-  ─▶ RecordDeployment ─▶ Notify ─▶ ModelDeployed | DeploymentRolledBack.
-- Per model with captured requests (not serverless): a scheduled monitor Lambda (drift +
-  quality as EMF metrics), drift and quality alarms, and a rule that starts the training
-  state machine when one goes to ALARM (the training's prepare step debounces one episode
-  into one retrain). Per model: 5XX and latency alarms and a dashboard.
+  PlanDeployment (takes the endpoint's deployment lock; retried while the endpoint is busy;
+  a Failed endpoint is deleted first and retried until it is gone) ─▶ CreateModel
+  ─▶ CreateEndpointConfig ─▶ CreateEndpoint | UpdateEndpoint (blue/green: canary from two
+  instances, else all at once with a baking period; auto-rollback on the 5XX and latency
+  alarms) ─▶ poll DescribeEndpoint ─▶ RecordDeployment (lets the lock go) ─▶ Notify
+  ─▶ ModelDeployed | DeploymentRolledBack. One deployment per endpoint at a time: while
+  another execution holds the lock, PlanDeployment answers ``wait`` and the execution waits
+  (WaitForTurn, up to DEPLOY_TURNS times) and plans again: a package newer than what serves
+  then deploys, an older one ends DeploymentSuperseded (notified). Every failure is notified,
+  then ReleaseDeployment lets the lock go (it would be free anyway once the execution ends).
+- The monitor Lambda (drift + quality as EMF metrics), shared by the models.
+- Per model, one ``ModelOperations`` construct (``stacks/model_operations.py``): the monitor's
+  schedule, the alarms, the retrain rule and the dashboard.
 - An SNS topic tells people about deployments, rollbacks, rejections and retrains.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -32,30 +33,32 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlops.config import ModelConfig, ProblemType
+from mlops import env_names as E
 from mlops.naming import (
     CAPTURE_PREFIX,
+    DEPLOYMENT_LOCKS,
     METRICS_NAMESPACE,
-    RETRAIN_ALARM_KINDS,
     ROLLBACK_ALARM_KINDS,
     alarm_name,
     endpoint_name,
 )
 from stacks.functions import project_function
-from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
+from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
+from stacks.model_operations import MONITOR_SERVICE, ModelOperations, ModelOperationsProps, model_id
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
+from stacks.props import ServingProps
 from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
 from stacks.training_stack import RETRAIN_NOT_NEEDED, TRAINING_EVENT_SOURCE
 from stacks.validation_stack import DATASET_VALIDATION_ERRORED
 from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
 
 LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"]
-MONITOR_SERVICE = "mlops-monitor"
 SETTLING = ["Creating", "Updating", "SystemUpdating", "RollingBack"]
-
-
-def _pascal(name: str) -> str:
-    return "".join(p.capitalize() for p in name.split("-"))
+# A deployment waiting for the endpoint's running one: a turn every DEPLOY_TURN_S, at most
+# DEPLOY_TURNS turns (2.5 h), so it gives up, notified, before the machine's 3 h timeout.
+DEPLOY_TURN_S = 60
+DEPLOY_TURNS = 150
+DEPLOY_TIMEOUT = cdk.Duration.hours(3)
 
 
 def _sagemaker_call(action: str, input_path: str) -> dict[str, Any]:
@@ -75,22 +78,17 @@ class ServingStack(cdk.Stack):
         scope: Construct,
         construct_id: str,
         *,
-        key: kms.IKey,
-        capture_bucket: s3.IBucket,
-        artifacts_bucket: s3.IBucket,
-        incoming_bucket: s3.IBucket,
-        validated_bucket: s3.IBucket,
-        sagemaker_role: iam.IRole,
-        training_machine: sfn.IStateMachine,
-        layers: Sequence[lambda_.ILayerVersion],
-        configs: dict[str, ModelConfig],
-        runtime: lambda_.Runtime,
+        props: ServingProps,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        data, configs = props.platform.data, props.platform.configs
+        key, capture_bucket, artifacts_bucket = data.key, data.capture_bucket, data.artifacts_bucket
+        incoming_bucket, validated_bucket = data.incoming_bucket, data.validated_bucket
+        sagemaker_role, training_machine = props.sagemaker_role, props.training_machine
         self.key = key
         self.configs = configs
-        self.layers = list(layers)
+        self.layers = list(props.platform.layers)
         self.topic = sns.Topic(self, "Notifications", display_name="MLOps notifications", master_key=key)
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(
@@ -102,29 +100,29 @@ class ServingStack(cdk.Stack):
             )
         )
         key.grant_encrypt_decrypt(iam.ServicePrincipal("events.amazonaws.com"))
-        common = {"POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE, "POWERTOOLS_LOG_LEVEL": "INFO"}
         deploy_env = {
-            **common,
-            "POWERTOOLS_SERVICE_NAME": "mlops-deploy",
-            "CAPTURE_BUCKET": capture_bucket.bucket_name,
-            "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
-            "KMS_KEY_ARN": key.key_arn,
-            "SAGEMAKER_ROLE_ARN": sagemaker_role.role_arn,
+            **E.powertools("mlops-deploy", METRICS_NAMESPACE),
+            E.CAPTURE_BUCKET: capture_bucket.bucket_name,
+            E.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
+            E.KMS_KEY_ARN: key.key_arn,
+            E.SAGEMAKER_ROLE_ARN: sagemaker_role.role_arn,
         }
         plan = self._function("Plan", "functions/deploy", "handler.plan", deploy_env, 256, 60)
         record = self._function("Record", "functions/deploy", "handler.record", deploy_env, 256, 60)
+        release = self._function("Release", "functions/deploy", "handler.release", deploy_env, 256, 30)
         monitor_env = {
-            **common,
-            "POWERTOOLS_SERVICE_NAME": MONITOR_SERVICE,
-            "CAPTURE_BUCKET": capture_bucket.bucket_name,
-            "INCOMING_BUCKET": incoming_bucket.bucket_name,
-            "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
+            **E.powertools(MONITOR_SERVICE, METRICS_NAMESPACE),
+            E.CAPTURE_BUCKET: capture_bucket.bucket_name,
+            E.INCOMING_BUCKET: incoming_bucket.bucket_name,
+            E.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
         }
         monitor = self._function("Monitor", "functions/monitor", "handler.handler", monitor_env, 2048, 900)
         self._grant(plan, record, monitor, capture_bucket, artifacts_bucket, incoming_bucket, validated_bucket)
+        self._grant_lock(plan, record, release, artifacts_bucket)
         # endpoints write their data capture with the SageMaker role
         grant_objects(sagemaker_role, capture_bucket, [f"{CAPTURE_PREFIX}/"], WRITE, sid="DataCapture")
-        self.deploy_machine = self._deploy_machine(plan, record, sagemaker_role)
+        self.deploy_machine = self._deploy_machine(plan, record, release, sagemaker_role)
+        self._grant_lock_owner_check(plan)
         groups = list(configs)
         events.Rule(
             self,
@@ -184,8 +182,16 @@ class ServingStack(cdk.Stack):
                 )
             ],
         )
-        for name, config in configs.items():
-            self._model_monitoring(name, config, monitor, training_machine)
+        self.models = {
+            name: ModelOperations(
+                self,
+                model_id(name),
+                ModelOperationsProps(
+                    config=config, monitor=monitor, training_machine=training_machine, topic=self.topic
+                ),
+            )
+            for name, config in configs.items()
+        }
         cdk.CfnOutput(self, "DeployStateMachineArn", value=self.deploy_machine.state_machine_arn)
         cdk.CfnOutput(self, "NotificationsTopicArn", value=self.topic.topic_arn)
 
@@ -312,6 +318,41 @@ class ServingStack(cdk.Stack):
         grant_objects(monitor.role, incoming, ["ground-truth/"], READ, sid="GroundTruth")
         grant_objects(monitor.role, validated, ["validated/"], READ, sid="TrainingProfiles")
 
+    def _grant_lock(
+        self, plan: lambda_.Function, record: lambda_.Function, release: lambda_.Function, artifacts: s3.IBucket
+    ) -> None:
+        """The endpoint's deployment lock: plan takes it (conditional PutObject) and lets it go when
+        it deploys nothing; record and release only read it (is it ours?) and delete it."""
+        prefix = [f"{DEPLOYMENT_LOCKS}/"]
+        grant_objects(plan.role, artifacts, prefix, READ + WRITE + DELETE, sid="DeploymentLock")
+        for fn in (record, release):
+            grant_objects(fn.role, artifacts, prefix, READ + DELETE, sid="DeploymentLock")
+
+    def _grant_lock_owner_check(self, plan: lambda_.Function) -> None:
+        """DescribeExecution on the deploy machine's executions: is the lock's owner still RUNNING?
+
+        A policy of its own, not the role's default policy: the function must not depend on
+        the state machine that depends on it.
+        """
+        executions = self.format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{self.deploy_machine.state_machine_name}:*",
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        policy = iam.Policy(
+            self,
+            "DeployExecutionsPolicy",
+            statements=[
+                iam.PolicyStatement(sid="LockOwnerAlive", actions=["states:DescribeExecution"], resources=[executions])
+            ],
+        )
+        assert plan.role is not None
+        policy.attach_to_role(plan.role)
+        acknowledge_wildcard_resources(
+            policy, [executions], "Executions of the deploy state machine: their names are generated per run."
+        )
+
     # -- deploy state machine -------------------------------------------------------------------
     def _invoke(
         self, state_id: str, fn: lambda_.IFunction, payload: sfn.TaskInput, result_path: str
@@ -339,12 +380,13 @@ class ServingStack(cdk.Stack):
         )
 
     def _deploy_machine(
-        self, plan_fn: lambda_.Function, record_fn: lambda_.Function, role: iam.IRole
+        self, plan_fn: lambda_.Function, record_fn: lambda_.Function, release_fn: lambda_.Function, role: iam.IRole
     ) -> sfn.StateMachine:
+        execution_id = sfn.JsonPath.string_at("$$.Execution.Id")
         plan = self._invoke(
             "PlanDeployment",
             plan_fn,
-            sfn.TaskInput.from_object({"detail": sfn.JsonPath.object_at("$.detail")}),
+            sfn.TaskInput.from_object({"detail": sfn.JsonPath.object_at("$.detail"), "execution_id": execution_id}),
             "$.plan",
         )
         plan.add_retry(errors=["DeploymentBusy"], interval=cdk.Duration.seconds(60), max_attempts=10, backoff_rate=1.5)
@@ -382,7 +424,17 @@ class ServingStack(cdk.Stack):
         )
         notify = self._notify("NotifyDeployment", "$.result.message")
         failed = sfn.Fail(self, "DeploymentFailed", error="DeploymentFailed", cause_path="$.error.Cause")
-        notify_failure = self._notify("NotifyFailure", "$.error.Cause").next(failed)
+        # after the notice, so that nothing (not even a failed release) keeps it from going out
+        release = self._invoke(
+            "ReleaseDeployment",
+            release_fn,
+            sfn.TaskInput.from_object(
+                {"model": sfn.JsonPath.string_at("$.detail.ModelPackageGroupName"), "execution_id": execution_id}
+            ),
+            sfn.JsonPath.DISCARD,
+        )
+        release.add_catch(failed, errors=["States.ALL"], result_path="$.release_error")
+        notify_failure = self._notify("NotifyFailure", "$.error.Cause").next(release.next(failed))
         calls = (create_model, create_config, create_endpoint, update_endpoint)
         for call in calls:  # only a throttled call goes round again (stacks/sagemaker_retries.py)
             retry_when_throttled(self, call, notify_failure)
@@ -391,6 +443,10 @@ class ServingStack(cdk.Stack):
         outcome = (
             sfn.Choice(self, "Deployed?")
             .when(sfn.Condition.string_equals("$.result.status", "deployed"), sfn.Succeed(self, "ModelDeployed"))
+            .when(
+                sfn.Condition.string_equals("$.result.status", "superseded"),
+                sfn.Succeed(self, "ReplacedBeforeVerified"),
+            )
             .otherwise(
                 sfn.Fail(self, "DeploymentRolledBack", error="DeploymentRolledBack", cause_path="$.result.message")
             )
@@ -409,9 +465,36 @@ class ServingStack(cdk.Stack):
             .when(sfn.Condition.string_equals("$.plan.action", "create"), create_endpoint.next(wait))
             .otherwise(update_endpoint.next(wait))
         )
+        turns = "$.turns"
+        next_turn = (
+            sfn.Choice(self, "TurnsLeft?")
+            .when(
+                sfn.Condition.number_less_than(f"{turns}.count", DEPLOY_TURNS),
+                sfn.Wait(self, "WaitForTurn", time=sfn.WaitTime.duration(cdk.Duration.seconds(DEPLOY_TURN_S)))
+                .next(
+                    sfn.Pass(
+                        self,
+                        "CountTurn",
+                        parameters={"count.$": f"States.MathAdd({turns}.count, 1)"},
+                        result_path=turns,
+                    )
+                )
+                .next(plan),
+            )
+            .otherwise(
+                self._notify("NotifyGaveUp", "$.plan.reason").next(
+                    sfn.Fail(self, "DeploymentWaitTimedOut", error="DeploymentWaitTimedOut", cause_path="$.plan.reason")
+                )
+            )
+        )
         should = (
             sfn.Choice(self, "ShouldDeploy?")
             .when(sfn.Condition.string_equals("$.plan.action", "skip"), sfn.Succeed(self, "NothingToDeploy"))
+            .when(
+                sfn.Condition.string_equals("$.plan.action", "superseded"),
+                self._notify("NotifySuperseded", "$.plan.message").next(sfn.Succeed(self, "DeploymentSuperseded")),
+            )
+            .when(sfn.Condition.string_equals("$.plan.action", "wait"), next_turn)
             .otherwise(
                 retry_counters(self, "StartRetryCounters", calls).next(create_model).next(create_config).next(apply)
             )
@@ -426,10 +509,14 @@ class ServingStack(cdk.Stack):
         machine = sfn.StateMachine(
             self,
             "DeployStateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(plan.next(should)),
+            definition_body=sfn.DefinitionBody.from_chainable(
+                sfn.Pass(self, "StartTurns", result=sfn.Result.from_object({"count": 0}), result_path=turns)
+                .next(plan)
+                .next(should)
+            ),
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            timeout=cdk.Duration.hours(3),
+            timeout=DEPLOY_TIMEOUT,
         )
         deployable = [arn for kind in ("model", "endpoint-config", "endpoint") for arn in self._sagemaker_arns(kind)]
         machine.add_to_role_policy(
@@ -446,7 +533,7 @@ class ServingStack(cdk.Stack):
         )
         acknowledge_wildcard_resources(
             machine.role,
-            [*deployable, plan_fn.function_arn + ":*", record_fn.function_arn + ":*"],
+            [*deployable, *(fn.function_arn + ":*" for fn in (plan_fn, record_fn, release_fn))],
             "Models and endpoint configs are versioned under their model's name; LambdaInvoke covers the "
             "function's versions and aliases.",
         )
@@ -491,142 +578,3 @@ class ServingStack(cdk.Stack):
             )
         )
         return machine
-
-    # -- per model: monitor schedule, alarms, dashboard, retraining --------------------------------
-    def _model_monitoring(
-        self, name: str, config: ModelConfig, monitor: lambda_.Function, training: sfn.IStateMachine
-    ) -> None:
-        pid = _pascal(name)
-        mon = config.monitoring
-        # drift and quality read captured requests: a model without capture (serverless) has neither
-        captures = config.endpoint.data_capture_percent > 0
-        if captures:
-            events.Rule(
-                self,
-                f"Monitor{pid}",
-                description=f"Drift and quality monitor for {name}",
-                schedule=events.Schedule.rate(cdk.Duration.minutes(mon.schedule_minutes)),
-                targets=[targets.LambdaFunction(monitor, event=events.RuleTargetInput.from_object({"model": name}))],
-            )
-        a = mon.alarms
-        endpoint_dims = {"EndpointName": endpoint_name(name), "VariantName": "AllTraffic"}
-        # Powertools Metrics adds the service as a dimension; CloudWatch matches the exact set
-        model_dims = {"model": name, "service": MONITOR_SERVICE}
-        period = cdk.Duration.minutes(mon.schedule_minutes)
-        alarms = {
-            "5xx": (
-                cw.Metric(
-                    namespace="AWS/SageMaker",
-                    metric_name="Invocation5XXErrors",
-                    dimensions_map=endpoint_dims,
-                    statistic="Average",
-                    period=cdk.Duration.minutes(1),
-                ),
-                a.error_5xx_rate,
-                cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            ),
-            "latency": (
-                cw.Metric(
-                    namespace="AWS/SageMaker",
-                    metric_name="ModelLatency",
-                    dimensions_map=endpoint_dims,
-                    statistic="p99",
-                    period=cdk.Duration.minutes(1),
-                ),
-                a.latency_p99_ms * 1000,  # ModelLatency is in microseconds
-                cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            ),
-        }
-        if captures:
-            alarms["drift"] = (
-                cw.Metric(
-                    namespace=METRICS_NAMESPACE,
-                    metric_name="DriftedFeatureShare",
-                    dimensions_map=model_dims,
-                    statistic="Maximum",
-                    period=period,
-                ),
-                a.drifted_feature_share,
-                cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            )
-        if a.quality_metric_threshold is not None:  # the config requires capture for it
-            lower_is_worse = config.problem_type is not ProblemType.REGRESSION  # accuracy falls, RMSE rises
-            alarms["quality"] = (
-                cw.Metric(
-                    namespace=METRICS_NAMESPACE,
-                    metric_name="ModelQuality",
-                    dimensions_map=model_dims,
-                    statistic="Average",
-                    period=period,
-                ),
-                a.quality_metric_threshold,
-                cw.ComparisonOperator.LESS_THAN_THRESHOLD
-                if lower_is_worse
-                else cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            )
-        created = {}
-        for kind, (metric, threshold, comparison) in alarms.items():
-            created[kind] = cw.Alarm(
-                self,
-                f"{pid}{kind.capitalize()}Alarm",
-                alarm_name=alarm_name(name, kind),
-                alarm_description=f"{name}: {kind}",
-                metric=metric,
-                threshold=threshold,
-                comparison_operator=comparison,
-                evaluation_periods=a.evaluation_periods,
-                datapoints_to_alarm=a.datapoints_to_alarm,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            )
-        retrain_alarms = [alarm_name(name, k) for k in RETRAIN_ALARM_KINDS if k in created]
-        if retrain_alarms:  # none without captured requests
-            events.Rule(
-                self,
-                f"Retrain{pid}",
-                description=f"Retrain {name} when its drift or quality alarm fires",
-                event_pattern=events.EventPattern(
-                    source=["aws.cloudwatch"],
-                    detail_type=["CloudWatch Alarm State Change"],
-                    detail={"alarmName": retrain_alarms, "state": {"value": ["ALARM"]}},
-                ),
-                targets=[
-                    targets.SfnStateMachine(
-                        training,
-                        input=events.RuleTargetInput.from_object(
-                            {
-                                "model": name,
-                                "trigger": "alarm",
-                                "alarm": events.EventField.from_path("$.detail.alarmName"),
-                                "alarm_time": events.EventField.time,
-                            }
-                        ),
-                        retry_attempts=3,
-                    ),
-                    targets.SnsTopic(
-                        self.topic,
-                        message=events.RuleTargetInput.from_text(
-                            f"alarm {events.EventField.from_path('$.detail.alarmName')} is in ALARM: retraining {name} "
-                            "if there is new labelled data"
-                        ),
-                    ),
-                ],
-            )
-        cw.Dashboard(
-            self,
-            f"{pid}Dashboard",
-            dashboard_name=f"mlops-{name}",
-            widgets=[
-                [
-                    cw.GraphWidget(title="invocations and errors", left=[alarms["5xx"][0]], width=12),
-                    cw.GraphWidget(title="model latency p99 (µs)", left=[alarms["latency"][0]], width=12),
-                ],
-                [
-                    *(
-                        [cw.GraphWidget(title="drifted feature share", left=[alarms["drift"][0]], width=12)]
-                        if "drift" in alarms
-                        else []
-                    ),
-                    cw.AlarmStatusWidget(title="alarms", alarms=list(created.values()), width=12),
-                ],
-            ],
-        )

@@ -23,7 +23,6 @@ scoped to this app's jobs, buckets, key and role.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import aws_cdk as cdk
@@ -39,15 +38,19 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from mlops import env_names as E
 from mlops.config import ModelConfig, ProblemType
 from mlops.core.metrics import sagemaker_metric_definitions
-from mlops.naming import CAPTURE_PREFIX
+from mlops.naming import CAPTURE_PREFIX, METRICS_NAMESPACE
 from stacks.event_tasks import put_event
 from stacks.functions import project_function
 from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
+from stacks.props import PlatformProps
 from stacks.sagemaker_code import SourcedirAsset, processing_entrypoint, sklearn_image_uri
 from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
+from stacks.validation_stack import DATASET_VALIDATED
+from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
 
 # train.py prints "validation:<metric>=<value>"; one definition per metric any problem type reports
 METRIC_DEFINITIONS = [
@@ -220,17 +223,13 @@ class TrainingStack(cdk.Stack):
         scope: Construct,
         construct_id: str,
         *,
-        key: kms.IKey,
-        validated_bucket: s3.IBucket,
-        artifacts_bucket: s3.IBucket,
-        capture_bucket: s3.IBucket,
-        incoming_bucket: s3.IBucket,
-        layers: Sequence[lambda_.ILayerVersion],
-        configs: dict[str, ModelConfig],
-        runtime: lambda_.Runtime,
+        props: PlatformProps,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        data, layers, configs = props.data, props.layers, props.configs
+        key, validated_bucket, artifacts_bucket = data.key, data.validated_bucket, data.artifacts_bucket
+        capture_bucket, incoming_bucket = data.capture_bucket, data.incoming_bucket
         self.code = SourcedirAsset(self, "TrainingCode")
         self.image_uri = sklearn_image_uri(self)
         self.groups = {
@@ -244,17 +243,15 @@ class TrainingStack(cdk.Stack):
         }
         self.sagemaker_role = self._sagemaker_role(key, artifacts_bucket)
         env = {
-            "VALIDATED_BUCKET": validated_bucket.bucket_name,
-            "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
+            E.VALIDATED_BUCKET: validated_bucket.bucket_name,
+            E.ARTIFACTS_BUCKET: artifacts_bucket.bucket_name,
             # alarm-triggered retrains add labelled captured requests (capture + ground truth)
-            "CAPTURE_BUCKET": capture_bucket.bucket_name,
-            "INCOMING_BUCKET": incoming_bucket.bucket_name,
-            "CODE_URI": self.code.s3_url,
-            "CODE_HASH": self.code.hash,
-            "TRAINING_IMAGE_URI": self.image_uri,
-            "POWERTOOLS_SERVICE_NAME": "mlops-training",
-            "POWERTOOLS_METRICS_NAMESPACE": "Mlops",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
+            E.CAPTURE_BUCKET: capture_bucket.bucket_name,
+            E.INCOMING_BUCKET: incoming_bucket.bucket_name,
+            E.CODE_URI: self.code.s3_url,
+            E.CODE_HASH: self.code.hash,
+            E.TRAINING_IMAGE_URI: self.image_uri,
+            **E.powertools("mlops-training", METRICS_NAMESPACE),
         }
         ephemeral = prepare_ephemeral_mb(configs)
         fns = {
@@ -347,7 +344,7 @@ class TrainingStack(cdk.Stack):
             self,
             "OnDatasetValidated",
             description="Train when a dataset passed validation",
-            event_pattern=events.EventPattern(source=["mlops.validation"], detail_type=["Dataset Validated"]),
+            event_pattern=events.EventPattern(source=[VALIDATION_EVENT_SOURCE], detail_type=[DATASET_VALIDATED]),
             targets=[
                 targets.SfnStateMachine(
                     self.state_machine, input=events.RuleTargetInput.from_event_path("$.detail"), retry_attempts=3

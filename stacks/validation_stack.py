@@ -39,7 +39,6 @@ import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -48,12 +47,14 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from mlops import env_names as E
 from mlops.naming import METRICS_NAMESPACE
 from stacks.data_stack import INCOMING_PREFIX
 from stacks.event_tasks import put_event
 from stacks.functions import project_function
 from stacks.layers import ProjectLayers
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
+from stacks.props import DataResources
 
 EVENT_SOURCE = "mlops.validation"
 DATASET_VALIDATED = "Dataset Validated"
@@ -102,24 +103,18 @@ class ValidationStack(cdk.Stack):
         scope: Construct,
         construct_id: str,
         *,
-        key: kms.IKey,
-        incoming_bucket: s3.IBucket,
-        validated_bucket: s3.IBucket,
-        artifacts_bucket: s3.IBucket,
-        quarantine_bucket: s3.IBucket,
-        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        data: DataResources,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.key = key
-        self.removal_policy = removal_policy
+        self.key = data.key
+        self.removal_policy = data.removal_policy
         self.layers = ProjectLayers(self, "Layers")
-        self.function = self._function(incoming_bucket, validated_bucket, artifacts_bucket, quarantine_bucket)
-        self.record_function = self._record_function(
-            incoming_bucket, validated_bucket, artifacts_bucket, quarantine_bucket
-        )
+        buckets = (data.incoming_bucket, data.validated_bucket, data.artifacts_bucket, data.quarantine_bucket)
+        self.function = self._function(*buckets)
+        self.record_function = self._record_function(*buckets)
         self.state_machine = self._state_machine()
-        self.rule, self.dead_letter_queue = self._rule(incoming_bucket)
+        self.rule, self.dead_letter_queue = self._rule(data.incoming_bucket)
         self._acknowledge_machine_findings()
         cdk.CfnOutput(self, "ValidationStateMachineArn", value=self.state_machine.state_machine_arn)
         cdk.CfnOutput(self, "ValidationFunctionName", value=self.function.function_name)
@@ -165,13 +160,11 @@ class ValidationStack(cdk.Stack):
         incoming: s3.IBucket, validated: s3.IBucket, artifacts: s3.IBucket, quarantine: s3.IBucket
     ) -> dict[str, str]:
         return {
-            "INCOMING_BUCKET": incoming.bucket_name,
-            "VALIDATED_BUCKET": validated.bucket_name,
-            "ARTIFACTS_BUCKET": artifacts.bucket_name,
-            "QUARANTINE_BUCKET": quarantine.bucket_name,
-            "POWERTOOLS_SERVICE_NAME": "mlops-validation",
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
+            E.INCOMING_BUCKET: incoming.bucket_name,
+            E.VALIDATED_BUCKET: validated.bucket_name,
+            E.ARTIFACTS_BUCKET: artifacts.bucket_name,
+            E.QUARANTINE_BUCKET: quarantine.bucket_name,
+            **E.powertools("mlops-validation", METRICS_NAMESPACE),
         }
 
     def _record_function(

@@ -1,9 +1,10 @@
-"""Deploy state machine steps: ``plan`` before the SageMaker calls, ``record`` after.
+"""Deploy state machine steps: ``plan`` before the SageMaker calls, ``record`` after, ``release`` on failure.
 
 The state machine input is the "SageMaker Model Package State Change" event; ``plan``
-receives its ``detail``. AWS clients are created once per execution environment and
-reused by warm invocations; events are logged only when ``POWERTOOLS_LOGGER_LOG_EVENT``
-asks for it.
+receives its ``detail`` and the execution's id, which owns the endpoint's deployment lock
+from ``plan`` to ``record`` (or ``release``, on the failure path). AWS clients are created
+once per execution environment and reused by warm invocations; events are logged only
+when ``POWERTOOLS_LOGGER_LOG_EVENT`` asks for it.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ metrics = Metrics()
 sagemaker = boto3.client("sagemaker")
 s3 = boto3.client("s3")
 autoscaling = boto3.client("application-autoscaling")
+stepfunctions = boto3.client("stepfunctions")
 
 
 @functools.cache
 def _deployer() -> Deployer:
-    return Deployer(sagemaker, s3, autoscaling, DeploySettings.from_env(dict(os.environ)))
+    return Deployer(sagemaker, s3, autoscaling, stepfunctions, DeploySettings.from_env(dict(os.environ)))
 
 
 class PackageStateChange(BaseModel):
@@ -47,6 +49,12 @@ class PackageStateChange(BaseModel):
 
 class PlanEvent(BaseModel):
     detail: PackageStateChange
+    execution_id: str
+
+
+class ReleaseEvent(BaseModel):
+    model: str
+    execution_id: str
 
 
 class RecordEvent(BaseModel):
@@ -56,8 +64,9 @@ class RecordEvent(BaseModel):
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    detail = parse(event=event, model=PlanEvent).detail
-    result = _deployer().plan(detail.model_dump(), model_config(detail.ModelPackageGroupName))
+    request = parse(event=event, model=PlanEvent)
+    detail = request.detail
+    result = _deployer().plan(detail.model_dump(), model_config(detail.ModelPackageGroupName), request.execution_id)
     logger.info("deployment plan: %s", result.get("action"), extra={"package": detail.ModelPackageArn})
     return result
 
@@ -72,3 +81,12 @@ def record(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name=f"Deployments_{result['status']}", unit=MetricUnit.Count, value=1)
     logger.info(result["message"])
     return result
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def release(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = parse(event=event, model=ReleaseEvent)
+    released = _deployer().release(request.model, request.execution_id)
+    logger.info("deployment lock of %s released: %s", request.model, released)
+    return {"lock_released": released}

@@ -28,19 +28,20 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mlops import env_names as E
 from mlops.config import ModelConfig
 from mlops.core import batch as core
 from mlops.naming import CAPTURE_PREFIX, batch_run_prefix, endpoint_name
 from mlops.s3io import S3Location, S3StreamWriter, download_with_sha256, error_code, get_json, put_json
 from mlops.services.monitoring import PACKAGE_TAG, tagged_package
 
-# The environment the batch Lambdas read, by setting; the stack sets exactly these.
+# The environment the batch Lambdas read, by setting (names from mlops.env_names, which the stack sets).
 ENV = {
-    "incoming_bucket": "INCOMING_BUCKET",
-    "artifacts_bucket": "ARTIFACTS_BUCKET",
-    "capture_bucket": "CAPTURE_BUCKET",
-    "kms_key_arn": "KMS_KEY_ARN",
-    "execution_role_arn": "SAGEMAKER_ROLE_ARN",
+    "incoming_bucket": E.INCOMING_BUCKET,
+    "artifacts_bucket": E.ARTIFACTS_BUCKET,
+    "capture_bucket": E.CAPTURE_BUCKET,
+    "kms_key_arn": E.KMS_KEY_ARN,
+    "execution_role_arn": E.SAGEMAKER_ROLE_ARN,
 }
 FEATURES_FILE = "input/features.csv"  # the transform's input object, under the run's prefix
 OUTPUT_FILE = "output/features.csv.out"  # what the transform writes for it (S3OutputPath + name + .out)

@@ -1,5 +1,13 @@
 """Deploying an approved model package: the plan before, the verdict after.
 
+One deployment per endpoint at a time: ``plan`` takes the endpoint's deployment lock
+(``execution_lock``: it names the deploy execution that owns it and is free as soon as that
+execution is not RUNNING); ``record`` releases it, and so does the state machine's failure
+path. A plan that finds the lock held answers ``wait``: the state machine waits and plans
+again, and then deploys the package if it is newer than what serves by then, or ends it as
+``superseded`` (notified, never Rejected). A package already serving (a duplicate
+state-change event) or not Approved deploys nothing (``skip``).
+
 ``plan`` turns a "Model Package State Change" (Approved) into the exact SageMaker
 requests the deploy state machine sends: CreateModel, CreateEndpointConfig (instance
 variant with data capture and the volume key, or serverless variant with neither) and
@@ -12,7 +20,8 @@ which it does not support. An endpoint that is ``Failed`` accepts only DeleteEnd
 creates it again. ``record`` checks what the endpoint
 serves once it is InService again: the new config (deployed) or the old one (rolled
 back), tags the endpoint with the package it serves, sets up autoscaling, and writes a
-deployment record.
+deployment record. Only a package that failed itself (its endpoint failed or rolled back to
+the config it replaced) is set to Rejected.
 """
 
 from __future__ import annotations
@@ -25,9 +34,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mlops import env_names as E
 from mlops.config import ModelConfig
-from mlops.naming import CAPTURE_PREFIX, ROLLBACK_ALARM_KINDS, alarm_name, endpoint_name
+from mlops.naming import CAPTURE_PREFIX, DEPLOYMENT_LOCKS, ROLLBACK_ALARM_KINDS, alarm_name, endpoint_name
 from mlops.s3io import S3Location, put_json
+from mlops.services.execution_lock import ExecutionLock
 from mlops.services.monitoring import PACKAGE_TAG, tagged_package
 from mlops.services.registry import approval_description
 
@@ -44,10 +55,10 @@ class DeploySettings:
     @classmethod
     def from_env(cls, env: dict[str, str]) -> DeploySettings:
         keys = {
-            "capture_bucket": "CAPTURE_BUCKET",
-            "artifacts_bucket": "ARTIFACTS_BUCKET",
-            "kms_key_arn": "KMS_KEY_ARN",
-            "execution_role_arn": "SAGEMAKER_ROLE_ARN",
+            "capture_bucket": E.CAPTURE_BUCKET,
+            "artifacts_bucket": E.ARTIFACTS_BUCKET,
+            "kms_key_arn": E.KMS_KEY_ARN,
+            "execution_role_arn": E.SAGEMAKER_ROLE_ARN,
         }
         missing = [v for v in keys.values() if not env.get(v)]
         if missing:
@@ -66,11 +77,12 @@ class DeploymentBusy(RuntimeError):
 
 
 class Deployer:
-    def __init__(self, sagemaker: Any, s3: Any, autoscaling: Any, settings: DeploySettings) -> None:
+    def __init__(self, sagemaker: Any, s3: Any, autoscaling: Any, stepfunctions: Any, settings: DeploySettings) -> None:
         self.sm = sagemaker
         self.s3 = s3
         self.autoscaling = autoscaling
         self.settings = settings
+        self.lock = ExecutionLock(s3, stepfunctions, settings.artifacts_bucket, DEPLOYMENT_LOCKS)
 
     def _endpoint(self, name: str) -> dict[str, Any] | None:
         """DescribeEndpoint's answer; None when there is no such endpoint."""
@@ -81,11 +93,40 @@ class Deployer:
                 return None
             raise
 
-    def plan(self, detail: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
+    def plan(self, detail: dict[str, Any], config: ModelConfig, execution_id: str) -> dict[str, Any]:
+        """Take the endpoint's lock and plan, or answer ``wait`` (held), ``skip`` or ``superseded`` (lock let go).
+
+        ``DeploymentBusy`` keeps the lock (the state machine retries the plan in the same
+        execution); any other error lets it go.
+        """
         package_arn = detail["ModelPackageArn"]
         package = self.sm.describe_model_package(ModelPackageName=package_arn)
         if package.get("ModelApprovalStatus") != "Approved":
             return {"action": "skip", "reason": f"{package_arn} is {package.get('ModelApprovalStatus')}, not Approved"}
+        acquired = self.lock.acquire(config.name, execution_id)
+        if not acquired.taken:
+            holder = (acquired.holder or {}).get("execution_id")
+            return {
+                "action": "wait",
+                "holder": holder,
+                "reason": f"endpoint {endpoint_name(config.name)} is being deployed by {holder}; {package_arn} waits",
+            }
+        try:
+            plan = self._plan(package_arn, package, config)
+        except DeploymentBusy:
+            raise
+        except Exception:
+            self.lock.release(config.name, execution_id)
+            raise
+        if plan["action"] in ("skip", "superseded"):
+            self.lock.release(config.name, execution_id)
+        return {**plan, "execution_id": execution_id}
+
+    def release(self, model: str, execution_id: str) -> bool:
+        """The failure path's release: frees the lock if ``execution_id`` holds it."""
+        return self.lock.release(model, execution_id)
+
+    def _plan(self, package_arn: str, package: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
         container = package["InferenceSpecification"]["Containers"][0]
         version = package.get("ModelPackageVersion", 0)
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -102,8 +143,13 @@ class Deployer:
             serving = tagged_package(self.sm, endpoint["EndpointArn"])
             if serving == package_arn:  # SageMaker may deliver a state-change event twice
                 return {"action": "skip", "reason": f"{package_arn} already serves on endpoint {name}"}
-            if serving is not None and _version(serving) > version:  # an approval that came late
-                return {"action": "skip", "reason": f"endpoint {name} serves a newer version ({serving})"}
+            if serving is not None and _version(serving) > version:  # a later approval deployed first
+                reason = f"endpoint {name} serves a newer version ({serving})"
+                return {
+                    "action": "superseded",
+                    "reason": reason,
+                    "message": f"{config.name} v{version} not deployed: superseded, {reason}",
+                }
         action = "create" if status is None else "update"
         ep = config.endpoint
         if ep.kind == "serverless":
@@ -168,13 +214,19 @@ class Deployer:
                 **({"DeploymentConfig": deployment_config} if deployment_config else {}),
             },
             "kind": ep.kind,
+            # what served before: an update that ends on it rolled back; on anything else, it did not
+            "previous_config": None if endpoint is None else endpoint.get("EndpointConfigName"),
             "started_at": time.time(),
         }
 
     def record(self, plan: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
+        """The verdict on the deployment, then the lock let go (the state machine's Catch lets it go on errors)."""
         described = self.sm.describe_endpoint(EndpointName=plan["endpoint_name"])
         serving = described.get("EndpointConfigName")
-        deployed = described["EndpointStatus"] == "InService" and serving == plan["endpoint_config_name"]
+        in_service = described["EndpointStatus"] == "InService"
+        deployed = in_service and serving == plan["endpoint_config_name"]
+        # Another config than ours or the one we replaced: not this package's failure (never under the lock)
+        replaced = in_service and not deployed and serving != plan.get("previous_config")
         result: dict[str, Any] = {
             "model": config.name,
             "endpoint_name": plan["endpoint_name"],
@@ -182,8 +234,10 @@ class Deployer:
             "package_version": plan["package_version"],
             "status": "deployed"
             if deployed
+            else "superseded"
+            if replaced
             else "rolled_back"
-            if described["EndpointStatus"] == "InService"
+            if in_service
             else "failed",
             "serving_config": serving,
             "failure_reason": described.get("FailureReason"),
@@ -195,7 +249,7 @@ class Deployer:
             )
             if plan["kind"] == "instance":
                 result["autoscaling"] = self._autoscale(plan["endpoint_name"], config)
-        else:
+        elif not replaced:
             # A model that could not serve must not stay Approved: it would become the champion
             # that the next candidate is compared with (and be redeployed on the next approval).
             self.sm.update_model_package(
@@ -208,6 +262,8 @@ class Deployer:
         put_json(self.s3, record, {**result, "plan": plan})
         result["record_uri"] = record.uri
         result["message"] = _message(result)
+        if plan.get("execution_id"):
+            result["lock_released"] = self.lock.release(config.name, str(plan["execution_id"]))
         return result
 
     def _autoscale(self, endpoint: str, config: ModelConfig) -> dict[str, Any]:
@@ -268,6 +324,8 @@ def _message(result: dict[str, Any]) -> str:
     what = f"{result['model']} v{result['package_version']} on endpoint {result['endpoint_name']}"
     if result["status"] == "deployed":
         return f"deployed {what} in {result['seconds']} s"
+    if result["status"] == "superseded":
+        return f"{what} was replaced by {result['serving_config']} before it could be verified; not rejected"
     if result["status"] == "rolled_back":
         return f"rolled back {what}: {result['failure_reason']}; {result['serving_config']} keeps serving"
     return f"deployment of {what} failed: {result['failure_reason']}"

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mlops import env_names as E
 from mlops.config import ModelConfig
 from mlops.core import capture as cap
 from mlops.core.drift import compare
 from mlops.core.metrics import quality_metric_name, serving_quality
+from mlops.naming import CAPTURE_PREFIX
 from mlops.s3io import S3Location, get_json, put_json
 
 PACKAGE_TAG = "mlops:model-package-arn"
@@ -47,14 +49,14 @@ class MonitorSettings:
     @classmethod
     def from_env(cls, env: dict[str, str]) -> MonitorSettings:
         keys = {
-            "capture_bucket": "CAPTURE_BUCKET",
-            "incoming_bucket": "INCOMING_BUCKET",
-            "artifacts_bucket": "ARTIFACTS_BUCKET",
+            "capture_bucket": E.CAPTURE_BUCKET,
+            "incoming_bucket": E.INCOMING_BUCKET,
+            "artifacts_bucket": E.ARTIFACTS_BUCKET,
         }
         missing = [v for v in keys.values() if not env.get(v)]
         if missing:
             raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
-        return cls(capture_prefix=env.get("CAPTURE_PREFIX", "datacapture"), **{k: env[v] for k, v in keys.items()})
+        return cls(capture_prefix=CAPTURE_PREFIX, **{k: env[v] for k, v in keys.items()})
 
 
 class ModelMonitor:

@@ -1,6 +1,6 @@
 """The steps of the training state machine that are not SageMaker jobs.
 
-- ``prepare``: one training at a time per model (``training_lock``: an S3 conditional-write
+- ``prepare``: one training at a time per model (``execution_lock``: an S3 conditional-write
   lock naming its owner execution, free as soon as that execution is not RUNNING). A
   validated dataset is queued first (``fates``) and the run that holds the lock trains the
   newest queued dataset; a retrain takes the newest validated dataset and, when an alarm
@@ -36,11 +36,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mlops import env_names as E
 from mlops.config import Column, ColumnType, ModelConfig
 from mlops.core import capture as cap
 from mlops.core.gate import decide
 from mlops.core.types import DEFAULT_NA_VALUES, TypeMismatch, allowed_values, parse_value
-from mlops.naming import CAPTURE_PREFIX, endpoint_name
+from mlops.naming import CAPTURE_PREFIX, TRAINING_LOCKS, endpoint_name
 from mlops.s3io import (
     S3Location,
     S3StreamWriter,
@@ -50,10 +51,10 @@ from mlops.s3io import (
     put_json,
     sha256_file,
 )
+from mlops.services.execution_lock import ExecutionLock
 from mlops.services.fates import FateStore
 from mlops.services.registry import approval_description
 from mlops.services.retrain_policy import RetrainCooldown, new_information
-from mlops.services.training_lock import TrainingLock
 
 SPLITS = ("train", "validation", "test")
 CANONICAL_DELIMITER = ","  # validated data is canonical CSV (mlops.core.canonical), whatever the upload was
@@ -79,21 +80,20 @@ class TrainingSettings:
     @classmethod
     def from_env(cls, env: dict[str, str]) -> TrainingSettings:
         keys = {
-            "validated_bucket": "VALIDATED_BUCKET",
-            "artifacts_bucket": "ARTIFACTS_BUCKET",
-            "code_uri": "CODE_URI",
-            "code_hash": "CODE_HASH",
-            "image_uri": "TRAINING_IMAGE_URI",
+            "validated_bucket": E.VALIDATED_BUCKET,
+            "artifacts_bucket": E.ARTIFACTS_BUCKET,
+            "code_uri": E.CODE_URI,
+            "code_hash": E.CODE_HASH,
+            "image_uri": E.TRAINING_IMAGE_URI,
         }
         missing = [v for v in keys.values() if not env.get(v)]
         if missing:
             raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
         return cls(
             **{k: env[v] for k, v in keys.items()},
-            region=env.get("AWS_REGION", "us-east-1"),
-            capture_bucket=env.get("CAPTURE_BUCKET") or None,
-            incoming_bucket=env.get("INCOMING_BUCKET") or None,
-            capture_prefix=env.get("CAPTURE_PREFIX") or CAPTURE_PREFIX,
+            region=env.get(E.AWS_REGION, "us-east-1"),
+            capture_bucket=env.get(E.CAPTURE_BUCKET) or None,
+            incoming_bucket=env.get(E.INCOMING_BUCKET) or None,
         )
 
 
@@ -227,7 +227,7 @@ class TrainingSteps:
         self.sm = sagemaker
         self.sfn = stepfunctions
         self.settings = settings
-        self.lock = TrainingLock(s3, stepfunctions, settings.artifacts_bucket)
+        self.lock = ExecutionLock(s3, stepfunctions, settings.artifacts_bucket, TRAINING_LOCKS)
         self.fates = FateStore(s3, settings.artifacts_bucket)
         self.cooldown = RetrainCooldown(s3, settings.artifacts_bucket)
 

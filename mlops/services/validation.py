@@ -37,6 +37,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mlops import env_names as E
 from mlops.config import ConfigError, ModelConfig
 from mlops.core.contract import Part, ValidationResult, Violation, validate_dataset
 from mlops.s3io import (
@@ -68,8 +69,14 @@ class Buckets:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Buckets:
         env = dict(os.environ) if env is None else env
-        names = {f: env.get(f"{f.upper()}_BUCKET", "") for f in ("incoming", "validated", "artifacts", "quarantine")}
-        missing = [f"{k.upper()}_BUCKET" for k, v in names.items() if not v]
+        variables = {
+            "incoming": E.INCOMING_BUCKET,
+            "validated": E.VALIDATED_BUCKET,
+            "artifacts": E.ARTIFACTS_BUCKET,
+            "quarantine": E.QUARANTINE_BUCKET,
+        }
+        names = {field: env.get(variable, "") for field, variable in variables.items()}
+        missing = [variables[k] for k, v in names.items() if not v]
         if missing:
             raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
         return cls(**names)

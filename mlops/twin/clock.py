@@ -19,7 +19,9 @@ import threading
 import time
 from pathlib import Path
 
-CLOCK_ENV = "MLOPS_TWIN_CLOCK"  # "<twin anchor>:<real anchor>:<scale>" for processes the twin starts
+# "<twin anchor>:<real anchor>:<scale>" for processes the twin starts, read there by mlops.twin.timeshim
+from mlops.twin.timeshim import CLOCK_ENV
+
 STATE_FILE = "clock.json"
 
 

@@ -26,6 +26,7 @@ from moto.s3.models import s3_backends
 from moto.sagemaker.models import sagemaker_backends
 from moto.server import create_backend_app
 
+from mlops.env_names import AWS_REGION, POWERTOOLS_TRACE_DISABLED
 from mlops.twin import moto_ext
 from mlops.twin.assembly import Assembly, Resource
 from mlops.twin.awslambda.api import LambdaApi
@@ -336,9 +337,9 @@ class Twin:
     def _lambda_base_env(self, endpoint: str) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL": endpoint,  # every AWS SDK call of a handler goes to the twin
-            "AWS_REGION": self.assembly.region,
+            AWS_REGION: self.assembly.region,
             "AWS_DEFAULT_REGION": self.assembly.region,
-            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon on the twin
+            POWERTOOLS_TRACE_DISABLED: "true",  # no X-Ray daemon on the twin
             **self.clock.env(),  # handlers see the twin's timeline (cooldowns, locks, timestamps)
         }
 

@@ -9,7 +9,10 @@ Run them apart with ``pytest -m faults``:
 - a burst of uploads while a model trains: the uploads queue, and when the running
   training ends one follow-up run trains the newest of them; the others are superseded;
 - a restart (graceful, then kill -9) after a model was deployed: the registry and the
-  endpoint are still there, and the endpoint answers as before with no new deployment.
+  endpoint are still there, and the endpoint answers as before with no new deployment;
+- two approvals close together for one endpoint, and a duplicate state-change event: one
+  deployment at a time, the newest package serves, the older one is deployed then replaced
+  or ends superseded (never Rejected, no rollback notice), the duplicate deploys nothing.
 """
 
 from __future__ import annotations
@@ -270,3 +273,77 @@ def test_a_restart_keeps_the_registry_and_the_endpoint_serving(cdk_out: Path, wo
         shown = CliRunner().invoke(app, ["models", MODEL, "--workdir", str(workdir)], env={"COLUMNS": "250"})
         assert shown.exit_code == 0 and "Approved" in shown.output, shown.output
     assert len(control.load_executions(workdir, "Deploy")) == 1
+
+
+def _approve_copy(handle: control.TwinHandle, of: dict[str, Any]) -> str:
+    """A new Approved version of the same model (the registry emits its state-change event)."""
+    sm = handle.client("sagemaker")
+    described = sm.describe_model_package(ModelPackageName=of["ModelPackageArn"])
+    return str(
+        sm.create_model_package(
+            ModelPackageGroupName=MODEL,
+            InferenceSpecification=described["InferenceSpecification"],
+            ModelApprovalStatus="Approved",
+            CustomerMetadataProperties=described["CustomerMetadataProperties"],
+        )["ModelPackageArn"]
+    )
+
+
+def _deploys(workdir: Path) -> list[dict[str, Any]]:
+    return control.load_executions(workdir, "Deploy")
+
+
+def _package_of(execution: dict[str, Any]) -> str:
+    return str((execution.get("input") or {}).get("detail", {}).get("ModelPackageArn"))
+
+
+def test_racing_approvals_deploy_one_at_a_time_and_leave_true_statuses(
+    cdk_out: Path, workdir: Path, tmp_path: Path
+) -> None:
+    handle = control.start(cdk_out, workdir, port=0, time_scale=TIME_SCALE)
+    training = _training_of(handle, _validated_version(handle, _upload(handle, tmp_path, "good.csv", 1500, seed=31)))
+    assert training["status"] == "SUCCEEDED", training.get("cause")
+    (first,) = _wait(lambda: [e for e in _deploys(workdir) if e["status"] != "RUNNING"], 300, "v1 deployed")
+    assert first["status"] == "SUCCEEDED", first.get("cause")
+    (v1,) = _registry(handle)
+
+    # two approvals close together: both deployments find the endpoint InService
+    v2, v3 = _approve_copy(handle, v1), _approve_copy(handle, v1)
+    # SageMaker may deliver v3's state-change event twice: the same event, a second execution
+    (v3_event,) = _wait(
+        lambda: [e["input"] for e in _deploys(workdir) if _package_of(e) == v3], 60, "v3's deployment started"
+    )
+    machine = next(
+        m["stateMachineArn"]
+        for m in handle.client("stepfunctions").list_state_machines()["stateMachines"]
+        if "Deploy" in m["name"]
+    )
+    handle.client("stepfunctions").start_execution(stateMachineArn=machine, input=json.dumps(v3_event))
+    ended = _wait(
+        lambda: (lambda found: found if len(found) == 4 and all(e["status"] != "RUNNING" for e in found) else None)(
+            _deploys(workdir)
+        ),
+        600,
+        "the three deployments ended",
+    )
+    assert [e["status"] for e in ended] == ["SUCCEEDED"] * 4, [(e["name"], e.get("cause")) for e in ended]
+    runs = {arn: [entered_states(e["history"]) for e in ended if _package_of(e) == arn] for arn in (v2, v3)}
+    assert any("WaitForTurn" in states for states in runs[v2] + runs[v3]), runs  # they did race for the endpoint
+    # v3 deployed once; its duplicate deployed nothing
+    assert sorted(states[-1] for states in runs[v3]) == ["ModelDeployed", "NothingToDeploy"], runs[v3]
+    assert sum("UpdateEndpoint" in states for states in runs[v3]) == 1
+    # v2: deployed and then replaced by v3, or superseded before its turn; never failed, never rolled back
+    (v2_run,) = runs[v2]
+    assert v2_run[-1] in ("ModelDeployed", "DeploymentSuperseded"), v2_run
+    sm = handle.client("sagemaker")
+    endpoint = sm.describe_endpoint(EndpointName=MODEL)
+    tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=endpoint["EndpointArn"])["Tags"]}
+    assert endpoint["EndpointStatus"] == "InService" and tags["mlops:model-package-arn"] == v3
+    statuses = {p["ModelPackageArn"]: p["ModelApprovalStatus"] for p in _registry(handle)}
+    assert statuses == {v1["ModelPackageArn"]: "Approved", v2: "Approved", v3: "Approved"}
+    notices = [json.loads(line)["message"] for line in (workdir / "notifications.jsonl").read_text().splitlines()]
+    assert not [m for m in notices if "rolled back" in m or "failed" in m or "rejected" in m], notices
+    if v2_run[-1] == "DeploymentSuperseded":
+        assert any("v2 not deployed: superseded" in m for m in notices), notices
+    s3 = handle.client()
+    assert not s3.list_objects_v2(Bucket=handle.bucket("artifacts"), Prefix="locks/deployment/").get("KeyCount")

@@ -130,8 +130,9 @@ def _approve_copy(twin: Twin) -> Callable[[], None]:
 
 
 def _failed_in(execution: dict[str, Any], state: str) -> bool:
-    """The execution went from ``state`` to its error path (the Catch)."""
-    states = entered_states(execution["history"])
+    """The execution went from ``state`` to its error path (the Catch; a SageMaker call's error passes
+    its throttling check first, as SageMaker.AmazonSageMakerException)."""
+    states = [s for s in entered_states(execution["history"]) if s != f"{state}Throttled?"]
     return "NotifyFailure" in states and states[states.index("NotifyFailure") - 1] == state
 
 
@@ -172,7 +173,9 @@ def test_training_machine_reads_its_jobs_tags(twin: Twin, policies: Policies) ->
     policies.without("TrainingStateMachineRole", "sagemaker:ListTags")
     training = _train(twin, seed=1)
     _denied(training, "sagemaker:ListTags")
-    assert "SageMaker.AccessDeniedException" in training["cause"]
+    # as Step Functions names it: SageMaker's base exception, the code in the cause
+    assert "SageMaker.AmazonSageMakerException" in training["cause"]
+    assert "Error Code: AccessDeniedException" in training["cause"]
     states = entered_states(training["history"])
     assert "TrainModel" in states and "EvaluateModel" not in states
 
@@ -206,6 +209,30 @@ def test_update_reads_its_rollback_alarms(twin: Twin, policies: Policies) -> Non
     assert _failed_in(deployment, "UpdateEndpoint")
 
 
+def test_the_deployment_lock_asks_whether_its_owner_still_runs(twin: Twin, policies: Policies) -> None:
+    """Issue 9.6: a lock left by a deployment that ended holds nothing, which only DescribeExecution on
+    the deploy machine's executions can tell; without it plan never guesses, and the failure path
+    leaves someone else's lock alone."""
+    machine = next(arn for arn in twin.state_machines if "Deploy" in arn)
+    owner = machine.replace(":stateMachine:", ":execution:") + ":ended-long-ago"
+    bucket = next(v for k, v in outputs(twin).items() if k.endswith("ArtifactsBucketName"))
+    lock = {"Bucket": bucket, "Key": f"locks/deployment/{MODEL}.json"}
+    twin.client("s3").put_object(**lock, Body=json.dumps({"execution_id": owner, "model": MODEL}).encode())
+
+    policies.without("PlanRole", "states:DescribeExecution")
+    denied = _next_execution(twin, "Deploy", _approve_copy(twin))
+    _denied(denied, "states:DescribeExecution")
+    assert _failed_in(denied, "PlanDeployment") and "ReleaseDeployment" in entered_states(denied["history"])
+    held = json.loads(twin.client("s3").get_object(**lock)["Body"].read())
+    assert held["execution_id"] == owner  # not the failed execution's to release
+
+    policies.restore()  # its owner is no execution at all: the lock is stale at once
+    deployed = _next_execution(twin, "Deploy", _approve_copy(twin))
+    assert deployed["status"] == "SUCCEEDED", deployed.get("cause")
+    assert "UpdateEndpoint" in entered_states(deployed["history"])
+    assert not twin.client("s3").list_objects_v2(Bucket=bucket, Prefix=lock["Key"]).get("KeyCount")
+
+
 def test_autoscaling_registration_is_validated_on_the_endpoint(twin: Twin, policies: Policies) -> None:
     policies.without("RecordRole", "sagemaker:DescribeEndpointConfig")
     deployment = _next_execution(twin, "Deploy", _approve_copy(twin))
@@ -224,6 +251,7 @@ def test_autoscaling_registration_is_validated_on_the_endpoint(twin: Twin, polic
         "s3:ListBucket",
         "kms:CreateGrant",
         "cloudwatch:DescribeAlarms",
+        "states:DescribeExecution",
         "sagemaker:DescribeEndpointConfig",
     }, "the app's own policies were never denied"
 

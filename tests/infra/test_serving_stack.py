@@ -144,3 +144,64 @@ def test_model_alarms_watch_the_dimensions_the_monitor_publishes(serving: dict[s
         if props["Namespace"] == "Mlops":
             dims = {d["Name"]: d["Value"] for d in props["Dimensions"]}
             assert set(dims) == {"model", "service"} and dims["service"] == service, props["AlarmName"]
+
+
+def _role_actions(serving: dict[str, Any], needle: str) -> dict[str, set[str]]:
+    """Per role logical id: the actions its policies allow on resources whose ARN contains ``needle``."""
+    found: dict[str, set[str]] = {}
+    for policy in resources(serving, "AWS::IAM::Policy").values():
+        props = policy["Properties"]
+        for st in props["PolicyDocument"]["Statement"]:
+            if needle in json.dumps(st["Resource"]):
+                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                for role in props["Roles"]:
+                    found.setdefault(role["Ref"], set()).update(actions)
+    return found
+
+
+def test_only_the_deploy_steps_touch_the_deployment_lock(serving: dict[str, Any]) -> None:
+    """Issue 9.6: plan takes the lock (conditional PutObject), record and release only read and delete it."""
+    by_role = {role.split("Role")[0]: actions for role, actions in _role_actions(serving, "/locks/deployment/").items()}
+    assert by_role == {
+        "Plan": {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"},
+        "Record": {"s3:GetObject", "s3:DeleteObject"},
+        "Release": {"s3:GetObject", "s3:DeleteObject"},
+    }
+    # is the lock's owner still RUNNING: DescribeExecution on the deploy machine's executions, for plan only
+    owners = _role_actions(serving, ":execution:")
+    assert {r.split("Role")[0]: a for r, a in owners.items()} == {"Plan": {"states:DescribeExecution"}}
+    (executions,) = [
+        st["Resource"]
+        for policy in resources(serving, "AWS::IAM::Policy").values()
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]
+        if st.get("Sid") == "LockOwnerAlive"
+    ]
+    machine_id, _ = one(serving, "AWS::StepFunctions::StateMachine")
+    assert {"Fn::GetAtt": [machine_id, "Name"]} in executions["Fn::Join"][1]
+
+
+def test_the_deploy_machine_waits_its_turn_and_releases_on_every_failure(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    assert definition["StartAt"] == "StartTurns" and states["StartTurns"]["Next"] == "PlanDeployment"
+    plan = states["PlanDeployment"]
+    assert plan["Parameters"]["execution_id.$"] == "$$.Execution.Id"  # the lock's owner
+    choices = {c["StringEquals"]: c["Next"] for c in states["ShouldDeploy?"]["Choices"]}
+    assert choices == {"skip": "NothingToDeploy", "superseded": "NotifySuperseded", "wait": "TurnsLeft?"}
+    assert states["NotifySuperseded"]["Next"] == "DeploymentSuperseded"
+    assert states["DeploymentSuperseded"]["Type"] == "Succeed"
+    turns = states["TurnsLeft?"]
+    assert turns["Choices"][0]["Next"] == "WaitForTurn" and turns["Default"] == "NotifyGaveUp"
+    assert states["WaitForTurn"]["Next"] == "CountTurn" and states["CountTurn"]["Next"] == "PlanDeployment"
+    # every Catch goes to the notice, which goes to the release, which ends the execution failed
+    for name, state in states.items():
+        for catch in state.get("Catch", []):
+            if name != "ReleaseDeployment":
+                assert catch["Next"] in ("NotifyFailure", f"{name}Throttled?"), name
+    assert states["NotifyFailure"]["Next"] == "ReleaseDeployment"
+    release = states["ReleaseDeployment"]
+    assert release["Next"] == "DeploymentFailed" and release["ResultPath"] is None
+    assert [(c["ErrorEquals"], c["Next"]) for c in release["Catch"]] == [(["States.ALL"], "DeploymentFailed")]
+    assert release["Parameters"] == {
+        "model.$": "$.detail.ModelPackageGroupName",
+        "execution_id.$": "$$.Execution.Id",
+    }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import uuid
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,26 @@ SAGEMAKER_RE = re.compile(r"^arn:aws:states:::sagemaker:(?P<action>[A-Za-z]+)$")
 SAGEMAKER_ACTIONS = {"createModel", "createEndpointConfig", "createEndpoint", "updateEndpoint", "addTags"}
 SDK_SERVICES = {"s3", "sagemaker"}
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
+# Step Functions' SageMaker integrations (request-response and .sync alike) name SageMaker's
+# modelled exceptions after their SDK classes and every other error (ValidationException,
+# ThrottlingException, AccessDeniedException, ...) SageMaker.AmazonSageMakerException, the
+# SDK's base class: the error code is only in the cause (stacks/sagemaker_retries.py).
+SAGEMAKER_MODELLED = {
+    "ConflictException": "ConflictException",
+    "ResourceInUse": "ResourceInUseException",
+    "ResourceLimitExceeded": "ResourceLimitExceededException",
+    "ResourceNotFound": "ResourceNotFoundException",
+}
+
+
+def sagemaker_task_error(code: str, message: str, status: int = 400) -> TaskFailed:
+    """A SageMaker error as a SageMaker integration reports it: name, and the SDK's message as the cause."""
+    name = SAGEMAKER_MODELLED.get(code, "AmazonSageMakerException")
+    cause = (
+        f"{message} (Service: AmazonSageMaker; Status Code: {status}; Error Code: {code}; "
+        f"Request ID: {uuid.uuid4()}; Proxy: null)"
+    )
+    return TaskFailed(f"SageMaker.{name}", cause)
 
 
 def is_supported_task(resource: str) -> bool:
@@ -98,7 +119,7 @@ class TaskDispatcher:
         role = self._role(ctx)  # request-response and SDK integrations call the API as the machine's role
         sagemaker = SAGEMAKER_RE.match(resource)
         if sagemaker and sagemaker["action"] in SAGEMAKER_ACTIONS:
-            return self._call("sagemaker", sagemaker["action"], parameters or {}, "SageMaker", role)
+            return self._sagemaker(sagemaker["action"], parameters or {}, role)
         sdk = SDK_RE.match(resource)
         if sdk and sdk["service"] in SDK_SERVICES:
             return self._aws_sdk(sdk["service"], sdk["action"], parameters or {}, role)
@@ -118,8 +139,10 @@ class TaskDispatcher:
         try:
             self.twin.iam.authorize_as(self._role(ctx), "states-integration", integration, params)
         except ApiError as exc:
-            prefix = {"lambda": "Lambda", "sagemaker": "SageMaker", "sns": "SNS", "events": "EventBridge"}
+            prefix = {"lambda": "Lambda", "sns": "SNS", "events": "EventBridge"}
             service = integration.split(":", 1)[0]
+            if service == "sagemaker":
+                raise sagemaker_task_error(exc.code, exc.message, exc.status) from None
             raise TaskFailed(f"{prefix.get(service, 'StepFunctions')}.{exc.code}", exc.message) from None
 
     # -- Lambda ------------------------------------------------------------------------
@@ -170,14 +193,28 @@ class TaskDispatcher:
         try:
             self.twin.sagemaker_rules(operation, params)  # the request SageMaker receives: its rules apply
         except ApiError as exc:
-            raise TaskFailed(f"SageMaker.{exc.code}", exc.message) from None
+            raise sagemaker_task_error(exc.code, exc.message, exc.status) from None
         try:
             return run(params)
         except JobFailed as exc:
             # As the .sync integration reports it: the Describe*Job output is the cause.
             raise TaskFailed("States.TaskFailed", json.dumps(exc.describe, default=str)) from None
         except KeyError as exc:
-            raise TaskFailed("SageMaker.ValidationException", f"missing parameter {exc}") from None
+            raise sagemaker_task_error("ValidationException", f"missing parameter {exc}") from None
+
+    def _sagemaker(self, action: str, params: dict[str, Any], role: str) -> Any:
+        """A request-response SageMaker integration (createModel, updateEndpoint, ...) as ``role``."""
+        method = getattr(self.twin.client("sagemaker", role), _snake(action))
+        try:
+            return _jsonable(method(**params))
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400)
+            raise sagemaker_task_error(
+                str(error.get("Code", "Unknown")), str(error.get("Message", "")), status
+            ) from None
+        except (TypeError, ValueError) as exc:  # botocore's parameter validation
+            raise sagemaker_task_error("ValidationException", str(exc)) from None
 
     # -- EventBridge -----------------------------------------------------------------
     def _put_events(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:

@@ -1,13 +1,15 @@
-"""One training at a time per model: a lock that names its owner execution and cannot strand.
+"""One state machine execution at a time per model: a lock that names its owner execution and cannot strand.
 
-The lock is ``s3://<artifacts>/locks/training/<model>.json``, created with an S3
-conditional write (``If-None-Match: *``) and holding the ARN of the training execution
-that owns it. A lock is held only while its owner is RUNNING: when the owner has ended in
-any way (succeeded without releasing, failed, timed out, aborted, or never existed), the
-lock is stale at once, whatever its age, and the next run replaces it with a conditional
-write on the ETag it read (two runs taking over the same stale lock: one wins). Whether
-the owner runs is asked of Step Functions (``DescribeExecution``), so a killed worker,
-an aborted execution or a restarted twin never keeps a model from training for hours.
+One implementation for every such lock: one training per model (``mlops.naming.TRAINING_LOCKS``), one
+deployment per endpoint (``DEPLOYMENT_LOCKS``). A lock is ``s3://<artifacts>/<prefix>/<model>.json``,
+created with an S3 conditional write (``If-None-Match: *``) and holding the ARN of the
+execution that owns it. A lock is held only while its owner is RUNNING: when the owner has
+ended in any way (succeeded without releasing, failed, timed out, aborted, or never existed),
+the lock is stale at once, whatever its age, and the next execution replaces it with a
+conditional write on the ETag it read (two executions taking over the same stale lock: one
+wins). Whether the owner runs is asked of Step Functions (``DescribeExecution``), so a killed
+worker, an aborted execution or a restarted twin never keeps a model from training or
+deploying for hours.
 """
 
 from __future__ import annotations
@@ -20,13 +22,12 @@ from botocore.exceptions import ClientError
 
 from mlops.s3io import S3Location, error_code, get_json, put_json, put_json_if_absent, replace_json_if_unchanged
 
-LOCK_PREFIX = "locks/training"
 _GONE = ("ExecutionDoesNotExist", "InvalidArn")  # an owner that cannot be running
 
 
 @dataclass(frozen=True)
 class Acquired:
-    """The outcome of :meth:`TrainingLock.acquire`."""
+    """The outcome of :meth:`ExecutionLock.acquire`."""
 
     taken: bool
     holder: dict[str, Any] | None = None  # not taken: the live owner's claim
@@ -34,14 +35,15 @@ class Acquired:
     stale_status: str | None = None  # the dead owner's execution status
 
 
-class TrainingLock:
-    def __init__(self, s3: Any, stepfunctions: Any, bucket: str) -> None:
+class ExecutionLock:
+    def __init__(self, s3: Any, stepfunctions: Any, bucket: str, prefix: str) -> None:
         self.s3 = s3
         self.sfn = stepfunctions
         self.bucket = bucket
+        self.prefix = prefix
 
     def location(self, model: str) -> S3Location:
-        return S3Location(self.bucket, f"{LOCK_PREFIX}/{model}.json")
+        return S3Location(self.bucket, f"{self.prefix}/{model}.json")
 
     def holder(self, model: str) -> dict[str, Any] | None:
         found = get_json(self.s3, self.location(model))
@@ -83,7 +85,7 @@ class TrainingLock:
         """Add what the owner works on (run id, dataset version) to its lock, for whoever finds it stale."""
         found = get_json(self.s3, self.location(model))
         if found is None or found[0].get("execution_id") != execution_id:
-            raise RuntimeError(f"training lock for {model} is not held by {execution_id}")
+            raise RuntimeError(f"lock {self.prefix}/{model} is not held by {execution_id}")
         put_json(self.s3, self.location(model), {**found[0], **info})
 
     def release(self, model: str, execution_id: str) -> bool:
