@@ -16,6 +16,7 @@ from rich.table import Table
 
 from mlops import executions as ex
 from mlops.config import ConfigError, ModelConfig
+from mlops.naming import batch_upload_prefix
 from mlops.platform import Platform, PlatformError
 from mlops.s3io import S3Location
 from mlops.services.registry import PackageRef, RegistryClient
@@ -217,7 +218,7 @@ def executions(
     ] = None,
     workdir: Workdir = Path(".mlops"),
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
-    machine: Annotated[str | None, typer.Option(help="Only validation, training or deploy.")] = None,
+    machine: Annotated[str | None, typer.Option(help="Only validation, training, deploy or batch.")] = None,
     aws: AwsFlag = False,
     profile: Profile = None,
 ) -> None:
@@ -548,6 +549,75 @@ def predict(
     variant = answer["ResponseMetadata"]["HTTPHeaders"].get("x-amzn-invoked-production-variant", "?")
     console.print(f"[dim]{endpoint} (variant {variant})[/]")
     console.print_json(answer["Body"].read().decode())
+
+
+@app.command()
+def batch(
+    model: Annotated[str, typer.Argument(help="Model name: the file lands in batch/<model>/ of the incoming bucket.")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    wait: Annotated[bool, typer.Option(help="Wait for the predictions and the report (--no-wait: start only).")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the report.")] = 3600,
+    key_name: Annotated[str | None, typer.Option(help="Object name (default: the file name).")] = None,
+    workdir: Workdir = Path(".mlops"),
+    aws: AwsFlag = False,
+    profile: Profile = None,
+) -> None:
+    """Score a file with the model's approved champion (a SageMaker batch transform): one prediction per row."""
+    from mlops.services import batch as batch_service  # here: polars only for this command
+
+    _config(model)
+    platform = _platform(workdir, aws, profile)
+    try:
+        s3 = platform.client("s3")
+        dest = S3Location(platform.bucket("incoming"), batch_upload_prefix(model) + (key_name or file.name))
+        s3.upload_file(str(file), dest.bucket, dest.key)
+        version = s3.head_object(Bucket=dest.bucket, Key=dest.key).get("VersionId")
+        run = batch_service.run_name(dest.key, version)
+        report = batch_service.report_location(platform.bucket("artifacts"), model, run)
+    except (PlatformError, ClientError, BotoCoreError) as exc:
+        _fail(str(exc))
+        return
+    console.print(f"[green]✓[/] uploaded {file} ({file.stat().st_size:,} bytes) to {dest.uri}")
+    console.print(f"  run {run}: report at {report.uri}")
+    if not wait:
+        console.print(f"[dim]follow it: mlops executions --machine batch; the report appears at {report.uri}[/]")
+        return
+    found = _wait_for_batch(platform, report, batch_service.transform_job_name(model, run), timeout)
+    colour = {"scored": "green", "refused": "red", "failed": "red"}.get(str(found.get("status")), "white")
+    console.print(f"[{colour}]{found.get('status')}[/]: {found.get('summary')}")
+    for problem in found.get("problems", []):
+        console.print(f"  - {problem['message']}")
+    if found.get("predictions_uri"):
+        console.print(f"  predictions: {found['predictions_uri']}")
+    console.print(f"  report:      {report.uri}")
+    if found.get("status") != "scored":
+        raise typer.Exit(1)
+
+
+def _wait_for_batch(platform: Platform, report: S3Location, job: str, timeout: float) -> dict[str, Any]:
+    """Poll for the run's report, saying what the run is doing (transform job status) while it waits."""
+    s3, sm = platform.client("s3"), platform.client("sagemaker")
+    started, shown = time.monotonic(), ""
+    with console.status("waiting for the batch run to start") as spinner:
+        while time.monotonic() - started < timeout:
+            try:
+                body = s3.get_object(Bucket=report.bucket, Key=report.key)["Body"].read()
+                return dict(json.loads(body))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404", "AccessDenied"):
+                    _fail(str(exc))
+            try:
+                described = sm.describe_transform_job(TransformJobName=job)
+                stage = f"transform job {job}: {described['TransformJobStatus']}"
+            except ClientError:
+                stage = "checking the file against the model's features"
+            if stage != shown:
+                console.print(f"  {time.monotonic() - started:6.1f} s  {stage}")
+                shown = stage
+            spinner.update(f"{stage} ({time.monotonic() - started:.0f} s)")
+            time.sleep(1.0)
+    _fail(f"no report after {timeout:.0f} s at {report.uri}; see `mlops executions --machine batch`")
+    return {}
 
 
 def _labelled_capture_step(found: dict[str, Any] | None) -> list[tuple[str, str]]:

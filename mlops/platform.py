@@ -74,9 +74,9 @@ class Platform:
         return self.output("data", f"{role.capitalize()}BucketName")
 
     def state_machine(self, kind: str) -> str:
-        """The ARN of the validation, training or deploy state machine."""
-        stack = {"validation": "validation", "training": "training", "deploy": "serving"}[kind]
+        """The ARN of the validation, training, deploy or batch state machine."""
+        stack = {"validation": "validation", "training": "training", "deploy": "serving", "batch": "batch"}[kind]
         return self.output(stack, f"{kind.capitalize()}StateMachineArn")
 
     def state_machines(self) -> dict[str, str]:
-        return {kind: self.state_machine(kind) for kind in ("validation", "training", "deploy")}
+        return {kind: self.state_machine(kind) for kind in ("validation", "training", "deploy", "batch")}

@@ -18,9 +18,10 @@ from cdk_nag import AwsSolutionsChecks
 
 from mlops.config import ModelConfig
 from mlops.naming import STACKS
+from stacks.batch_stack import BatchStack
 from stacks.bundling import ROOT
 from stacks.data_stack import DataStack
-from stacks.props import PlatformProps, ServingProps
+from stacks.props import BatchProps, PlatformProps, ServingProps
 from stacks.serving_stack import ServingStack
 from stacks.training_stack import TrainingStack
 from stacks.validation_stack import ValidationStack
@@ -34,6 +35,7 @@ class MlopsApp:
     validation: ValidationStack
     training: TrainingStack
     serving: ServingStack
+    batch: BatchStack
 
 
 def cdk_json_context(root: Path = ROOT) -> dict[str, Any]:
@@ -86,6 +88,14 @@ def build_app(app: cdk.App, configs: dict[str, ModelConfig], *, nag: bool = True
             platform=platform, sagemaker_role=training.sagemaker_role, training_machine=training.state_machine
         ),
     )
+    batch = BatchStack(
+        app,
+        STACKS["batch"],
+        env=env,
+        tags=tags,
+        description="MLOps platform: batch scoring of files landing in S3 with each model's champion",
+        props=BatchProps(platform=platform, sagemaker_role=training.sagemaker_role, topic=serving.topic),
+    )
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
-    return MlopsApp(data=data, validation=validation, training=training, serving=serving)
+    return MlopsApp(data=data, validation=validation, training=training, serving=serving, batch=batch)

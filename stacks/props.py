@@ -10,6 +10,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 
 from mlops.config import ModelConfig
@@ -44,3 +45,12 @@ class ServingProps:
     platform: PlatformProps
     sagemaker_role: iam.IRole
     training_machine: sfn.IStateMachine
+
+
+@dataclass(frozen=True)
+class BatchProps:
+    """The batch stack's inputs: the platform, the job role its models run as, the notifications topic."""
+
+    platform: PlatformProps
+    sagemaker_role: iam.IRole
+    topic: sns.ITopic

@@ -10,12 +10,13 @@ Callers give the behaviour (callbacks); this module only knows where moto keeps 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from moto.core.responses import ActionResult
+from moto.core.responses import ActionResult, EmptyResult
 from moto.s3 import models as s3_models
 from moto.s3 import notifications as s3_notifications
 from moto.s3 import utils as s3_utils
@@ -44,8 +45,10 @@ PATCHED: list[tuple[object, str]] = [
     (SageMakerModelBackend, "update_model_package"),
     (SageMakerModelBackend, "create_endpoint"),
     (SageMakerModelBackend, "delete_endpoint"),
+    (SageMakerResponse, "create_transform_job"),  # moto records a Completed job and runs nothing
 ]
-ADDED: list[tuple[object, str]] = [(SageMakerResponse, "update_endpoint")]  # actions moto lacks
+# actions moto lacks
+ADDED: list[tuple[object, str]] = [(SageMakerResponse, "update_endpoint"), (SageMakerResponse, "stop_transform_job")]
 
 
 def wrap(owner: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[[], None]:
@@ -499,26 +502,52 @@ def add_update_endpoint(update: Callable[[str, str, dict[str, Any]], str]) -> Ca
     return (lambda: delattr(SageMakerResponse, "update_endpoint")) if not had else (lambda: None)
 
 
+def serve_transform_jobs(start: Callable[[dict[str, Any]], str], stop: Callable[[str], None]) -> Callable[[], None]:
+    """CreateTransformJob runs the job (``start(request) -> arn``, which records it InProgress before it
+    returns); StopTransformJob (which moto lacks) asks it to stop. Both after the twin's request rules."""
+    original = SageMakerResponse.create_transform_job
+
+    def create_transform_job(self: SageMakerResponse) -> ActionResult:
+        params = dict(self.params) if self.automated_parameter_parsing else json.loads(self.body or "{}")
+        return ActionResult({"TransformJobArn": start(params)})
+
+    def stop_transform_job(self: SageMakerResponse) -> EmptyResult:
+        stop(self._get_param("TransformJobName"))
+        return EmptyResult()
+
+    SageMakerResponse.create_transform_job = create_transform_job  # type: ignore[method-assign]
+    SageMakerResponse.stop_transform_job = stop_transform_job  # type: ignore[attr-defined]
+
+    def undo() -> None:
+        SageMakerResponse.create_transform_job = original  # type: ignore[method-assign]
+        delattr(SageMakerResponse, "stop_transform_job")
+
+    return undo
+
+
 class RecordedJob:
-    """A training or processing job the twin ran, as moto's Describe*Job and List*Jobs read it.
+    """A training, processing or transform job the twin ran, as moto's Describe*Job and List*Jobs read it.
 
     The twin runs jobs itself (:mod:`mlops.twin.sagemaker.jobs`), not through moto's
-    CreateTrainingJob; this puts the job's Describe*Job response where moto looks for it,
+    Create*Job; this puts the job's Describe*Job response where moto looks for it,
     with the attributes its list actions filter on.
     """
 
+    PREFIXES = {"training": "TrainingJob", "processing": "ProcessingJob", "transform": "TransformJob"}
+
     def __init__(self, describe: dict[str, Any]) -> None:
-        self.kind = "training" if "TrainingJobName" in describe else "processing"
-        prefix = "TrainingJob" if self.kind == "training" else "ProcessingJob"
+        self.kind = next(kind for kind, prefix in self.PREFIXES.items() if f"{prefix}Name" in describe)
+        prefix = self.PREFIXES[self.kind]
         self.response_object = {k: _time(k, v) for k, v in describe.items()}
         self.arn = describe[f"{prefix}Arn"]
         name, status = describe[f"{prefix}Name"], describe[f"{prefix}Status"]
-        self.training_job_name = self.processing_job_name = name
-        self.training_job_status = self.processing_job_status = status
+        self.training_job_name = self.processing_job_name = self.transform_job_name = name
+        self.training_job_status = self.processing_job_status = self.transform_job_status = status
         self.creation_time = self.response_object.get("CreationTime")
         self.last_modified_time = self.response_object.get("LastModifiedTime", self.creation_time)
         self.training_end_time = self.response_object.get("TrainingEndTime")
         self.processing_end_time = self.response_object.get("ProcessingEndTime")
+        self.transform_end_time = self.response_object.get("TransformEndTime")
         self.failure_reason = describe.get("FailureReason")
 
     @property
@@ -528,11 +557,11 @@ class RecordedJob:
     def fail(self, reason: str) -> None:
         """End the job as Failed with ``reason`` (it can no longer finish)."""
         now = datetime.now(self.creation_time.tzinfo if self.creation_time else None)
-        key = "TrainingJobStatus" if self.kind == "training" else "ProcessingJobStatus"
+        key = f"{self.PREFIXES[self.kind]}Status"
         self.response_object.update({key: "Failed", "FailureReason": reason, "LastModifiedTime": now})
         if self.kind == "training":
             self.response_object["SecondaryStatus"] = "Failed"
-        self.training_job_status = self.processing_job_status = "Failed"
+        self.training_job_status = self.processing_job_status = self.transform_job_status = "Failed"
         self.failure_reason, self.last_modified_time = reason, now
 
 
@@ -544,6 +573,8 @@ def _time(key: str, value: Any) -> Any:
 def record_job(backend: SageMakerModelBackend, describe: dict[str, Any]) -> RecordedJob:
     """Keep ``describe`` (a Describe*Job response) as the job's record in moto: Describe*Job answers it."""
     job = RecordedJob(describe)
-    jobs = backend.training_jobs if job.kind == "training" else backend.processing_jobs
+    jobs = {"training": backend.training_jobs, "processing": backend.processing_jobs}.get(
+        job.kind, backend.transform_jobs
+    )
     jobs[job.training_job_name] = job  # type: ignore[assignment]
     return job

@@ -9,6 +9,7 @@ contain, so a change to the stack code changes what the twin runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -26,6 +27,7 @@ from moto.sagemaker.models import sagemaker_backends
 from moto.server import create_backend_app
 
 from mlops.env_names import AWS_REGION, POWERTOOLS_TRACE_DISABLED
+from mlops.twin import moto_ext
 from mlops.twin.assembly import Assembly, Resource
 from mlops.twin.awslambda.api import LambdaApi
 from mlops.twin.awslambda.runtime import FunctionSpec, LambdaRuntime
@@ -42,7 +44,7 @@ from mlops.twin.logs.api import LogsApi
 from mlops.twin.logs.store import LogStore
 from mlops.twin.s3.service import S3Service
 from mlops.twin.sagemaker.endpoints import EndpointManager
-from mlops.twin.sagemaker.jobs import JobRunner
+from mlops.twin.sagemaker.jobs import JobFailed, JobRunner
 from mlops.twin.sagemaker.registry import Registry
 from mlops.twin.sagemaker.rules import SageMakerRules
 from mlops.twin.sagemaker.runtime_api import RuntimeApi
@@ -226,6 +228,7 @@ class Twin:
             on_change=self.sagemaker_state.save,
         )
         self.endpoints.install()
+        moto_ext.serve_transform_jobs(self._start_transform, self.jobs.stop_transform)
         self.endpoints.resume()  # endpoints restored from the work dir serve again (and the state is written)
         for res in self.assembly.resources("AWS::CloudWatch::Alarm"):
             self._create_alarm(res)
@@ -277,6 +280,33 @@ class Twin:
         self.alarms.close()
         self.logs.close()
         self._events_log.close()
+
+    def sagemaker_model(self, name: str) -> dict[str, Any]:
+        """A SageMaker model's record, as DescribeModel answers it (the keys a job reads)."""
+        model = sagemaker_backends[self.assembly.account][self.assembly.region]._models[name]
+        return {
+            "ModelName": name,
+            "PrimaryContainer": model.primary_container,
+            "Containers": model.containers,
+            "ExecutionRoleArn": model.execution_role_arn,
+        }
+
+    def _start_transform(self, params: dict[str, Any]) -> str:
+        """CreateTransformJob on the API: the job runs in the background (as the model's role), as in SageMaker."""
+        assert self.jobs is not None
+        model = self.sagemaker_model(params["ModelName"])
+        runner = self.jobs.as_role({"RoleArn": model.get("ExecutionRoleArn")})
+        recorded = threading.Event()
+
+        def run() -> None:
+            with contextlib.suppress(JobFailed):
+                runner.transform(params, model, on_start=recorded.set)
+            recorded.set()
+
+        threading.Thread(target=run, daemon=True, name=f"transform-{params['TransformJobName']}").start()
+        recorded.wait()
+        name = params["TransformJobName"]
+        return f"arn:aws:sagemaker:{self.assembly.region}:{self.assembly.account}:transform-job/{name.lower()}"
 
     @property
     def endpoint(self) -> str:

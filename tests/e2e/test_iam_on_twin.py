@@ -254,3 +254,32 @@ def test_autoscaling_registration_is_validated_on_the_endpoint(twin: Twin, polic
         "states:DescribeExecution",
         "sagemaker:DescribeEndpointConfig",
     }, "the app's own policies were never denied"
+
+
+def _batch_file(twin: Twin, name: str) -> Callable[[], None]:
+    def start() -> None:
+        bucket = next(v for k, v in outputs(twin).items() if k.endswith("IncomingBucketName"))
+        path = write_csv(generate(MODEL, "good", 300, seed=9), twin.workdir / name)
+        twin.client("s3").upload_file(str(path), bucket, f"batch/{MODEL}/{name}")
+
+    return start
+
+
+def test_the_batch_transform_needs_its_tags_and_its_output_prefix(twin: Twin, policies: Policies) -> None:
+    policies.without("BatchStateMachineRole", "sagemaker:ListTags")
+    run = _next_execution(twin, "Batch", _batch_file(twin, "tags.csv"))
+    assert run["status"] == "FAILED" and run["error"] == "BatchScoringFailed"
+    assert "sagemaker:ListTags" in run["cause"] and "AccessDenied" in run["cause"], run["cause"]
+    states = entered_states(run["history"])
+    assert states[states.index("TransformBatch") + 1] == "RecordBatchFailure"
+
+    policies.restore()
+    policies.without("SageMakerJobRole", "s3:PutObject", where="/batch/*")  # the job writes its output as the model
+    run = _next_execution(twin, "Batch", _batch_file(twin, "output.csv"))
+    assert run["status"] == "FAILED" and "AccessDenied" in run["cause"], run["cause"]
+    assert "ClientError" in run["cause"]  # the job failed uploading its output, named as SageMaker names it
+
+    policies.restore()
+    run = _next_execution(twin, "Batch", _batch_file(twin, "scored.csv"))
+    assert run["status"] == "SUCCEEDED", run.get("cause")
+    assert entered_states(run["history"])[-1] == "BatchScored"

@@ -11,6 +11,7 @@ import pytest
 
 from mlops import env_names as E
 from mlops.naming import STACKS
+from mlops.services.batch import BatchSettings
 from mlops.services.deployment import DeploySettings
 from mlops.services.monitoring import MonitorSettings
 from mlops.services.training import TrainingSettings
@@ -25,6 +26,7 @@ READERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "mlops-training": ("functions/training/handler.py", TrainingSettings.from_env),
     "mlops-deploy": ("functions/deploy/handler.py", DeploySettings.from_env),
     "mlops-monitor": ("functions/monitor/handler.py", MonitorSettings.from_env),
+    "mlops-batch": ("functions/batch/handler.py", BatchSettings.from_env),
 }
 
 

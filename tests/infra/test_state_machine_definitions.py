@@ -14,7 +14,7 @@ def test_each_definition_passes_create_state_machine(synthesized: Synthesized, t
     assembly = Assembly(synthesized.outdir)
     sfn = StepFunctions(tmp_path, lambda *args: None)
     machines = assembly.resources("AWS::StepFunctions::StateMachine")
-    assert len(machines) == 3
+    assert len(machines) == 4
     for res in machines:
         machine, _unsupported = sfn.create_from_assembly(assembly, res)  # raises StateMachineRejected
         assert machine.role_arn.startswith("arn:aws:iam::")

@@ -46,7 +46,7 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             kind: sfn.create_state_machine(name=f"Mlops{kind.capitalize()}", definition=definition, roleArn=role)[
                 "stateMachineArn"
             ]
-            for kind in ("validation", "training", "deploy")
+            for kind in ("validation", "training", "deploy", "batch")
         }
         buckets = {
             f"{role_}Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": name}}
@@ -57,6 +57,7 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         _stack(cfn, STACKS["validation"], topic, {"ValidationStateMachineArn": machines["validation"]})
         _stack(cfn, STACKS["training"], topic, {"TrainingStateMachineArn": machines["training"]})
         _stack(cfn, STACKS["serving"], topic, {"DeployStateMachineArn": machines["deploy"]})
+        _stack(cfn, STACKS["batch"], topic, {"BatchStateMachineArn": machines["batch"]})
         yield {"machines": machines, "sfn": sfn}
 
 
@@ -106,3 +107,26 @@ def test_status_and_models_on_aws(account: dict[str, Any]) -> None:
     )  # fmt: skip
     models = _mlops("models", MODEL)
     assert "PendingManualApproval" in models and "accuracy=0.93" in models
+
+
+def test_batch_on_aws_uploads_under_batch_and_says_where_the_report_goes(
+    account: dict[str, Any], tmp_path: Any
+) -> None:
+    from mlops.services.batch import report_location, run_name
+
+    s3 = boto3.client("s3", region_name=REGION)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("record_id,clinic\n1,north\n")
+    out = _mlops("batch", MODEL, str(rows), "--no-wait")
+    assert f"s3://incoming-b/batch/{MODEL}/rows.csv" in out
+    assert s3.get_object(Bucket="incoming-b", Key=f"batch/{MODEL}/rows.csv")["Body"].read() == rows.read_bytes()
+    report = report_location("artifacts-b", MODEL, run_name(f"batch/{MODEL}/rows.csv", None))
+    assert report.uri in out
+    # waiting: the report the run writes is read back and its outcome printed
+    s3.put_object(
+        Bucket=report.bucket,
+        Key=report.key,
+        Body=json.dumps({"status": "scored", "summary": "1 rows scored", "predictions_uri": "s3://artifacts-b/p.csv"}),
+    )
+    out = _mlops("batch", MODEL, str(rows))
+    assert "scored" in out and "predictions: s3://artifacts-b/p.csv" in out

@@ -288,6 +288,8 @@ for _op, _kind, _member in (
     ("DescribeProcessingJob", "processing-job", "ProcessingJobName"),
     ("StopTrainingJob", "training-job", "TrainingJobName"),
     ("StopProcessingJob", "processing-job", "ProcessingJobName"),
+    ("DescribeTransformJob", "transform-job", "TransformJobName"),
+    ("StopTransformJob", "transform-job", "TransformJobName"),
     ("DeleteEndpoint", "endpoint", "EndpointName"),
     ("DeleteEndpointConfig", "endpoint-config", "EndpointConfigName"),
     ("DeleteModel", "model", "ModelName"),
@@ -425,6 +427,11 @@ def _create_training_job(call: Call) -> list[Request]:
 @_entry("sagemaker", "CreateProcessingJob", "sagemaker:CreateProcessingJob iam:PassRole sagemaker:AddTags")
 def _create_processing_job(call: Call) -> list[Request]:
     return _job_needs(call, "processing-job", "ProcessingJobName", "sagemaker:CreateProcessingJob")
+
+
+@_entry("sagemaker", "CreateTransformJob", "sagemaker:CreateTransformJob sagemaker:AddTags")
+def _create_transform_job(call: Call) -> list[Request]:
+    return _job_needs(call, "transform-job", "TransformJobName", "sagemaker:CreateTransformJob")  # no role to pass
 
 
 # -- SageMaker runtime ----------------------------------------------------------------------------
@@ -669,6 +676,16 @@ def _sync_job(call: Call, kind: str, member: str, noun: str) -> list[Request]:
         *(Request(f"events:{a}", rule) for a in ("PutTargets", "PutRule", "DescribeRule")),
         Request(f"sagemaker:Describe{noun}", arn),
     ]
+
+
+@_entry(
+    INTEGRATION,
+    "sagemaker:createTransformJob.sync",
+    "sagemaker:CreateTransformJob sagemaker:DescribeTransformJob sagemaker:StopTransformJob sagemaker:ListTags "
+    "sagemaker:AddTags events:PutTargets events:PutRule events:DescribeRule",
+)
+def _sfn_transform(call: Call) -> list[Request]:
+    return _sync_job(call, "transform-job", "TransformJobName", "TransformJob")
 
 
 @_entry(INTEGRATION, "events:putEvents", "events:PutEvents")

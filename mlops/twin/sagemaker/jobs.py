@@ -1,4 +1,4 @@
-"""SageMaker training and processing jobs on the twin: the same scripts, as subprocesses.
+"""SageMaker training, processing and batch transform jobs on the twin: the same scripts, as subprocesses.
 
 A job gets a directory shaped like the container's ``/opt/ml`` under
 ``<workdir>/sagemaker/<kind>/<job name>/``. Inputs are downloaded from the twin's S3
@@ -25,12 +25,15 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
 from mlops.s3io import S3Location
@@ -44,9 +47,13 @@ from mlops.twin.pyenvs import (
     requirements_environment,
 )
 from mlops.twin.sagemaker.images import ImageEnvironment, UnknownImage, environment_for_uri
+from mlops.twin.sagemaker.serving import HandlerError, LoadedModel, ModelLoadError, ModelTimeout
+from mlops.twin.sagemaker.state import JOB_INTERRUPTED
 
 METRIC_LINE = re.compile(r"^\s*([A-Za-z_][\w.:-]*)\s*=\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 OPT_ML = "/opt/ml"
+TRANSFORM_PAYLOAD_MB = 6  # MaxPayloadInMB's default
+TRANSFORM_TIMEOUT_S = 600.0  # ModelClientConfig.InvocationsTimeoutInSeconds' default (and maximum: 3600)
 
 
 class JobFailed(Exception):
@@ -68,6 +75,9 @@ class JobRunner:
     record: Callable[[dict[str, Any]], None] | None = None
 
     _running: set[subprocess.Popen[bytes]] = field(default_factory=set, init=False, repr=False)
+    _models: set[LoadedModel] = field(default_factory=set, init=False, repr=False)  # transform jobs' model servers
+    _stopping: set[str] = field(default_factory=set, init=False, repr=False)  # StopTransformJob asked
+    _closing: list[bool] = field(default_factory=list, init=False, repr=False)  # [True] once stop_all ran
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()  # the job's process runs in the code directory
@@ -79,6 +89,7 @@ class JobRunner:
             return self
         runner = JobRunner(self.s3_as(str(role)), self.root, self.account, self.region, record=self.record)
         runner._running = self._running  # stop_all still reaches the job's process
+        runner._models, runner._stopping, runner._closing = self._models, self._stopping, self._closing
         return runner
 
     # -- S3 transfer -------------------------------------------------------------------
@@ -138,6 +149,9 @@ class JobRunner:
 
     def stop_all(self) -> None:
         """Stop the jobs still running (the twin is stopping): none outlives it."""
+        self._closing.append(True)
+        for model in list(self._models):
+            model.close()
         for proc in list(self._running):
             proc.terminate()
         for proc in list(self._running):
@@ -273,7 +287,11 @@ class JobRunner:
 
     def _fail(self, describe: dict[str, Any], reason: str) -> dict[str, Any]:
         now = datetime.now(UTC).isoformat()
-        status_key = "TrainingJobStatus" if "TrainingJobName" in describe else "ProcessingJobStatus"
+        if self._closing:  # whatever the job's process reported, it ended because the twin stopped
+            reason = JOB_INTERRUPTED
+        status_key = next(
+            k for k in ("TrainingJobStatus", "ProcessingJobStatus", "TransformJobStatus") if k in describe
+        )
         describe.update({status_key: "Failed", "FailureReason": reason[-1024:], "LastModifiedTime": now})
         if status_key == "TrainingJobStatus":
             describe["SecondaryStatus"] = "Failed"
@@ -347,6 +365,227 @@ class JobRunner:
         )
         self._record(describe)
         return describe
+
+    # -- batch transform -------------------------------------------------------------------
+    def stop_transform(self, name: str) -> None:
+        """StopTransformJob: the job stops before its next mini-batch and ends Stopped."""
+        self._stopping.add(name)
+
+    def transform(
+        self, params: dict[str, Any], model: dict[str, Any], on_start: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        """Run a CreateTransformJob request; ``model`` is DescribeModel's answer for its ModelName.
+        ``on_start`` is called once the job is recorded InProgress."""
+        name = params["TransformJobName"]
+        job_dir = self.root / "transform" / name
+        if job_dir.exists():
+            shutil.rmtree(job_dir)
+        job_dir.mkdir(parents=True)
+        started = datetime.now(UTC)
+        describe = self._transform_describe(params, started)
+        self._record(describe)
+        if on_start is not None:
+            on_start()
+        container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+        env = {k: str(v) for k, v in (container.get("Environment") or {}).items()}
+        env.update({k: str(v) for k, v in (params.get("Environment") or {}).items()})
+        source = params["TransformInput"]["DataSource"]["S3DataSource"]
+        try:
+            unsupported = _unsupported_transform(params)
+            if unsupported:
+                raise _ClientError(f"{unsupported} is not supported by the local twin")
+            self._download_prefix(source["S3Uri"], job_dir / "input")
+            model_dir = self._fetch_archive(container["ModelDataUrl"], job_dir / "model")
+            code_dir = (
+                self._fetch_archive(env["SAGEMAKER_SUBMIT_DIRECTORY"], job_dir / "code")
+                if "SAGEMAKER_SUBMIT_DIRECTORY" in env
+                else model_dir / "code"
+            )
+        except (_ClientError, ClientError, FileNotFoundError, OSError, tarfile.TarError) as exc:
+            return self._fail(describe, f"ClientError: {exc}")
+        timeout = float((params.get("ModelClientConfig") or {}).get("InvocationsTimeoutInSeconds", TRANSFORM_TIMEOUT_S))
+        workers = int(params.get("MaxConcurrentTransforms") or 0) or None
+        served = LoadedModel(
+            name,
+            model_dir,
+            code_dir,
+            env.get("SAGEMAKER_PROGRAM", "inference.py"),
+            image_uri=str(container.get("Image", "")),
+            workers=workers,
+            environment=env,
+            env_dir=job_dir / ".env",
+            log_path=job_dir / "model-server.log",
+            timeout_s=timeout,
+        )
+        self._models.add(served)
+        try:
+            loading = time.monotonic()
+            served.load()
+            loaded = time.monotonic()
+            records = self._transform_files(params, served, job_dir)
+            timing = f"model server started in {loaded - loading:.2f} s, transform in {time.monotonic() - loaded:.2f} s"
+        except ModelLoadError as exc:
+            return self._fail(describe, f"ClientError: the model failed to load: {exc} (see {served.log_path})")
+        except _Stopped:
+            describe.update(TransformJobStatus="Stopped", LastModifiedTime=datetime.now(UTC).isoformat())
+            self._record(describe)
+            raise JobFailed(describe) from None
+        except (HandlerError, ModelTimeout, _ClientError) as exc:
+            return self._fail(describe, f"AlgorithmError: {exc}")
+        except (ClientError, S3UploadFailedError) as exc:  # e.g. AccessDenied for the model's role
+            return self._fail(describe, f"ClientError: {exc}")
+        finally:
+            served.close()
+            self._models.discard(served)
+            self._stopping.discard(name)
+        ended = datetime.now(UTC)
+        describe.update(
+            TransformJobStatus="Completed",
+            TransformEndTime=ended.isoformat(),
+            LastModifiedTime=ended.isoformat(),
+        )
+        with (job_dir / "job.log").open("a") as log:
+            log.write(f"[twin] {records} mini-batch(es) transformed; {timing}\n")
+        self._record(describe)
+        return describe
+
+    def _transform_describe(self, params: dict[str, Any], started: datetime) -> dict[str, Any]:
+        name = params["TransformJobName"]
+        keys = (
+            "ModelName",
+            "MaxConcurrentTransforms",
+            "ModelClientConfig",
+            "MaxPayloadInMB",
+            "BatchStrategy",
+            "Environment",
+            "TransformInput",
+            "TransformOutput",
+            "TransformResources",
+            "DataProcessing",
+        )
+        return {
+            "TransformJobName": name,
+            "TransformJobArn": f"arn:aws:sagemaker:{self.region}:{self.account}:transform-job/{name.lower()}",
+            "TransformJobStatus": "InProgress",
+            **{k: params[k] for k in keys if params.get(k) is not None},
+            "CreationTime": started.isoformat(),
+            "TransformStartTime": started.isoformat(),
+        }
+
+    def _fetch_archive(self, uri: str, dest: Path) -> Path:
+        loc = S3Location.parse(uri)
+        archive = dest.with_name(dest.name + ".tar.gz")
+        self.s3.download_file(loc.bucket, loc.key, str(archive))
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+        return dest
+
+    def _transform_files(self, params: dict[str, Any], served: LoadedModel, job_dir: Path) -> int:
+        """Transform every downloaded input object into its ``.out``; the number of mini-batches sent."""
+        name = params["TransformJobName"]
+        tin, tout = params["TransformInput"], params["TransformOutput"]
+        content_type = str(tin.get("ContentType") or "application/octet-stream")
+        accept = str(tout.get("Accept") or content_type)
+        limit = int(params.get("MaxPayloadInMB") or TRANSFORM_PAYLOAD_MB) * 1024 * 1024
+        single = params.get("BatchStrategy", "MultiRecord") == "SingleRecord"
+        by_line = tin.get("SplitType", "None") == "Line"
+        joiner = b"\n" if tout.get("AssembleWith", "None") == "Line" else b""
+        out_root = job_dir / "output"
+        extra: dict[str, str] = {}
+        if tout.get("KmsKeyId"):
+            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": str(tout["KmsKeyId"])}
+        inputs = job_dir / "input"
+        sent = 0
+        with ThreadPoolExecutor(served.workers, thread_name_prefix=f"transform-{name}") as pool:
+            for path in sorted(p for p in inputs.rglob("*") if p.is_file()):
+                rel = path.relative_to(inputs).as_posix()
+                target = out_root / (rel + ".out")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("wb") as out:
+                    batches = _mini_batches(path, by_line, single, limit)
+                    sent += self._transform_one(name, batches, served, pool, (content_type, accept), out, joiner)
+                dest = S3Location.parse(tout["S3OutputPath"].rstrip("/") + "/" + rel + ".out")
+                self.s3.upload_file(str(target), dest.bucket, dest.key, ExtraArgs=extra or None)
+        return sent
+
+    def _transform_one(
+        self,
+        name: str,
+        batches: Iterator[bytes],
+        served: LoadedModel,
+        pool: ThreadPoolExecutor,
+        types: tuple[str, str],
+        out: Any,
+        joiner: bytes,
+    ) -> int:
+        """Send one object's mini-batches, a few in flight, and write the responses in order."""
+        pending: deque[Future[tuple[bytes, str]]] = deque()
+        sent, first = 0, True
+
+        def drain(keep: int) -> None:
+            nonlocal first
+            while len(pending) > keep:
+                body, _ = pending.popleft().result()
+                if not first and joiner:
+                    out.write(joiner)
+                out.write(body.rstrip(b"\n") if joiner else body)
+                first = False
+
+        for payload in batches:
+            if name in self._stopping:
+                raise _Stopped
+            pending.append(pool.submit(served.handle, payload, *types))
+            sent += 1
+            drain(2 * served.workers)
+        drain(0)
+        if joiner and not first:
+            out.write(joiner)
+        return sent
+
+
+def _unsupported_transform(params: dict[str, Any]) -> str | None:
+    """What a transform request asks that the twin does not run (it fails the job rather than ignore it)."""
+    tin = params.get("TransformInput") or {}
+    source = (tin.get("DataSource") or {}).get("S3DataSource") or {}
+    checks = {
+        f"S3DataType {source.get('S3DataType')}": source.get("S3DataType", "S3Prefix") != "S3Prefix",
+        f"SplitType {tin.get('SplitType')}": tin.get("SplitType", "None") not in ("None", "Line"),
+        f"CompressionType {tin.get('CompressionType')}": tin.get("CompressionType", "None") != "None",
+        "DataProcessing (input/output filters, JoinSource)": bool(params.get("DataProcessing")),
+        "DataCaptureConfig": bool(params.get("DataCaptureConfig")),
+    }
+    return next((what for what, asked in checks.items() if asked), None)
+
+
+def _mini_batches(path: Path, by_line: bool, single: bool, limit: int) -> Iterator[bytes]:
+    """The object's records (lines with ``SplitType: Line``, else the whole object), grouped into
+    payloads of at most ``limit`` bytes (``MultiRecord``) or one record each (``SingleRecord``)."""
+    if not by_line:
+        data = path.read_bytes()
+        if len(data) > limit:
+            raise _ClientError(f"the record of {path.name} ({len(data):,} bytes) exceeds MaxPayloadInMB")
+        yield data
+        return
+    batch: list[bytes] = []
+    size = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            if len(line) > limit:
+                raise _ClientError(f"a record of {path.name} ({len(line):,} bytes) exceeds MaxPayloadInMB")
+            if batch and (single or size + len(line) > limit):
+                yield b"".join(batch)
+                batch, size = [], 0
+            batch.append(line if line.endswith(b"\n") else line + b"\n")
+            size += len(line)
+    if batch:
+        yield b"".join(batch)
+
+
+class _Stopped(Exception):
+    """StopTransformJob was called for the running job."""
 
 
 class _ClientError(Exception):

@@ -239,7 +239,7 @@ class SageMakerRules:
 
     # training -------------------------------------------------------------------------------------
     def _unique_job(self, kind: str, name: str) -> None:
-        jobs = self.backend().training_jobs if kind == "training" else self.backend().processing_jobs
+        jobs = getattr(self.backend(), f"{kind}_jobs")
         if name in jobs:  # the jobs the twin ran are recorded in moto's backend (moto_ext.record_job)
             arn = self._arn(f"{kind}-job", name)
             raise Invalid(
@@ -264,3 +264,18 @@ class SageMakerRules:
             raise Invalid(
                 "Invalid MaxWaitTimeInSeconds. It is only supported when EnableManagedSpotTraining is set to true"
             )
+
+    # batch transform ------------------------------------------------------------------------------
+    def _create_transform_job(self, params: dict[str, Any]) -> None:
+        self._unique_job("transform", params["TransformJobName"])
+        if params["ModelName"] not in self.backend()._models:
+            raise Invalid(f'Could not find model "{self._arn("model", params["ModelName"])}".')
+
+    def _stop_transform_job(self, params: dict[str, Any]) -> None:
+        self._transform_job(params["TransformJobName"])
+
+    def _transform_job(self, name: str) -> Any:
+        job = self.backend().transform_jobs.get(name)
+        if job is None:
+            raise Invalid(f"Could not find transform job '{self._arn('transform-job', name)}'.")
+        return job

@@ -135,7 +135,8 @@ class ControlPlaneState(MotoRecords):
         if not super().restore():
             return False
         backend = self.backend
-        for job in [*backend.training_jobs.values(), *backend.processing_jobs.values()]:
+        jobs = [*backend.training_jobs.values(), *backend.processing_jobs.values(), *backend.transform_jobs.values()]
+        for job in jobs:
             if isinstance(job, moto_ext.RecordedJob) and job.status in ("InProgress", "Stopping"):
                 job.fail(JOB_INTERRUPTED)
         return True

@@ -32,6 +32,7 @@ OPTIMIZED = {
     "arn:aws:states:::lambda:invoke",
     "arn:aws:states:::sagemaker:createTrainingJob.sync",
     "arn:aws:states:::sagemaker:createProcessingJob.sync",
+    "arn:aws:states:::sagemaker:createTransformJob.sync",
     "arn:aws:states:::events:putEvents",
     "arn:aws:states:::states:startExecution",
     "arn:aws:states:::states:startExecution.sync",
@@ -98,6 +99,7 @@ class TaskDispatcher:
             "arn:aws:states:::events:putEvents": self._put_events,
             "arn:aws:states:::sagemaker:createTrainingJob.sync": self._training_job,
             "arn:aws:states:::sagemaker:createProcessingJob.sync": self._processing_job,
+            "arn:aws:states:::sagemaker:createTransformJob.sync": self._transform_job,
             "arn:aws:states:::states:startExecution": self._start_execution,
             "arn:aws:states:::states:startExecution.sync": self._start_execution_sync,
             "arn:aws:states:::states:startExecution.sync:2": self._start_execution_sync_parsed,
@@ -176,6 +178,14 @@ class TaskDispatcher:
 
     def _processing_job(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         return self._job("CreateProcessingJob", self.twin.jobs.as_role(params).process, params)
+
+    def _transform_job(self, params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        def run(request: dict[str, Any]) -> dict[str, Any]:
+            model = self.twin.sagemaker_model(request["ModelName"])  # it exists: the rules checked
+            # the job reads its input and writes its output as the model's execution role
+            return self.twin.jobs.as_role({"RoleArn": model.get("ExecutionRoleArn")}).transform(request, model)
+
+        return self._job("CreateTransformJob", run, params)
 
     def _job(
         self, operation: str, run: Callable[[dict[str, Any]], dict[str, Any]], params: dict[str, Any]

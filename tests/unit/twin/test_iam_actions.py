@@ -112,6 +112,8 @@ CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("sagemaker", "DescribeProcessingJob", {"ProcessingJobName": "m-1"}),
     ("sagemaker", "StopTrainingJob", {"TrainingJobName": "m-1"}),
     ("sagemaker", "StopProcessingJob", {"ProcessingJobName": "m-1"}),
+    ("sagemaker", "DescribeTransformJob", {"TransformJobName": "m-1"}),
+    ("sagemaker", "StopTransformJob", {"TransformJobName": "m-1"}),
     ("sagemaker", "DeleteEndpoint", {"EndpointName": "m"}),
     ("sagemaker", "DeleteEndpointConfig", {"EndpointConfigName": "m-v1"}),
     ("sagemaker", "DeleteModel", {"ModelName": "m-v1"}),
@@ -143,6 +145,7 @@ CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("sagemaker", "CreateTrainingJob", {"TrainingJobName": "m-1", "RoleArn": ROLE}),
     ("sagemaker", "CreateProcessingJob", {"ProcessingJobName": "m-1", "RoleArn": ROLE}),
+    ("sagemaker", "CreateTransformJob", {"TransformJobName": "m-1", "ModelName": "m", "Tags": [{"Key": "k"}]}),
     ("sagemaker-runtime", "InvokeEndpoint", {"EndpointName": "m"}),
     ("sagemaker-runtime", "InvokeEndpointAsync", {"EndpointName": "m"}),
     ("sagemaker-runtime", "InvokeEndpointWithResponseStream", {"EndpointName": "m"}),
@@ -193,6 +196,7 @@ CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("states-integration", "lambda:invoke", {"FunctionName": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fn"}),
     ("states-integration", "sagemaker:createTrainingJob.sync", {"TrainingJobName": "m-1", "RoleArn": ROLE}),
     ("states-integration", "sagemaker:createProcessingJob.sync", {"ProcessingJobName": "m-1", "RoleArn": ROLE}),
+    ("states-integration", "sagemaker:createTransformJob.sync", {"TransformJobName": "m-1", "ModelName": "m"}),
     ("states-integration", "events:putEvents", {"Entries": [{}]}),
     ("states-integration", "sns:publish", {"TopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:t"}),
     ("states-integration", "states:startExecution", {"StateMachineArn": MACHINE}),
@@ -226,7 +230,12 @@ def test_resources_have_the_arn_format_of_the_actions_resource_types(
 
 
 def test_dependent_actions_are_asked_for() -> None:
-    by_action = {r.action: r for r in requests("sagemaker", "CreateModel", CALLS[44][2])}
+    by_action = {
+        r.action: r
+        for r in requests(
+            "sagemaker", "CreateModel", next(c[2] for c in CALLS if c[:2] == ("sagemaker", "CreateModel"))
+        )
+    }
     assert by_action["iam:PassRole"].context == {"iam:PassedToService": "sagemaker.amazonaws.com"}
     assert by_action["iam:PassRole"].resource == ROLE and "sagemaker:AddTags" in by_action
     created = [

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from moto.sagemaker.models import sagemaker_backends
 
 from mlops.twin.runtime import Twin
@@ -338,3 +339,50 @@ def test_concurrent_saves_are_serialized_and_the_last_sees_every_record(state: C
     backend.reset()
     assert state.restore()
     assert len(_groups()) == 200  # the last save saw every record
+
+
+def test_transform_jobs_run_through_the_api_and_one_cut_short_by_a_restart_ends_failed(tmp_path: Path) -> None:
+    write_assembly(tmp_path)
+    request = {
+        "TransformJobName": "score-1",
+        "ModelName": "v1",
+        "BatchStrategy": "SingleRecord",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://models-bkt/in/"}},
+            "ContentType": "application/json",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {"S3OutputPath": "s3://models-bkt/out/", "AssembleWith": "Line"},
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    }
+    with running(_twin(tmp_path)) as twin:
+        s3, sm = twin.client("s3"), twin.client("sagemaker")
+        s3.create_bucket(Bucket="models-bkt")
+        s3.put_object(Bucket="models-bkt", Key="code.tar.gz", Body=tar_gz({"inference.py": FACTOR_INFERENCE}))
+        s3.put_object(Bucket="models-bkt", Key="in/x.jsonl", Body=b"1\n2\n3\n")
+        _deploy(twin, "v1", 2, "arn:p/1")
+        arn = sm.create_transform_job(**request)["TransformJobArn"]
+        assert arn.endswith(":transform-job/score-1")
+        deadline = time.monotonic() + 120
+        while (job := sm.describe_transform_job(TransformJobName="score-1"))["TransformJobStatus"] == "InProgress":
+            assert time.monotonic() < deadline, "the transform job stayed InProgress"
+            time.sleep(0.1)
+        assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+        assert s3.get_object(Bucket="models-bkt", Key="out/x.jsonl.out")["Body"].read() == b"2\n4\n6\n"
+        with pytest.raises(ClientError, match="Transform job names must be unique"):
+            sm.create_transform_job(**request)
+        twin.sagemaker_state.record_job(
+            {
+                "TransformJobName": "score-2",
+                "TransformJobArn": f"arn:aws:sagemaker:{REGION}:{twin.assembly.account}:transform-job/score-2",
+                "TransformJobStatus": "InProgress",
+                "CreationTime": "2026-01-01T00:00:00+00:00",
+            }
+        )
+    with running(_twin(tmp_path)) as twin:
+        sm = twin.client("sagemaker")
+        assert sm.describe_transform_job(TransformJobName="score-1")["TransformJobStatus"] == "Completed"
+        job = sm.describe_transform_job(TransformJobName="score-2")
+        assert (job["TransformJobStatus"], job["FailureReason"]) == ("Failed", JOB_INTERRUPTED)
+        listed = sm.list_transform_jobs()["TransformJobSummaries"]
+        assert {j["TransformJobName"] for j in listed} == {"score-1", "score-2"}
