@@ -78,6 +78,14 @@ def build_app(app: cdk.App, configs: dict[str, ModelConfig], *, nag: bool = True
         description="MLOps platform: training, evaluation, gate and model registry",
         props=platform,
     )
+    batch = BatchStack(
+        app,
+        STACKS["batch"],
+        env=env,
+        tags=tags,
+        description="MLOps platform: batch scoring of files landing in S3 with each model's champion",
+        props=BatchProps(platform=platform, sagemaker_role=training.sagemaker_role),
+    )
     serving = ServingStack(
         app,
         STACKS["serving"],
@@ -85,16 +93,11 @@ def build_app(app: cdk.App, configs: dict[str, ModelConfig], *, nag: bool = True
         tags=tags,
         description="MLOps platform: deployment to endpoints, monitoring, alarms and retraining",
         props=ServingProps(
-            platform=platform, sagemaker_role=training.sagemaker_role, training_machine=training.state_machine
+            platform=platform,
+            sagemaker_role=training.sagemaker_role,
+            training_machine=training.state_machine,
+            batch_machine=batch.state_machine,
         ),
-    )
-    batch = BatchStack(
-        app,
-        STACKS["batch"],
-        env=env,
-        tags=tags,
-        description="MLOps platform: batch scoring of files landing in S3 with each model's champion",
-        props=BatchProps(platform=platform, sagemaker_role=training.sagemaker_role, topic=serving.topic),
     )
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))

@@ -1,7 +1,8 @@
 """Batch scoring of files landing in S3 with each model's approved champion.
 
-- Per model (:func:`batch_trigger`): a rule on S3 "Object Created" under ``batch/<model>/`` in the
-  incoming bucket starts the batch state machine.
+- Per model (:func:`batch_trigger`, built by :class:`BatchTriggers` into each model's
+  ``ModelOperations`` in the serving stack): a rule on S3 "Object Created" under ``batch/<model>/``
+  in the incoming bucket starts the batch state machine.
 - The batch state machine: PrepareBatch (Lambda: check the file against the model's feature
   columns, write the transform input, find the champion's SageMaker model) ─▶ refused: "Batch
   Scoring Refused" ─▶ BatchRefused | score: ``createTransformJob.sync`` (KMS on volume and
@@ -9,27 +10,32 @@
   joined with the passthrough columns, data capture for the drift monitor, report) ─▶ "Batch
   Scoring Completed". A transform or step that fails: FinishBatch writes the failure report ─▶
   "Batch Scoring Failed" ─▶ BatchScoringFailed.
-- The three events go to the notifications topic (``mlops.batch``), as the other stacks' do.
+- The three events (source ``mlops.batch``) go to the notifications topic through the serving
+  stack's :func:`batch_outcome_rule`, as the other stacks' events do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from mlops import env_names as E
+from mlops.config import ModelConfig
 from mlops.naming import (
     BATCH_EVENT_SOURCE,
     BATCH_FAILED,
@@ -52,17 +58,13 @@ LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "
 TRANSFORM_RULE = "StepFunctionsGetEventsForSageMakerTransformJobsRule"
 
 
-def _pascal(name: str) -> str:
-    return "".join(p.capitalize() for p in name.split("-"))
-
-
 def batch_trigger(
     scope: Construct, model: str, incoming: s3.IBucket, machine: sfn.IStateMachine, role: iam.IRole, dlq: sqs.IQueue
 ) -> events.Rule:
     """What one model needs: a rule that scores each file uploaded under ``batch/<model>/``."""
     return events.Rule(
         scope,
-        f"OnBatchFile{_pascal(model)}",
+        "BatchTrigger",
         description=f"Score files uploaded under {batch_upload_prefix(model)} with {model}'s champion",
         event_pattern=events.EventPattern(
             source=["aws.s3"],
@@ -75,6 +77,57 @@ def batch_trigger(
         targets=[
             targets.SfnStateMachine(
                 machine, role=role, dead_letter_queue=dlq, retry_attempts=8, max_event_age=cdk.Duration.hours(24)
+            )
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class BatchTriggers:
+    """Builds a model's batch trigger (``ModelOperationsProps.batch``), sharing one role and one
+    dead-letter queue. They live in the stack of the rules (the serving stack, with each model's
+    other operations): EventBridge adds the queue's policy only in the rule's own stack."""
+
+    incoming: s3.IBucket
+    machine: sfn.IStateMachine
+    role: iam.IRole
+    dlq: sqs.IQueue
+
+    @classmethod
+    def create(cls, scope: Construct, key: kms.IKey, incoming: s3.IBucket, machine: sfn.IStateMachine) -> BatchTriggers:
+        role = iam.Role(
+            scope,
+            "BatchTriggerRole",
+            assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+            description="Starts the batch scoring state machine for uploaded files",
+        )
+        dlq = sqs.Queue(
+            scope,
+            "BatchTriggerDeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        acknowledge(dlq, "AwsSolutions-SQS3", "This queue is the dead-letter queue of the batch rules' targets.")
+        return cls(incoming=incoming, machine=machine, role=role, dlq=dlq)
+
+    def __call__(self, scope: Construct, config: ModelConfig) -> Construct:
+        return batch_trigger(scope, config.name, self.incoming, self.machine, self.role, self.dlq)
+
+
+def batch_outcome_rule(scope: Construct, topic: sns.ITopic) -> events.Rule:
+    """Tells people what became of each batch file (the events the batch machine puts)."""
+    return events.Rule(
+        scope,
+        "OnBatchOutcome",
+        description="Tell people what became of each batch file",
+        event_pattern=events.EventPattern(
+            source=[BATCH_EVENT_SOURCE], detail_type=[BATCH_SCORED, BATCH_REFUSED, BATCH_FAILED]
+        ),
+        targets=[
+            targets.SnsTopic(
+                topic, message=events.RuleTargetInput.from_text(events.EventField.from_path("$.detail.summary"))
             )
         ],
     )
@@ -97,7 +150,6 @@ class BatchStack(cdk.Stack):
         data = props.platform.data
         key, incoming_bucket, artifacts_bucket = data.key, data.incoming_bucket, data.artifacts_bucket
         capture_bucket, sagemaker_role, layers = data.capture_bucket, props.sagemaker_role, props.platform.layers
-        topic = props.topic
         self.key = key
         self.models = list(props.platform.configs)
         env = {
@@ -129,36 +181,6 @@ class BatchStack(cdk.Stack):
             transform_data, [runs], "Batch runs' objects under batch/ in the app's artifacts bucket; keys are per run."
         )
         self.state_machine = self._machine(prepare, finish)
-        trigger_role = iam.Role(
-            self,
-            "TriggerRole",
-            assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
-            description="Starts the batch scoring state machine for uploaded files",
-        )
-        dlq = sqs.Queue(
-            self,
-            "TriggerDeadLetters",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-        )
-        acknowledge(dlq, "AwsSolutions-SQS3", "This queue is the dead-letter queue of the batch rules' targets.")
-        for model in self.models:
-            batch_trigger(self, model, incoming_bucket, self.state_machine, trigger_role, dlq)
-        events.Rule(
-            self,
-            "OnBatchOutcome",
-            description="Tell people what became of each batch file",
-            event_pattern=events.EventPattern(
-                source=[BATCH_EVENT_SOURCE], detail_type=[BATCH_SCORED, BATCH_REFUSED, BATCH_FAILED]
-            ),
-            targets=[
-                targets.SnsTopic(
-                    topic, message=events.RuleTargetInput.from_text(events.EventField.from_path("$.detail.summary"))
-                )
-            ],
-        )
         cdk.CfnOutput(self, "BatchStateMachineArn", value=self.state_machine.state_machine_arn)
 
     # -- functions and permissions -------------------------------------------------------------

@@ -10,7 +10,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 
 from mlops.config import ModelConfig
@@ -40,17 +39,18 @@ class PlatformProps:
 
 @dataclass(frozen=True)
 class ServingProps:
-    """The serving stack's inputs: the platform, and the training stack's job role and state machine."""
+    """The serving stack's inputs: the platform, the training stack's job role and state machine,
+    and the batch stack's state machine (each model's batch trigger starts it)."""
 
     platform: PlatformProps
     sagemaker_role: iam.IRole
     training_machine: sfn.IStateMachine
+    batch_machine: sfn.IStateMachine | None = None
 
 
 @dataclass(frozen=True)
 class BatchProps:
-    """The batch stack's inputs: the platform, the job role its models run as, the notifications topic."""
+    """The batch stack's inputs: the platform and the job role its models run as."""
 
     platform: PlatformProps
     sagemaker_role: iam.IRole
-    topic: sns.ITopic

@@ -42,6 +42,7 @@ from mlops.naming import (
     alarm_name,
     endpoint_name,
 )
+from stacks.batch_stack import BatchTriggers, batch_outcome_rule
 from stacks.functions import project_function
 from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.model_operations import MONITOR_SERVICE, ModelOperations, ModelOperationsProps, model_id
@@ -182,12 +183,16 @@ class ServingStack(cdk.Stack):
                 )
             ],
         )
+        batch = None
+        if props.batch_machine is not None:
+            batch = BatchTriggers.create(self, key, incoming_bucket, props.batch_machine)
+            batch_outcome_rule(self, self.topic)
         self.models = {
             name: ModelOperations(
                 self,
                 model_id(name),
                 ModelOperationsProps(
-                    config=config, monitor=monitor, training_machine=training_machine, topic=self.topic
+                    config=config, monitor=monitor, training_machine=training_machine, topic=self.topic, batch=batch
                 ),
             )
             for name, config in configs.items()

@@ -1,4 +1,5 @@
-"""The batch stack: a trigger per model, the transform task and its least-privilege IAM, the notifications."""
+"""The batch stack (the transform task and its least-privilege IAM) and its wiring in the serving stack:
+a trigger per model in the model's operations, the notifications."""
 
 from __future__ import annotations
 
@@ -22,18 +23,26 @@ def batch(synthesized: Synthesized) -> dict[str, Any]:
     return synthesized.template_json("MlopsBatch")
 
 
+@pytest.fixture(scope="module")
+def serving(synthesized: Synthesized) -> dict[str, Any]:
+    return synthesized.template_json("MlopsServing")
+
+
 def _definition(template: dict[str, Any]) -> dict[str, Any]:
     _, machine = one(template, "AWS::StepFunctions::StateMachine")
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
     return json.loads("".join(p if isinstance(p, str) else "X" for p in parts))  # tokens sit inside strings
 
 
-def test_each_model_has_its_own_trigger_on_its_batch_prefix(batch: dict[str, Any]) -> None:
-    rules = [r["Properties"] for r in resources(batch, "AWS::Events::Rule").values()]
+def test_each_model_has_its_own_trigger_on_its_batch_prefix(batch: dict[str, Any], serving: dict[str, Any]) -> None:
+    assert not resources(batch, "AWS::Events::Rule")  # the rules sit with each model's other operations
+    rules = [
+        r["Properties"] for r in resources(serving, "AWS::Events::Rule").values() if "EventPattern" in r["Properties"]
+    ]
     prefixes = sorted(
         r["EventPattern"]["detail"]["object"]["key"][0]["prefix"]
         for r in rules
-        if r["EventPattern"]["source"] == ["aws.s3"]
+        if r["EventPattern"]["source"] == ["aws.s3"] and "object" in r["EventPattern"]["detail"]
     )
     assert prefixes == sorted(batch_upload_prefix(m) for m in CONFIGS)
     [outcome] = [r for r in rules if r["EventPattern"]["source"] == [BATCH_EVENT_SOURCE]]
