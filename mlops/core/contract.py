@@ -165,7 +165,9 @@ class _Tallies:
 class _Engine:
     """Checks the blocks of every part of one dataset; the parts are fed one after the other."""
 
-    def __init__(self, contract: DatasetContract, limit: int, writer: CanonicalWriter | None) -> None:
+    def __init__(
+        self, contract: DatasetContract, limit: int, writer: CanonicalWriter | None, hash_rows: bool = False
+    ) -> None:
         self.contract = contract
         self.columns = {c.name: c for c in contract.columns}
         self.na = list(contract.na_values)
@@ -177,6 +179,11 @@ class _Engine:
         self.row_hashes: list[pl.Series] = []
         self.unique_values: dict[str, list[pl.Series]] = {c.name: [] for c in contract.columns if c.unique}
         self.hashed: set[str] = set()
+        # Row hashes for the duplicate-rows rule. With a unique column they are skipped at first: when its values
+        # turn out non-null and distinct on every kept row, no two rows can be equal; else ``rehash`` asks for
+        # a second pass that hashes every row (only datasets that already break that column's rule pay for it).
+        self.hash_rows = hash_rows or not self.unique_values
+        self.rehash = False
         self.blocks: list[Block] = []  # without their data: maps global row numbers to lines
         self.profile: ProfileBuilder | None = ProfileBuilder(contract, background=True)
         self.allowed = {c.name: allowed_values(c.type, c.allowed) for c in contract.columns if c.allowed is not None}
@@ -525,7 +532,7 @@ class _Engine:
             if keep is not None:
                 col = pl.select(pl.when(pl.lit(keep)).then(col)).to_series()
             self.unique_values[name].append(col)
-        if self.contract.allow_duplicate_rows:
+        if self.contract.allow_duplicate_rows or not self.hash_rows:
             return
         ordered = typed.select([n for n in self.columns if n in typed.columns])  # parts may order columns differently
         hashes = ordered.hash_rows(seed=11)
@@ -543,24 +550,30 @@ class _Engine:
             block = self.blocks[int(np.searchsorted(starts, row, side="right")) - 1]
             return block.where(row - block.first_row)
 
+        proven = False  # rows are distinct: a unique column is non-null and distinct on every kept row
         for name, parts in self.unique_values.items():
             if parts:
                 values = pl.concat(parts, rechunk=True)
                 describe = "values repeat a value of an earlier row but the column is unique"
-                self._repeats("unique", name, values, describe, where, name not in self.hashed)
+                distinct = self._repeats("unique", name, values, describe, where, name not in self.hashed)
+                # every dropped row holds a null here: more nulls than that are kept rows without a value
+                proven = proven or (distinct and len(values) == self.rows and values.null_count() == self.dropped)
+        if not self.contract.allow_duplicate_rows and not self.hash_rows and not proven:
+            self.rehash = True
         if self.row_hashes:
             hashes = pl.concat(self.row_hashes, rechunk=True)
             describe = "rows duplicate an earlier row and allow_duplicate_rows is false"
             self._repeats("duplicate_rows", None, hashes, describe, where, False)
 
-    def _repeats(self, rule: str, column: str | None, values: pl.Series, describe: str, where: Any, show: bool) -> None:
-        if values.n_unique() + max(values.null_count() - 1, 0) == len(values):
-            return  # the common case, found with one multi-threaded hash pass
+    def _repeats(self, rule: str, column: str | None, values: pl.Series, describe: str, where: Any, show: bool) -> bool:
+        """Tally the values that repeat an earlier one (nulls aside); True if none does."""
+        if _all_distinct(values):
+            return True  # the common case
         frame = pl.DataFrame({"v": values, "row": np.arange(len(values), dtype=np.int64)}).drop_nulls("v")
         first = pl.col("v").is_first_distinct()
         repeated = frame.filter(~first)
         if not repeated.height:
-            return
+            return True
         firsts = frame.filter(first).rename({"row": "first"})
         shown = repeated.head(self.limit).join(firsts, on="v", how="left", maintain_order="left")
         samples = []
@@ -570,6 +583,17 @@ class _Engine:
                 sample["value"] = _text(value)
             samples.append(sample | {f"first_{k}": v for k, v in where(first_row).items()})
         self.tallies.add(rule, column, describe, repeated.height, samples)
+        return False
+
+
+def _all_distinct(values: pl.Series) -> bool:
+    """No non-null value repeats: a strictly increasing integer column (ids in order) is proven by one
+    comparison of neighbours, anything else by one multi-threaded hash pass."""
+    if values.dtype.is_integer() and not values.null_count():
+        array = values.to_numpy()
+        if bool(np.all(array[1:] > array[:-1])):
+            return True
+    return values.n_unique() + max(values.null_count() - 1, 0) == len(values)
 
 
 def _type_text(spec: Column, series: pl.Series, wrong: pl.Series, na_values: list[str]) -> str:
@@ -725,29 +749,35 @@ def validate_dataset(
     engine: _Engine | None = None
     violations: list[Violation] = []
     header: list[str] = []
-    for index, ((part, _), found) in enumerate(zip(present, detected, strict=True)):
-        name = part.name if multi else None
-        part_header, problem, canonical = _open_part(part, found, contract, name)
-        if problem is not None:
-            if writer is not None:
-                writer.abandon()
-            return done(0, part_header, [*violations, problem])
-        if index == 0:
-            header = part_header
-            order = part_header if raw_source is not None else contract.column_names
-            if output is not None:
-                writer = CanonicalWriter(output, order, raw_source)
-            engine = _Engine(contract, sample_limit, writer)
+    for hash_rows in (False, True):  # a second pass only when the engine asks to hash every row
+        writer, engine, violations = None, None, []
+        for index, ((part, _), found) in enumerate(zip(present, detected, strict=True)):
+            name = part.name if multi else None
+            part_header, problem, canonical = _open_part(part, found, contract, name)
+            if problem is not None:
+                if writer is not None:
+                    writer.abandon()
+                return done(0, part_header, [*violations, problem])
+            if index == 0:
+                header = part_header
+                order = part_header if raw_source is not None else contract.column_names
+                if output is not None:
+                    writer = CanonicalWriter(output, order, raw_source)
+                engine = _Engine(contract, sample_limit, writer, hash_rows)
+            assert engine is not None
+            unit = "row" if found.kind == formats.PARQUET else "line"
+            schema = _schema_violation(part_header, contract, name, unit)
+            if schema is not None:
+                violations.append(schema)
+            engine.start_part(part_header, str(found.kind), name, 1 if found.kind != formats.CSV else 2,
+                              canonical and index == 0 and raw_source is not None)  # fmt: skip
+            _feed(engine, part, found, block_bytes)
         assert engine is not None
-        unit = "row" if found.kind == formats.PARQUET else "line"
-        schema = _schema_violation(part_header, contract, name, unit)
-        if schema is not None:
-            violations.append(schema)
-        engine.start_part(part_header, str(found.kind), name, 1 if found.kind != formats.CSV else 2,
-                          canonical and index == 0 and raw_source is not None)  # fmt: skip
-        _feed(engine, part, found, block_bytes)
-    assert engine is not None
-    engine.finish_global()
+        engine.finish_global()
+        if not engine.rehash:
+            break
+        engine._drop_profile()
+        engine._stop_writing()
     order = header if not multi else contract.column_names
     violations += engine.tallies.violations(order)
     kept = engine.rows - engine.dropped
