@@ -30,9 +30,10 @@ import contextlib
 import csv
 import io
 import json
+import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ from mlops.core.readers import Block
 from mlops.core.types import allowed_values, describe
 
 BLOCK_BYTES = 32 * 1024 * 1024
+FAST_BATCH_ROWS = 250_000  # rows per batch of the optimistic CSV pass: about a block's worth
+# bytes polars' streaming CSV reader reads at a time; its default (with its read-ahead) held ~400 MB at 5M rows
+FAST_READ_BYTES = 4 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"
 DELIMITERS = [",", ";", "\t", "|"]
 RULES = ["size", "empty_file", "format", "encoding", "parse", "schema", "type", "null", "min", "max", "allowed"]
@@ -162,6 +166,25 @@ class _Tallies:
 
 
 # -- the engine ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Rule:
+    """A per-value rule: ``mask`` is true where a value breaks it; ``probe`` (null count, min or max), when
+    set, says whether any value does with one aggregate, so the mask is counted only for rules that fired."""
+
+    rule: str
+    spec: Column
+    describe: str
+    mask: pl.Expr
+    probe: pl.Expr | None = None
+
+    def fired(self, value: Any, counted: bool) -> bool:
+        if counted or self.rule == "null":
+            return bool(value)
+        if value is None:  # no value in the block
+            return False
+        return value < self.spec.min if self.rule == "min" else value > self.spec.max
+
+
 class _Engine:
     """Checks the blocks of every part of one dataset; the parts are fed one after the other."""
 
@@ -195,7 +218,7 @@ class _Engine:
         self.next_line = 2
         self.delim = contract.delimiter
         self.source_canonical = False
-        self.rules: list[tuple[str, Column, str, pl.Expr]] = []
+        self.rules: list[_Rule] = []
 
     def start_part(self, header: list[str], kind: str, part: str | None, first_line: int, canonical: bool) -> None:
         self.header = header
@@ -224,10 +247,8 @@ class _Engine:
     def feed(self, block: Block) -> None:
         block.first_row, block.first_line = self.rows, self.next_line
         block.part = self.part
-        if self.kind == formats.PARQUET:
-            block.unit = "row"
+        if block.frame is not None:  # Parquet batches, and CSV parsed by the optimistic pass (``_fast_csv``)
             frame, raw, one_per_line = block.frame, None, True
-            assert frame is not None
             block.frame = None
         else:
             parsed = self._parse_csv(block) if self.kind == formats.CSV else self._parse_jsonl(block)
@@ -241,7 +262,11 @@ class _Engine:
         typed, errors, wrong, rewritten = self._normalise(frame, block)
         keep = self._keep(typed, wrong)
         canonical = self.source_canonical and raw is None and not rewritten and keep is None
-        self._check_rules(typed, block, wrong, keep)
+        if not canonical and block.offset < 0 and self.writer is not None and self.writer.pending:
+            raise _Inexact("the copy of the source up to this block needs its byte offset")
+        # the profile's moments and counts go in the rules' query when it profiles this very frame
+        shared = self.profile.exprs() if self.profile is not None and keep is None else []
+        computed = self._check_rules(typed, block, wrong, keep, shared)
         self._keep_global(typed, raw, errors, keep)
         self.blocks.append(
             Block(
@@ -260,7 +285,7 @@ class _Engine:
             return
         kept = typed if keep is None else typed.filter(keep)
         if self.profile is not None:
-            self.profile.update(kept)
+            self.profile.update(kept, computed if shared else None)
         if self.writer is not None:
             self.writer.add(block, kept, canonical)
 
@@ -477,41 +502,50 @@ class _Engine:
         return ~missing
 
     # -- per-column rules ---------------------------------------------------------------
-    def _rule_exprs(self) -> list[tuple[str, Column, str, pl.Expr]]:
+    def _rule_exprs(self) -> list[_Rule]:
         rules = []
         for name, spec in self.specs.items():
             col = pl.col(name)
             if not spec.nullable and not (name == self.contract.target and self.contract.missing_target == "drop"):
-                rules.append(("null", spec, "rows are empty but the column is not nullable", col.is_null()))
+                text = "rows are empty but the column is not nullable"
+                rules.append(_Rule("null", spec, text, col.is_null(), col.null_count()))
             if spec.min is not None:
-                rules.append(("min", spec, f"values below min {spec.min:g}", col < spec.min))
+                rules.append(_Rule("min", spec, f"values below min {spec.min:g}", col < spec.min, col.min()))
             if spec.max is not None:
-                rules.append(("max", spec, f"values above max {spec.max:g}", col > spec.max))
+                rules.append(_Rule("max", spec, f"values above max {spec.max:g}", col > spec.max, col.max()))
             if spec.allowed is not None:
                 text = ", ".join(_text(a) for a in self.allowed[name])
-                rules.append(
-                    ("allowed", spec, f"values not in the allowed set [{text}]", ~col.is_in(self.allowed[name]))
-                )
+                mask = ~col.is_in(self.allowed[name])
+                rules.append(_Rule("allowed", spec, f"values not in the allowed set [{text}]", mask))
         return rules
 
     def _check_rules(
-        self, typed: pl.DataFrame, block: Block, wrong: dict[str, pl.Series], keep: pl.Series | None
-    ) -> None:
-        if not self.rules:
-            return
-        masked = [e.fill_null(False) for *_, e in self.rules]
+        self,
+        typed: pl.DataFrame,
+        block: Block,
+        wrong: dict[str, pl.Series],
+        keep: pl.Series | None,
+        shared: list[pl.Expr],
+    ) -> dict[str, Any]:
+        """Count every rule in one multi-threaded query (with ``shared``, whose values are returned)."""
+        masked = [r.mask.fill_null(False) for r in self.rules]
         if keep is not None:
             masked = [e & pl.lit(keep) for e in masked]
-        counts = typed.select([e.sum().alias(str(i)) for i, e in enumerate(masked)]).row(0)
-        for (rule, spec, text, _), expr, count in zip(self.rules, masked, counts, strict=True):
-            if not count:
+            probes = [e.sum() for e in masked]
+        else:  # null count, min and max say whether a rule fired without a mask per row
+            probes = [r.probe if r.probe is not None else e.sum() for r, e in zip(self.rules, masked, strict=True)]
+        exprs = [e.alias(f"\0rule{i}") for i, e in enumerate(probes)]
+        computed = typed.select([*exprs, *shared]).row(0, named=True) if exprs or shared else {}
+        for i, (rule, expr) in enumerate(zip(self.rules, masked, strict=True)):
+            if not rule.fired(computed[f"\0rule{i}"], counted=keep is not None or rule.probe is None):
                 continue
             mask = typed.select(expr).to_series()
-            if rule == "null" and spec.name in wrong:  # wrong values were reported as type errors, not as missing
-                mask = mask & ~wrong[spec.name]
-                count = int(mask.sum())
+            if rule.rule == "null" and rule.spec.name in wrong:  # wrong values were type errors, not missing ones
+                mask = mask & ~wrong[rule.spec.name]
+            count = int(mask.sum())
             if count:
-                self._sample(rule, spec, text, int(count), mask, typed.get_column(spec.name), block)
+                self._sample(rule.rule, rule.spec, rule.describe, count, mask, typed.get_column(rule.spec.name), block)
+        return computed
 
     def _sample(
         self, rule: str, spec: Column, describe: str, count: int, mask: pl.Series, values: pl.Series, block: Block
@@ -667,6 +701,10 @@ def _row_count(rows: int, contract: DatasetContract) -> Violation | None:
     return None
 
 
+class _Inexact(Exception):
+    """The optimistic pass cannot give the exact report: the dataset is checked again, block by block."""
+
+
 @dataclass(frozen=True)
 class Part:
     """One file of a dataset: where it is on disk and how reports name it."""
@@ -753,7 +791,9 @@ def validate_dataset(
     engine: _Engine | None = None
     violations: list[Violation] = []
     header: list[str] = []
-    for hash_rows in (False, True):  # a second pass only when the engine asks to hash every row
+    # First an optimistic pass (CSV through polars' streaming reader, no row hashes when a unique column can
+    # prove rows distinct); a second, exact one only when it cannot report exactly: the data then fails.
+    for exact in (False, True):
         writer, engine, violations = None, None, []
         for index, ((part, _), found) in enumerate(zip(present, detected, strict=True)):
             name = part.name if multi else None
@@ -767,7 +807,7 @@ def validate_dataset(
                 order = part_header if raw_source is not None else contract.column_names
                 if output is not None:
                     writer = CanonicalWriter(output, order, raw_source)
-                engine = _Engine(contract, sample_limit, writer, hash_rows)
+                engine = _Engine(contract, sample_limit, writer, hash_rows=exact)
             assert engine is not None
             unit = "row" if found.kind == formats.PARQUET else "line"
             schema = _schema_violation(part_header, contract, name, unit)
@@ -775,11 +815,16 @@ def validate_dataset(
                 violations.append(schema)
             engine.start_part(part_header, str(found.kind), name, 1 if found.kind != formats.CSV else 2,
                               canonical and index == 0 and raw_source is not None)  # fmt: skip
-            _feed(engine, part, found, block_bytes)
+            try:
+                _feed(engine, part, found, block_bytes, optimistic=not exact)
+            except _Inexact:
+                break
+        else:
+            assert engine is not None
+            engine.finish_global()
+            if not engine.rehash:
+                break
         assert engine is not None
-        engine.finish_global()
-        if not engine.rehash:
-            break
         engine._drop_profile()
         engine._stop_writing()
     order = header if not multi else contract.column_names
@@ -825,7 +870,10 @@ def _open_part(
     return header, problem, not first.startswith(BOM)
 
 
-def _feed(engine: _Engine, part: Part, found: formats.Detected, block_bytes: int) -> None:
+def _feed(engine: _Engine, part: Part, found: formats.Detected, block_bytes: int, optimistic: bool) -> None:
+    if optimistic and found.kind == formats.CSV and not found.compression:
+        _fast_csv(engine, part)
+        return
     if found.kind == formats.PARQUET:
         offset = 0
         for frame in readers.Prefetch(readers.parquet_batches(part.path)):
@@ -837,3 +885,48 @@ def _feed(engine: _Engine, part: Part, found: formats.Detected, block_bytes: int
         quotes = found.kind == formats.CSV
         for block in readers.Prefetch(readers.csv_blocks(stream, start, block_bytes, quotes=quotes)):
             engine.feed(block)
+
+
+def _fast_csv(engine: _Engine, part: Part) -> None:
+    """The optimistic pass over a plain CSV file: polars' streaming reader parses it with the contract's types
+    straight from the file (no blocks cut and copied in Python), in batches of about a block's rows.
+
+    It holds for data that is clean, the common case. Anything it cannot report exactly raises ``_Inexact``,
+    and the dataset is validated again by the block reader, which locates every problem: a value that does not
+    parse (or a row with too many fields, or invalid UTF-8), a null in the last column (a short row looks
+    the same), any violation (its samples need the line of each record, and a quoted field may span lines).
+    """
+    last = engine.header[-1]
+    scan = pl.scan_csv(
+        part.path,
+        has_header=False,
+        skip_lines=1,  # the header, as the block reader skips it
+        schema=engine._schema(typed=True),
+        separator=engine.delim,
+        truncate_ragged_lines=False,
+        encoding="utf8",
+        null_values=engine.na if engine.na != [""] else None,
+    )
+    try:
+        with _env_default("POLARS_CSV_CHUNK_SIZE", str(FAST_READ_BYTES)):
+            for frame in scan.collect_batches(chunk_size=FAST_BATCH_ROWS):
+                if frame.get_column(last).null_count():
+                    raise _Inexact(f"nulls in the last column {last!r}: maybe short rows")
+                engine.feed(Block(b"", 0, 0, -1, frame=frame))
+                if engine.tallies:
+                    raise _Inexact("a violation: its samples need exact lines")
+    except pl.exceptions.PolarsError as exc:
+        raise _Inexact(str(exc).splitlines()[0]) from exc
+
+
+@contextlib.contextmanager
+def _env_default(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable polars reads while a query runs, unless the user set it; then restore it."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)

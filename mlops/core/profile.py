@@ -227,21 +227,35 @@ class ProfileBuilder:
         profiled = [*contract.features, contract.target_column]
         self.stats = {c.name: _Numeric(c) if is_numeric(c) else _Categorical(c) for c in profiled}
         self.rows = 0
+        self._counted = {n: _allowed_exprs(s) for n, s in self.stats.items() if isinstance(s, _Categorical)}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="profile") if background else None
         self._pending: Future[None] | None = None
 
-    def update(self, frame: pl.DataFrame) -> None:
+    def update(self, frame: pl.DataFrame, computed: dict[str, Any] | None = None) -> None:
         """Add a chunk. Numeric columns hold finite values or nulls (the engine's conversion made NaN and
-        infinities null); one multi-threaded query computes every column's moments."""
+        infinities null). ``computed``: the values of ``exprs()`` on ``frame``, when the caller evaluated them
+        in a query of its own (one multi-threaded query computes every column's moments and counts)."""
         self.rows += frame.height
-        numeric = [n for n, s in self.stats.items() if isinstance(s, _Numeric)]
-        stats = _numeric_stats(frame, numeric)
-        allowed = self._allowed_counts(frame)
+        if computed is None:
+            exprs = self.exprs()
+            computed = frame.select(exprs).row(0, named=True) if exprs else {}
+        stats = _numeric_stats(computed, [n for n, s in self.stats.items() if isinstance(s, _Numeric)])
+        allowed = self._allowed_counts(computed)
         self._wait()
         if self._pool is not None:
             self._pending = self._pool.submit(self._add, frame, stats, allowed)
         else:
             self._add(frame, stats, allowed)
+
+    def exprs(self) -> list[pl.Expr]:
+        """What ``update`` needs of a chunk beyond its values, as named aggregations."""
+        exprs = []
+        for name, stat in self.stats.items():
+            if isinstance(stat, _Numeric):
+                exprs += _numeric_exprs(name)
+            else:
+                exprs += [expr for _, expr, _ in self._counted[name]]
+        return exprs
 
     def _add(self, frame: pl.DataFrame, stats: dict[str, Any], allowed: dict[str, dict[str, int]]) -> None:
         for name, stat in self.stats.items():
@@ -261,20 +275,10 @@ class ProfileBuilder:
             self._pool.shutdown()
             self._pool = None
 
-    def _allowed_counts(self, frame: pl.DataFrame) -> dict[str, dict[str, int]]:
-        """Counts of each allowed value, for all such columns in one multi-threaded query."""
-        exprs, keys = [], []
-        for name, stat in self.stats.items():
-            column = stat.column
-            if isinstance(stat, _Categorical) and column.allowed and frame.schema[name] != pl.Boolean:
-                for value in column.allowed:
-                    typed = int(value) if column.type is ColumnType.INT else str(value)
-                    exprs.append((pl.col(name) == typed).sum().alias(str(len(exprs))))
-                    keys.append((name, category_key(typed)))
-        out: dict[str, dict[str, int]] = {}
-        for (name, key), count in zip(keys, frame.select(exprs).row(0) if exprs else [], strict=True):
-            out.setdefault(name, {})[key] = count
-        return out
+    def _allowed_counts(self, computed: dict[str, Any]) -> dict[str, dict[str, int]]:
+        return {
+            n: {key: computed[alias] for alias, _, key in counted} for n, counted in self._counted.items() if counted
+        }
 
     def result(self) -> dict[str, Any]:
         self.close()
@@ -283,30 +287,42 @@ class ProfileBuilder:
         return {"version": PROFILE_VERSION, "rows": self.rows, "features": features, "target": target}
 
 
-def _numeric_stats(frame: pl.DataFrame, names: list[str]) -> dict[str, dict[str, Any]]:
-    """Nulls, count, mean, sum of squared deviations, min and max: one multi-threaded query.
+def _allowed_exprs(stat: _Categorical) -> list[tuple[str, pl.Expr, str]]:
+    """Counts of each allowed value (columns with ``allowed``, Boolean aside): alias, expression, frequency key."""
+    column = stat.column
+    if not column.allowed or column.type is ColumnType.BOOL:
+        return []
+    out = []
+    for i, value in enumerate(column.allowed):
+        typed = int(value) if column.type is ColumnType.INT else str(value)
+        alias = f"{column.name}\0={i}"
+        out.append((alias, (pl.col(column.name) == typed).sum().alias(alias), category_key(typed)))
+    return out
+
+
+def _numeric_exprs(name: str) -> list[pl.Expr]:
+    """Nulls, count, mean, variance, min and max of a numeric column, named ``<column>\\0<stat>``.
 
     Values are finite or null here: the engine's conversion, and ``profile_frame``, made NaN missing.
     """
-    if not names:
-        return {}
-    exprs = []
+    col = pl.col(name).cast(pl.Float64)
+    return [
+        col.null_count().alias(f"{name}\0nulls"),
+        col.count().alias(f"{name}\0n"),
+        col.mean().alias(f"{name}\0mean"),
+        col.var(ddof=0).alias(f"{name}\0var"),
+        col.min().alias(f"{name}\0min"),
+        col.max().alias(f"{name}\0max"),
+    ]
+
+
+def _numeric_stats(computed: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
+    """Per numeric column: nulls, count, mean, sum of squared deviations (m2), min and max."""
+    out: dict[str, dict[str, Any]] = {}
     for name in names:
-        col = pl.col(name).cast(pl.Float64)
-        exprs += [
-            col.null_count().alias(f"{name}\0nulls"),
-            col.count().alias(f"{name}\0n"),
-            col.mean().alias(f"{name}\0mean"),
-            col.var(ddof=0).alias(f"{name}\0var"),
-            col.min().alias(f"{name}\0min"),
-            col.max().alias(f"{name}\0max"),
-        ]
-    out: dict[str, dict[str, Any]] = {n: {} for n in names}
-    for key, value in frame.select(exprs).row(0, named=True).items():
-        name, stat = key.split("\0")
-        out[name][stat] = value
-    for stats in out.values():
-        stats["m2"] = (stats.pop("var") or 0.0) * stats["n"]
+        stats = {stat: computed[f"{name}\0{stat}"] for stat in ("nulls", "n", "mean", "min", "max")}
+        stats["m2"] = (computed[f"{name}\0var"] or 0.0) * stats["n"]
+        out[name] = stats
     return out
 
 

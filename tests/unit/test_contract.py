@@ -328,6 +328,20 @@ def test_small_blocks_give_the_same_answer(tmp_path: Path) -> None:
             assert other[key] == (pytest.approx(value) if key in ("mean", "std") else value), (name, key)
 
 
+def test_a_late_block_that_is_not_canonical_gets_the_copy_written(tmp_path: Path) -> None:
+    # the first pass reads the file in batches without byte offsets: a block that needs rewriting ("yes")
+    # after canonical ones sends it to the block reader, which copies what came before as it was
+    rows = [f"{i},1.5,{i % 7},red,{'true' if i % 2 else 'false'},{i % 2}" for i in range(1, 3001)]
+    rows[2900] = rows[2900].replace(",true,", ",yes,")
+    path = _write(tmp_path, _csv(rows))
+    out = tmp_path / "out.csv"
+    result = validate_file(path, _contract(), output=out, block_bytes=16 * 1024)
+    assert result.passed and result.canonical == "written", result.summary()
+    assert out.read_text() == _csv([r.replace(",yes,", ",true,") for r in rows])
+    assert validate_file(path, _contract(), output=out).canonical == "written"  # one block: the same copy
+    assert out.read_text() == _csv([r.replace(",yes,", ",true,") for r in rows])
+
+
 def test_sample_limit(tmp_path: Path) -> None:
     rows = [f"{i},-1,1,red,true,0" for i in range(1, 30)]
     result = validate_file(_write(tmp_path, _csv(rows)), _contract(), sample_limit=2)
