@@ -168,8 +168,9 @@ class _Tallies:
 # -- the engine ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Rule:
-    """A per-value rule: ``mask`` is true where a value breaks it; ``probe`` (null count, min or max), when
-    set, says whether any value does with one aggregate, so the mask is counted only for rules that fired."""
+    """A per-value rule: ``mask`` is true where a value breaks it; ``probe`` (null count, min, max, values
+    outside the allowed ones), when set, says whether any value does with cheap aggregates, so the mask is
+    counted only for rules that fired."""
 
     rule: str
     spec: Column
@@ -178,7 +179,7 @@ class _Rule:
     probe: pl.Expr | None = None
 
     def fired(self, value: Any, counted: bool) -> bool:
-        if counted or self.rule == "null":
+        if counted or self.rule in ("null", "allowed"):
             return bool(value)
         if value is None:  # no value in the block
             return False
@@ -516,7 +517,10 @@ class _Engine:
             if spec.allowed is not None:
                 text = ", ".join(_text(a) for a in self.allowed[name])
                 mask = ~col.is_in(self.allowed[name])
-                rules.append(_Rule("allowed", spec, f"values not in the allowed set [{text}]", mask))
+                # non-null values minus those equal to an allowed one: cheaper than a hash lookup per value
+                distinct = list(dict.fromkeys(self.allowed[name]))
+                probe = col.count() - pl.sum_horizontal([(col == value).sum() for value in distinct])
+                rules.append(_Rule("allowed", spec, f"values not in the allowed set [{text}]", mask, probe))
         return rules
 
     def _check_rules(

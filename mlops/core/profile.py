@@ -109,8 +109,9 @@ class _Numeric:
         self.m2 = 0.0
         self.min = math.inf
         self.max = -math.inf
-        self.buckets = np.zeros(0, dtype=np.int64)
-        self.counts = np.zeros(0, dtype=np.int64)
+        # counts of every bucket id from ``low`` on, dense: at most 2**20 entries (8 MB), whatever the row count
+        self.dense = np.zeros(0, dtype=np.int64)
+        self.low = 0
 
     def update(self, series: pl.Series, stats: dict[str, Any]) -> None:
         """Add a chunk of finite values (or nulls) with its nulls, count, mean, m2, min and max."""
@@ -127,25 +128,40 @@ class _Numeric:
         self._add_values(values.cast(pl.Float64).to_numpy())
 
     def _add_values(self, values: np.ndarray) -> None:
-        if _LITTLE_ENDIAN and len(values):
+        if not len(values):
+            return
+        ids = None
+        if _LITTLE_ENDIAN:
             # the top 20 bits of each float are the top 20 of its high 32-bit word: no 64-bit shifts
             raw = np.ascontiguousarray(values, dtype=np.float64).view(np.uint32)[1::2] >> 12
             if int(raw.max()) < _HALF:  # no sign bit: bucket id = raw + half
-                low = int(raw.min())
-                dense = np.bincount(raw - low)
-                self._merge(np.flatnonzero(dense), dense, low + _HALF)
-                return
-        ids = bucket_ids(values)
-        if len(ids):
-            low = int(ids.min())
-            dense = np.bincount(ids - low)
-            self._merge(np.flatnonzero(dense), dense, low)
+                ids, offset = raw, _HALF
+            elif not (raw == _HALF).any():  # -0.0 (or a tiny negative) has this word: the exact path below
+                ids, offset = np.where(raw >= _HALF, (2 * _HALF - 1) - raw, raw + _HALF), 0
+        if ids is None:
+            ids, offset = bucket_ids(values), 0
+        low = int(ids.min())
+        self._merge(np.bincount(ids - low), low + offset)
 
-    def _merge(self, nz: np.ndarray, dense: np.ndarray, low: int) -> None:
-        buckets = np.concatenate([self.buckets, nz + low])
-        counts = np.concatenate([self.counts, dense[nz]])
-        self.buckets, inverse = np.unique(buckets, return_inverse=True)
-        self.counts = np.bincount(inverse, weights=counts).astype(np.int64)
+    def _merge(self, dense: np.ndarray, low: int) -> None:
+        """Add the counts of bucket ids ``low``, ``low + 1``... to the running dense counts."""
+        if not len(self.dense):
+            self.dense, self.low = dense.astype(np.int64), low
+            return
+        start, end = min(self.low, low), max(self.low + len(self.dense), low + len(dense))
+        if start < self.low or end > self.low + len(self.dense):
+            grown = np.zeros(end - start, dtype=np.int64)
+            grown[self.low - start : self.low - start + len(self.dense)] = self.dense
+            self.dense, self.low = grown, start
+        self.dense[low - self.low : low - self.low + len(dense)] += dense
+
+    @property
+    def buckets(self) -> np.ndarray:
+        return np.flatnonzero(self.dense) + self.low
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self.dense[self.dense != 0]
 
     def entry(self, rows: int) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": "numeric", "type": self.column.type.value}
@@ -155,28 +171,29 @@ class _Numeric:
             return out | {"mean": None, "std": None, "min": None, "max": None, "bin_edges": [], "bin_fractions": []}
         std = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
         out |= {"mean": self.mean, "std": std, "min": self.min, "max": self.max}
-        cum = np.cumsum(self.counts)
+        buckets, counts = self.buckets, self.counts
+        cum = np.cumsum(counts)
         inner = [self._bucket_at(cum, k * self.n / BINS) for k in range(1, BINS)]
-        edges = [self.min, *(max(bucket_low(self.buckets[i]), self.min) for i in inner), self.max]
+        edges = [self.min, *(max(bucket_low(buckets[i]), self.min) for i in inner), self.max]
         # bin k = buckets from inner[k-1] up to inner[k]: exact counts because edges are bucket boundaries
-        bounds = [0, *inner, len(self.counts)]
+        bounds = [0, *inner, len(counts)]
         before = np.concatenate([[0], cum])
         fractions = [float(before[bounds[k + 1]] - before[bounds[k]]) / self.n for k in range(BINS)]
-        out |= {"bin_edges": edges, "bin_fractions": fractions, "quantiles": self._quantiles(cum)}
+        out |= {"bin_edges": edges, "bin_fractions": fractions, "quantiles": self._quantiles(cum, buckets, counts)}
         return out
 
     def _bucket_at(self, cum: np.ndarray, rank: float) -> int:
         """Index of the bucket holding the element of 0-based rank ``floor(rank)``."""
         return int(np.searchsorted(cum, min(math.floor(rank), self.n - 1), side="right"))
 
-    def _quantiles(self, cum: np.ndarray) -> list[float]:
+    def _quantiles(self, cum: np.ndarray, buckets: np.ndarray, counts: np.ndarray) -> list[float]:
         out = []
         for q in np.linspace(0.0, 1.0, QUANTILES):
             rank = q * (self.n - 1)
             i = self._bucket_at(cum, rank)
             below = int(cum[i - 1]) if i else 0
-            frac = (rank - below + 0.5) / int(self.counts[i])
-            lo, hi = bucket_low(self.buckets[i]), bucket_high(self.buckets[i])
+            frac = (rank - below + 0.5) / int(counts[i])
+            lo, hi = bucket_low(buckets[i]), bucket_high(buckets[i])
             value = lo + (min(hi, self.max) - lo) * min(max(frac, 0.0), 1.0) if math.isfinite(hi) else lo
             if self.column.type is ColumnType.INT:
                 value = math.floor(value)
