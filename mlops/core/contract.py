@@ -30,6 +30,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import re
 import time
@@ -482,11 +483,13 @@ class _Engine:
         ints = [n for n, s in self.specs.items() if s.type is ColumnType.INT and frame.schema.get(n) == pl.Int64]
         floats = [n for n, s in self.specs.items() if s.type is ColumnType.FLOAT and frame.schema.get(n) == pl.Float64]
         texts = [n for n, s in self.specs.items() if s.type is ColumnType.STRING and frame.schema.get(n) == pl.String]
-        exprs = [(~pl.col(n).is_finite()).sum().alias(n) for n in floats]
+        # a NaN or an infinity makes the sum non-finite (so may an overflow: that column is then converted too)
+        exprs = [pl.col(n).sum().alias(n) for n in floats]
         if self.na:
             exprs += [pl.col(n).is_in(self.na).sum().alias(n) for n in texts]
-        counts = frame.select(exprs).row(0, named=True) if exprs else {}
-        return set(ints) | {n for n in [*floats, *texts] if not counts.get(n)}
+        found = frame.select(exprs).row(0, named=True) if exprs else {}
+        clean = {n for n in floats if math.isfinite(found[n])} | {n for n in texts if not found.get(n)}
+        return set(ints) | clean
 
     def _keep(self, typed: pl.DataFrame, wrong: dict[str, pl.Series]) -> pl.Series | None:
         """Rows to keep when rows with a missing target are dropped; None when every row is kept."""
