@@ -3,8 +3,18 @@
 Formats are detected by content (``mlops.core.formats``): CSV and JSON Lines, plain,
 gzip or zstd, and Parquet. Every part is read in bounded blocks (``mlops.core.readers``:
 ~32 MB of records, or 250k-row Parquet batches), so memory does not grow with the file
-size, only with the row count for the two global rules (an 8-byte hash per row for
-duplicate rows, the values of unique columns).
+size, only with the row count for the two global rules (the values of unique columns,
+8 bytes a row; an 8-byte hash per row for duplicate rows when no unique column proves
+the rows distinct).
+
+Two passes at most. The first is optimistic: a plain CSV file is parsed by polars'
+streaming reader straight from the file (250k-row batches), and row hashes are skipped
+when the contract has a unique column (non-null, distinct values on every kept row prove
+that no two rows are equal). Whenever that pass cannot give the exact report (a value that
+does not parse, a possibly short row, any violation, whose samples need exact lines; a
+unique column that proves nothing), the dataset is validated again by the exact pass
+described below. Only data that fails, or whose unique column is nullable and holds
+nulls, pays for the second pass.
 
 Per block, the engine parses with the contract's types (polars, all cores), turns each
 column into its contract type by the rules of ``mlops.core.types`` (``convert``), then
