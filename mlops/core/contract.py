@@ -810,6 +810,7 @@ def validate_dataset(
     header: list[str] = []
     # First an optimistic pass (CSV through polars' streaming reader, no row hashes when a unique column can
     # prove rows distinct); a second, exact one only when it cannot report exactly: the data then fails.
+    fails = False  # the first pass found a violation: the second one needs no profile and no copy
     for exact in (False, True):
         writer, engine, violations = None, None, []
         for index, ((part, _), found) in enumerate(zip(present, detected, strict=True)):
@@ -822,9 +823,11 @@ def validate_dataset(
             if index == 0:
                 header = part_header
                 order = part_header if raw_source is not None else contract.column_names
-                if output is not None:
+                if output is not None and not fails:
                     writer = CanonicalWriter(output, order, raw_source)
                 engine = _Engine(contract, sample_limit, writer, hash_rows=exact)
+                if fails:
+                    engine._drop_profile()
             assert engine is not None
             unit = "row" if found.kind == formats.PARQUET else "line"
             schema = _schema_violation(part_header, contract, name, unit)
@@ -842,6 +845,7 @@ def validate_dataset(
             if not engine.rehash:
                 break
         assert engine is not None
+        fails = bool(engine.tallies)
         engine._drop_profile()
         engine._stop_writing()
     order = header if not multi else contract.column_names
@@ -932,8 +936,8 @@ def _fast_csv(engine: _Engine, part: Part) -> None:
                 engine.feed(Block(b"", 0, 0, -1, frame=frame))
                 if engine.tallies:
                     raise _Inexact("a violation: its samples need exact lines")
-    except pl.exceptions.PolarsError as exc:
-        raise _Inexact(str(exc).splitlines()[0]) from exc
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, ValueError) as exc:
+        raise _Inexact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
 
 
 @contextlib.contextmanager
