@@ -322,12 +322,12 @@ def _numeric_exprs(name: str) -> list[pl.Expr]:
 
     Values are finite or null here: the engine's conversion, and ``profile_frame``, made NaN missing.
     """
-    col = pl.col(name).cast(pl.Float64)
+    col, as_float = pl.col(name), pl.col(name).cast(pl.Float64)  # min and max need no cast (made floats below)
     return [
         col.null_count().alias(f"{name}\0nulls"),
         col.count().alias(f"{name}\0n"),
-        col.mean().alias(f"{name}\0mean"),
-        col.var(ddof=0).alias(f"{name}\0var"),
+        as_float.mean().alias(f"{name}\0mean"),
+        as_float.var(ddof=0).alias(f"{name}\0var"),
         col.min().alias(f"{name}\0min"),
         col.max().alias(f"{name}\0max"),
     ]
@@ -337,7 +337,10 @@ def _numeric_stats(computed: dict[str, Any], names: list[str]) -> dict[str, dict
     """Per numeric column: nulls, count, mean, sum of squared deviations (m2), min and max."""
     out: dict[str, dict[str, Any]] = {}
     for name in names:
-        stats = {stat: computed[f"{name}\0{stat}"] for stat in ("nulls", "n", "mean", "min", "max")}
+        stats = {stat: computed[f"{name}\0{stat}"] for stat in ("nulls", "n", "mean")}
+        for stat in ("min", "max"):  # an int column's, as the float its cast gives (the cast keeps the order)
+            value = computed[f"{name}\0{stat}"]
+            stats[stat] = None if value is None else float(value)
         stats["m2"] = (computed[f"{name}\0var"] or 0.0) * stats["n"]
         out[name] = stats
     return out
