@@ -41,6 +41,11 @@ class CanonicalWriter:
         self.file = self.out.open("wb")
         self.file.write((",".join(_header_cell(c) for c in self.columns) + "\n").encode())
 
+    @property
+    def pending(self) -> bool:
+        """Nothing written yet: the source is still the copy (a block that is not canonical needs its offset)."""
+        return self.file is None and self.source is not None
+
     def add(self, block: Block, frame: pl.DataFrame, canonical: bool) -> None:
         """One checked block: its typed rows (dropped rows already left out)."""
         self.rows += frame.height

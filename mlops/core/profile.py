@@ -109,8 +109,9 @@ class _Numeric:
         self.m2 = 0.0
         self.min = math.inf
         self.max = -math.inf
-        self.buckets = np.zeros(0, dtype=np.int64)
-        self.counts = np.zeros(0, dtype=np.int64)
+        # counts of every bucket id from ``low`` on, dense: at most 2**20 entries (8 MB), whatever the row count
+        self.dense = np.zeros(0, dtype=np.int64)
+        self.low = 0
 
     def update(self, series: pl.Series, stats: dict[str, Any]) -> None:
         """Add a chunk of finite values (or nulls) with its nulls, count, mean, m2, min and max."""
@@ -127,25 +128,40 @@ class _Numeric:
         self._add_values(values.cast(pl.Float64).to_numpy())
 
     def _add_values(self, values: np.ndarray) -> None:
-        if _LITTLE_ENDIAN and len(values):
+        if not len(values):
+            return
+        ids = None
+        if _LITTLE_ENDIAN:
             # the top 20 bits of each float are the top 20 of its high 32-bit word: no 64-bit shifts
             raw = np.ascontiguousarray(values, dtype=np.float64).view(np.uint32)[1::2] >> 12
             if int(raw.max()) < _HALF:  # no sign bit: bucket id = raw + half
-                low = int(raw.min())
-                dense = np.bincount(raw - low)
-                self._merge(np.flatnonzero(dense), dense, low + _HALF)
-                return
-        ids = bucket_ids(values)
-        if len(ids):
-            low = int(ids.min())
-            dense = np.bincount(ids - low)
-            self._merge(np.flatnonzero(dense), dense, low)
+                ids, offset = raw, _HALF
+            elif not (raw == _HALF).any():  # -0.0 (or a tiny negative) has this word: the exact path below
+                ids, offset = np.where(raw >= _HALF, (2 * _HALF - 1) - raw, raw + _HALF), 0
+        if ids is None:
+            ids, offset = bucket_ids(values), 0
+        low = int(ids.min())
+        self._merge(np.bincount(ids - low), low + offset)
 
-    def _merge(self, nz: np.ndarray, dense: np.ndarray, low: int) -> None:
-        buckets = np.concatenate([self.buckets, nz + low])
-        counts = np.concatenate([self.counts, dense[nz]])
-        self.buckets, inverse = np.unique(buckets, return_inverse=True)
-        self.counts = np.bincount(inverse, weights=counts).astype(np.int64)
+    def _merge(self, dense: np.ndarray, low: int) -> None:
+        """Add the counts of bucket ids ``low``, ``low + 1``... to the running dense counts."""
+        if not len(self.dense):
+            self.dense, self.low = dense.astype(np.int64), low
+            return
+        start, end = min(self.low, low), max(self.low + len(self.dense), low + len(dense))
+        if start < self.low or end > self.low + len(self.dense):
+            grown = np.zeros(end - start, dtype=np.int64)
+            grown[self.low - start : self.low - start + len(self.dense)] = self.dense
+            self.dense, self.low = grown, start
+        self.dense[low - self.low : low - self.low + len(dense)] += dense
+
+    @property
+    def buckets(self) -> np.ndarray:
+        return np.flatnonzero(self.dense) + self.low
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self.dense[self.dense != 0]
 
     def entry(self, rows: int) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": "numeric", "type": self.column.type.value}
@@ -155,28 +171,29 @@ class _Numeric:
             return out | {"mean": None, "std": None, "min": None, "max": None, "bin_edges": [], "bin_fractions": []}
         std = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
         out |= {"mean": self.mean, "std": std, "min": self.min, "max": self.max}
-        cum = np.cumsum(self.counts)
+        buckets, counts = self.buckets, self.counts
+        cum = np.cumsum(counts)
         inner = [self._bucket_at(cum, k * self.n / BINS) for k in range(1, BINS)]
-        edges = [self.min, *(max(bucket_low(self.buckets[i]), self.min) for i in inner), self.max]
+        edges = [self.min, *(max(bucket_low(buckets[i]), self.min) for i in inner), self.max]
         # bin k = buckets from inner[k-1] up to inner[k]: exact counts because edges are bucket boundaries
-        bounds = [0, *inner, len(self.counts)]
+        bounds = [0, *inner, len(counts)]
         before = np.concatenate([[0], cum])
         fractions = [float(before[bounds[k + 1]] - before[bounds[k]]) / self.n for k in range(BINS)]
-        out |= {"bin_edges": edges, "bin_fractions": fractions, "quantiles": self._quantiles(cum)}
+        out |= {"bin_edges": edges, "bin_fractions": fractions, "quantiles": self._quantiles(cum, buckets, counts)}
         return out
 
     def _bucket_at(self, cum: np.ndarray, rank: float) -> int:
         """Index of the bucket holding the element of 0-based rank ``floor(rank)``."""
         return int(np.searchsorted(cum, min(math.floor(rank), self.n - 1), side="right"))
 
-    def _quantiles(self, cum: np.ndarray) -> list[float]:
+    def _quantiles(self, cum: np.ndarray, buckets: np.ndarray, counts: np.ndarray) -> list[float]:
         out = []
         for q in np.linspace(0.0, 1.0, QUANTILES):
             rank = q * (self.n - 1)
             i = self._bucket_at(cum, rank)
             below = int(cum[i - 1]) if i else 0
-            frac = (rank - below + 0.5) / int(self.counts[i])
-            lo, hi = bucket_low(self.buckets[i]), bucket_high(self.buckets[i])
+            frac = (rank - below + 0.5) / int(counts[i])
+            lo, hi = bucket_low(buckets[i]), bucket_high(buckets[i])
             value = lo + (min(hi, self.max) - lo) * min(max(frac, 0.0), 1.0) if math.isfinite(hi) else lo
             if self.column.type is ColumnType.INT:
                 value = math.floor(value)
@@ -227,21 +244,35 @@ class ProfileBuilder:
         profiled = [*contract.features, contract.target_column]
         self.stats = {c.name: _Numeric(c) if is_numeric(c) else _Categorical(c) for c in profiled}
         self.rows = 0
+        self._counted = {n: _allowed_exprs(s) for n, s in self.stats.items() if isinstance(s, _Categorical)}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="profile") if background else None
         self._pending: Future[None] | None = None
 
-    def update(self, frame: pl.DataFrame) -> None:
+    def update(self, frame: pl.DataFrame, computed: dict[str, Any] | None = None) -> None:
         """Add a chunk. Numeric columns hold finite values or nulls (the engine's conversion made NaN and
-        infinities null); one multi-threaded query computes every column's moments."""
+        infinities null). ``computed``: the values of ``exprs()`` on ``frame``, when the caller evaluated them
+        in a query of its own (one multi-threaded query computes every column's moments and counts)."""
         self.rows += frame.height
-        numeric = [n for n, s in self.stats.items() if isinstance(s, _Numeric)]
-        stats = _numeric_stats(frame, numeric)
-        allowed = self._allowed_counts(frame)
+        if computed is None:
+            exprs = self.exprs()
+            computed = frame.select(exprs).row(0, named=True) if exprs else {}
+        stats = _numeric_stats(computed, [n for n, s in self.stats.items() if isinstance(s, _Numeric)])
+        allowed = self._allowed_counts(computed)
         self._wait()
         if self._pool is not None:
             self._pending = self._pool.submit(self._add, frame, stats, allowed)
         else:
             self._add(frame, stats, allowed)
+
+    def exprs(self) -> list[pl.Expr]:
+        """What ``update`` needs of a chunk beyond its values, as named aggregations."""
+        exprs = []
+        for name, stat in self.stats.items():
+            if isinstance(stat, _Numeric):
+                exprs += _numeric_exprs(name)
+            else:
+                exprs += [expr for _, expr, _ in self._counted[name]]
+        return exprs
 
     def _add(self, frame: pl.DataFrame, stats: dict[str, Any], allowed: dict[str, dict[str, int]]) -> None:
         for name, stat in self.stats.items():
@@ -261,20 +292,10 @@ class ProfileBuilder:
             self._pool.shutdown()
             self._pool = None
 
-    def _allowed_counts(self, frame: pl.DataFrame) -> dict[str, dict[str, int]]:
-        """Counts of each allowed value, for all such columns in one multi-threaded query."""
-        exprs, keys = [], []
-        for name, stat in self.stats.items():
-            column = stat.column
-            if isinstance(stat, _Categorical) and column.allowed and frame.schema[name] != pl.Boolean:
-                for value in column.allowed:
-                    typed = int(value) if column.type is ColumnType.INT else str(value)
-                    exprs.append((pl.col(name) == typed).sum().alias(str(len(exprs))))
-                    keys.append((name, category_key(typed)))
-        out: dict[str, dict[str, int]] = {}
-        for (name, key), count in zip(keys, frame.select(exprs).row(0) if exprs else [], strict=True):
-            out.setdefault(name, {})[key] = count
-        return out
+    def _allowed_counts(self, computed: dict[str, Any]) -> dict[str, dict[str, int]]:
+        return {
+            n: {key: computed[alias] for alias, _, key in counted} for n, counted in self._counted.items() if counted
+        }
 
     def result(self) -> dict[str, Any]:
         self.close()
@@ -283,30 +304,45 @@ class ProfileBuilder:
         return {"version": PROFILE_VERSION, "rows": self.rows, "features": features, "target": target}
 
 
-def _numeric_stats(frame: pl.DataFrame, names: list[str]) -> dict[str, dict[str, Any]]:
-    """Nulls, count, mean, sum of squared deviations, min and max: one multi-threaded query.
+def _allowed_exprs(stat: _Categorical) -> list[tuple[str, pl.Expr, str]]:
+    """Counts of each allowed value (columns with ``allowed``, Boolean aside): alias, expression, frequency key."""
+    column = stat.column
+    if not column.allowed or column.type is ColumnType.BOOL:
+        return []
+    out = []
+    for i, value in enumerate(column.allowed):
+        typed = int(value) if column.type is ColumnType.INT else str(value)
+        alias = f"{column.name}\0={i}"
+        out.append((alias, (pl.col(column.name) == typed).sum().alias(alias), category_key(typed)))
+    return out
+
+
+def _numeric_exprs(name: str) -> list[pl.Expr]:
+    """Nulls, count, mean, variance, min and max of a numeric column, named ``<column>\\0<stat>``.
 
     Values are finite or null here: the engine's conversion, and ``profile_frame``, made NaN missing.
     """
-    if not names:
-        return {}
-    exprs = []
+    col, as_float = pl.col(name), pl.col(name).cast(pl.Float64)  # min and max need no cast (made floats below)
+    return [
+        col.null_count().alias(f"{name}\0nulls"),
+        col.count().alias(f"{name}\0n"),
+        as_float.mean().alias(f"{name}\0mean"),
+        as_float.var(ddof=0).alias(f"{name}\0var"),
+        col.min().alias(f"{name}\0min"),
+        col.max().alias(f"{name}\0max"),
+    ]
+
+
+def _numeric_stats(computed: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
+    """Per numeric column: nulls, count, mean, sum of squared deviations (m2), min and max."""
+    out: dict[str, dict[str, Any]] = {}
     for name in names:
-        col = pl.col(name).cast(pl.Float64)
-        exprs += [
-            col.null_count().alias(f"{name}\0nulls"),
-            col.count().alias(f"{name}\0n"),
-            col.mean().alias(f"{name}\0mean"),
-            col.var(ddof=0).alias(f"{name}\0var"),
-            col.min().alias(f"{name}\0min"),
-            col.max().alias(f"{name}\0max"),
-        ]
-    out: dict[str, dict[str, Any]] = {n: {} for n in names}
-    for key, value in frame.select(exprs).row(0, named=True).items():
-        name, stat = key.split("\0")
-        out[name][stat] = value
-    for stats in out.values():
-        stats["m2"] = (stats.pop("var") or 0.0) * stats["n"]
+        stats = {stat: computed[f"{name}\0{stat}"] for stat in ("nulls", "n", "mean")}
+        for stat in ("min", "max"):  # an int column's, as the float its cast gives (the cast keeps the order)
+            value = computed[f"{name}\0{stat}"]
+            stats[stat] = None if value is None else float(value)
+        stats["m2"] = (computed[f"{name}\0var"] or 0.0) * stats["n"]
+        out[name] = stats
     return out
 
 

@@ -262,6 +262,22 @@ def test_unique_string_column(tmp_path: Path) -> None:
     assert _only(result, "unique", "id").samples == [{"line": 5, "first_line": 2}]
 
 
+def test_duplicate_rows_with_a_unique_column(tmp_path: Path) -> None:
+    # distinct ids (in any order) prove the rows distinct; a repeated or missing id does not, and then
+    # every row is compared as without a unique column
+    shuffled = ["4,1,1,red,1,0", "1,0.5,3,red,true,0", "3,4.25,7,blue,FALSE,1", "2,9.5,,green,0,1"]
+    assert validate_file(_write(tmp_path, _csv(shuffled)), _contract()).passed
+    rows = [*GOOD_ROWS, "2,9.5,,green,0,1", ",1.5,1,red,true,1", ",1.5,1,red,true,1"]
+    result = validate_file(_write(tmp_path, _csv(rows)), _contract())
+    assert _rules(result) == {("unique", "id"), ("null", "id"), ("duplicate_rows", None)}
+    v = _only(result, "duplicate_rows")
+    assert v.count == 2
+    assert [(s["line"], s["first_line"]) for s in v.samples] == [(6, 3), (8, 7)]
+    dropped = _contract(missing_target="drop")  # rows left out hold no id to compare: still proven distinct
+    result = validate_file(_write(tmp_path, _csv([*GOOD_ROWS, "5,1,1,red,true,", "6,1,1,red,true,"])), dropped)
+    assert result.passed and result.rows == 4 and result.rows_dropped == {"missing_target": 2}
+
+
 def test_duplicate_rows_unless_allowed(tmp_path: Path) -> None:
     contract = _contract(
         columns=[{"name": "x", "type": "float"}, {"name": "c", "type": "string"}, {"name": "y", "type": "int"}]
@@ -310,6 +326,20 @@ def test_small_blocks_give_the_same_answer(tmp_path: Path) -> None:
         other = small["features"][name]
         for key, value in entry.items():  # sums merged per block may differ in the last bits only
             assert other[key] == (pytest.approx(value) if key in ("mean", "std") else value), (name, key)
+
+
+def test_a_late_block_that_is_not_canonical_gets_the_copy_written(tmp_path: Path) -> None:
+    # the first pass reads the file in batches without byte offsets: a block that needs rewriting ("yes")
+    # after canonical ones sends it to the block reader, which copies what came before as it was
+    rows = [f"{i},1.5,{i % 7},red,{'true' if i % 2 else 'false'},{i % 2}" for i in range(1, 3001)]
+    rows[2900] = rows[2900].replace(",true,", ",yes,")
+    path = _write(tmp_path, _csv(rows))
+    out = tmp_path / "out.csv"
+    result = validate_file(path, _contract(), output=out, block_bytes=16 * 1024)
+    assert result.passed and result.canonical == "written", result.summary()
+    assert out.read_text() == _csv([r.replace(",yes,", ",true,") for r in rows])
+    assert validate_file(path, _contract(), output=out).canonical == "written"  # one block: the same copy
+    assert out.read_text() == _csv([r.replace(",yes,", ",true,") for r in rows])
 
 
 def test_sample_limit(tmp_path: Path) -> None:
