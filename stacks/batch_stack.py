@@ -31,7 +31,6 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from mlops import env_names as E
@@ -48,13 +47,12 @@ from mlops.naming import (
     endpoint_name,
 )
 from stacks.event_tasks import put_event
-from stacks.functions import project_function
+from stacks.functions import invoke_task, project_function
 from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 from stacks.props import BatchProps
 from stacks.sagemaker_retries import state_arn
 
-LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"]
 TRANSFORM_RULE = "StepFunctionsGetEventsForSageMakerTransformJobsRule"
 
 
@@ -269,26 +267,14 @@ class BatchStack(cdk.Stack):
         )
 
     # -- the batch state machine ------------------------------------------------------------
-    def _invoke(
-        self, state_id: str, fn: lambda_.IFunction, payload: dict[str, Any], result_path: str
-    ) -> tasks.LambdaInvoke:
-        task = tasks.LambdaInvoke(
-            self,
-            state_id,
-            lambda_function=fn,
-            payload=sfn.TaskInput.from_object(payload),
-            payload_response_only=True,
-            result_path=result_path,
-            retry_on_service_exceptions=False,
-        )
-        task.add_retry(errors=LAMBDA_RETRY_ERRORS, interval=cdk.Duration.seconds(2), max_attempts=4, backoff_rate=2)
-        return task
-
     def _machine(self, prepare_fn: lambda_.Function, finish_fn: lambda_.Function) -> sfn.StateMachine:
-        prepare = self._invoke("PrepareBatch", prepare_fn, {"detail": sfn.JsonPath.object_at("$.detail")}, "$.plan")
+        prepare = invoke_task(
+            self, "PrepareBatch", prepare_fn, {"detail": sfn.JsonPath.object_at("$.detail")}, "$.plan"
+        )
         transform = sfn.CustomState(self, "TransformBatch", state_json=transform_task("$.plan.transform_request"))
-        finish = self._invoke("FinishBatch", finish_fn, {"plan": sfn.JsonPath.object_at("$.plan")}, "$.result")
-        record_failure = self._invoke(
+        finish = invoke_task(self, "FinishBatch", finish_fn, {"plan": sfn.JsonPath.object_at("$.plan")}, "$.result")
+        record_failure = invoke_task(
+            self,
             "RecordBatchFailure",
             finish_fn,
             {"plan": sfn.JsonPath.object_at("$.plan"), "error": sfn.JsonPath.object_at("$.error")},

@@ -10,17 +10,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from stacks.bundling import ROOT
 from stacks.layers import ARCHITECTURE, RUNTIME
 from stacks.nag import IAM5, acknowledge
+
+# Lambda's own transient errors (the service, throttling, the client timing out), retried by
+# every state machine's Lambda tasks; errors of the function itself are each machine's choice.
+LAMBDA_RETRY_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.TooManyRequestsException",
+]
 
 
 def project_function(
@@ -75,3 +88,20 @@ def project_function(
         ["Resource::*"],
     )
     return function
+
+
+def invoke_task(
+    scope: Construct, state_id: str, fn: lambda_.IFunction, payload: sfn.TaskInput | dict[str, Any], result_path: str
+) -> tasks.LambdaInvoke:
+    """A state machine's Lambda task: the handler's result at ``result_path``, Lambda's transient errors retried."""
+    task = tasks.LambdaInvoke(
+        scope,
+        state_id,
+        lambda_function=fn,
+        payload=payload if isinstance(payload, sfn.TaskInput) else sfn.TaskInput.from_object(payload),
+        payload_response_only=True,
+        result_path=result_path,
+        retry_on_service_exceptions=False,
+    )
+    task.add_retry(errors=LAMBDA_RETRY_ERRORS, interval=cdk.Duration.seconds(2), max_attempts=4, backoff_rate=2)
+    return task

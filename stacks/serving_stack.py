@@ -43,7 +43,7 @@ from mlops.naming import (
     endpoint_name,
 )
 from stacks.batch_stack import BatchTriggers, batch_outcome_rule
-from stacks.functions import project_function
+from stacks.functions import invoke_task, project_function
 from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.model_operations import MONITOR_SERVICE, ModelOperations, ModelOperationsProps, model_id
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
@@ -53,7 +53,6 @@ from stacks.training_stack import RETRAIN_NOT_NEEDED, TRAINING_EVENT_SOURCE
 from stacks.validation_stack import DATASET_VALIDATION_ERRORED
 from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
 
-LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"]
 SETTLING = ["Creating", "Updating", "SystemUpdating", "RollingBack"]
 # A deployment waiting for the endpoint's running one: a turn every DEPLOY_TURN_S, at most
 # DEPLOY_TURNS turns (2.5 h), so it gives up, notified, before the machine's 3 h timeout.
@@ -359,21 +358,6 @@ class ServingStack(cdk.Stack):
         )
 
     # -- deploy state machine -------------------------------------------------------------------
-    def _invoke(
-        self, state_id: str, fn: lambda_.IFunction, payload: sfn.TaskInput, result_path: str
-    ) -> tasks.LambdaInvoke:
-        task = tasks.LambdaInvoke(
-            self,
-            state_id,
-            lambda_function=fn,
-            payload=payload,
-            payload_response_only=True,
-            result_path=result_path,
-            retry_on_service_exceptions=False,
-        )
-        task.add_retry(errors=LAMBDA_RETRY_ERRORS, interval=cdk.Duration.seconds(2), max_attempts=4, backoff_rate=2)
-        return task
-
     def _notify(self, state_id: str, message_path: str) -> tasks.SnsPublish:
         return tasks.SnsPublish(
             self,
@@ -388,7 +372,8 @@ class ServingStack(cdk.Stack):
         self, plan_fn: lambda_.Function, record_fn: lambda_.Function, release_fn: lambda_.Function, role: iam.IRole
     ) -> sfn.StateMachine:
         execution_id = sfn.JsonPath.string_at("$$.Execution.Id")
-        plan = self._invoke(
+        plan = invoke_task(
+            self,
             "PlanDeployment",
             plan_fn,
             sfn.TaskInput.from_object({"detail": sfn.JsonPath.object_at("$.detail"), "execution_id": execution_id}),
@@ -421,7 +406,8 @@ class ServingStack(cdk.Stack):
             },
             result_path="$.endpoint",
         )
-        record = self._invoke(
+        record = invoke_task(
+            self,
             "RecordDeployment",
             record_fn,
             sfn.TaskInput.from_object({"plan": sfn.JsonPath.object_at("$.plan")}),
@@ -430,7 +416,8 @@ class ServingStack(cdk.Stack):
         notify = self._notify("NotifyDeployment", "$.result.message")
         failed = sfn.Fail(self, "DeploymentFailed", error="DeploymentFailed", cause_path="$.error.Cause")
         # after the notice, so that nothing (not even a failed release) keeps it from going out
-        release = self._invoke(
+        release = invoke_task(
+            self,
             "ReleaseDeployment",
             release_fn,
             sfn.TaskInput.from_object(

@@ -37,7 +37,6 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from mlops import env_names as E
@@ -45,7 +44,7 @@ from mlops.config import Framework, ModelConfig, ProblemType
 from mlops.core.metrics import sagemaker_metric_definitions
 from mlops.naming import CAPTURE_PREFIX, METRICS_NAMESPACE
 from stacks.event_tasks import put_event
-from stacks.functions import project_function
+from stacks.functions import invoke_task, project_function
 from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 from stacks.props import PlatformProps
@@ -63,12 +62,6 @@ from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
 # train.py prints "validation:<metric>=<value>"; one definition per metric any problem type reports
 METRIC_DEFINITIONS = [
     d for kind in (ProblemType.BINARY, ProblemType.REGRESSION) for d in sagemaker_metric_definitions(kind)
-]
-LAMBDA_RETRY_ERRORS = [
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException",
 ]
 # Instance quota in use by other jobs: the job was not created, it may be later.
 SAGEMAKER_CAPACITY_ERRORS = ["SageMaker.ResourceLimitExceededException"]
@@ -473,26 +466,12 @@ class TrainingStack(cdk.Stack):
         )
         return role
 
-    def _invoke(
-        self, state_id: str, fn: lambda_.IFunction, payload: dict[str, Any], result_path: str
-    ) -> tasks.LambdaInvoke:
-        task = tasks.LambdaInvoke(
-            self,
-            state_id,
-            lambda_function=fn,
-            payload=sfn.TaskInput.from_object(payload),
-            payload_response_only=True,
-            result_path=result_path,
-            retry_on_service_exceptions=False,
-        )
-        task.add_retry(errors=LAMBDA_RETRY_ERRORS, interval=cdk.Duration.seconds(2), max_attempts=4, backoff_rate=2)
-        return task
-
     def _state_machine(self, fns: dict[str, lambda_.Function], key: kms.IKey) -> sfn.StateMachine:
         run = sfn.JsonPath.object_at("$.run")
         execution_id = sfn.JsonPath.string_at("$$.Execution.Id")
         machine_arn = sfn.JsonPath.string_at("$$.StateMachine.Id")
-        prepare = self._invoke(
+        prepare = invoke_task(
+            self,
             "PrepareTraining",
             fns["prepare"],
             {
@@ -505,14 +484,16 @@ class TrainingStack(cdk.Stack):
         )
         train = sfn.CustomState(self, "TrainModel", state_json=training_task(self.sagemaker_role, key))
         evaluate = sfn.CustomState(self, "EvaluateModel", state_json=evaluation_task(self.sagemaker_role, key))
-        gate = self._invoke("ApplyGate", fns["gate"], {"run": run}, "$.gate")
-        register = self._invoke(
+        gate = invoke_task(self, "ApplyGate", fns["gate"], {"run": run}, "$.gate")
+        register = invoke_task(
+            self,
             "RegisterModel",
             fns["register"],
             {"run": run, "training": sfn.JsonPath.object_at("$.training"), "gate": sfn.JsonPath.object_at("$.gate")},
             "$.registration",
         )
-        outcome = self._invoke(
+        outcome = invoke_task(
+            self,
             "RecordOutcome",
             fns["finish"],
             {
@@ -526,7 +507,8 @@ class TrainingStack(cdk.Stack):
             "$.outcome",
         )
         # The whole state: "$.run" does not exist when PrepareTraining itself failed.
-        record_failure = self._invoke(
+        record_failure = invoke_task(
+            self,
             "RecordFailure",
             fns["finish"],
             {

@@ -51,7 +51,7 @@ from mlops import env_names as E
 from mlops.naming import METRICS_NAMESPACE
 from stacks.data_stack import INCOMING_PREFIX
 from stacks.event_tasks import put_event
-from stacks.functions import project_function
+from stacks.functions import LAMBDA_RETRY_ERRORS, project_function
 from stacks.layers import ProjectLayers
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 from stacks.props import DataResources
@@ -59,13 +59,6 @@ from stacks.props import DataResources
 EVENT_SOURCE = "mlops.validation"
 DATASET_VALIDATED = "Dataset Validated"
 DATASET_VALIDATION_ERRORED = "Dataset Validation Errored"
-LAMBDA_RETRY_ERRORS = [
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-    "Lambda.ClientExecutionTimeoutException",
-    "Lambda.TooManyRequestsException",
-]
 # Unhandled failures of the function itself: a worker that died (Lambda reports Lambda.Unknown,
 # or the runtime's errorType), retried twice; a timeout or out-of-memory once (they tend to repeat).
 CRASH_RETRY_ERRORS = ["Lambda.Unknown", "Runtime.ExitError"]
