@@ -52,6 +52,7 @@ from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 from stacks.props import BatchProps
 from stacks.sagemaker_retries import state_arn
+from stacks.state_machines import logged_state_machine
 
 TRANSFORM_RULE = "StepFunctionsGetEventsForSageMakerTransformJobsRule"
 
@@ -323,13 +324,8 @@ class BatchStack(cdk.Stack):
             encryption_key=self.key,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
-        machine = sfn.StateMachine(
-            self,
-            "BatchStateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(prepare.next(route)),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            timeout=cdk.Duration.hours(6),
+        machine = logged_state_machine(
+            self, "BatchStateMachine", start=prepare.next(route), log_group=log_group, timeout=cdk.Duration.hours(6)
         )
         self._grant_transform(machine)
         acknowledge_wildcard_resources(

@@ -49,6 +49,7 @@ from stacks.model_operations import MONITOR_SERVICE, ModelOperations, ModelOpera
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 from stacks.props import ServingProps
 from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
+from stacks.state_machines import logged_state_machine
 from stacks.training_stack import RETRAIN_NOT_NEEDED, TRAINING_EVENT_SOURCE
 from stacks.validation_stack import DATASET_VALIDATION_ERRORED
 from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
@@ -498,16 +499,13 @@ class ServingStack(cdk.Stack):
             encryption_key=self.key,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
-        machine = sfn.StateMachine(
+        machine = logged_state_machine(
             self,
             "DeployStateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(
-                sfn.Pass(self, "StartTurns", result=sfn.Result.from_object({"count": 0}), result_path=turns)
-                .next(plan)
-                .next(should)
-            ),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            start=sfn.Pass(self, "StartTurns", result=sfn.Result.from_object({"count": 0}), result_path=turns)
+            .next(plan)
+            .next(should),
+            log_group=log_group,
             timeout=DEPLOY_TIMEOUT,
         )
         deployable = [arn for kind in ("model", "endpoint-config", "endpoint") for arn in self._sagemaker_arns(kind)]

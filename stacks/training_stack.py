@@ -56,6 +56,7 @@ from stacks.sagemaker_code import (
     sklearn_image_uri,
 )
 from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
+from stacks.state_machines import logged_state_machine
 from stacks.validation_stack import DATASET_VALIDATED
 from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
 
@@ -570,12 +571,11 @@ class TrainingStack(cdk.Stack):
             encryption_key=key,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
-        machine = sfn.StateMachine(
+        machine = logged_state_machine(
             self,
             "TrainingStateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(prepare.next(needed)),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            start=prepare.next(needed),
+            log_group=log_group,
             timeout=cdk.Duration.hours(30),
         )
         self._grant_sagemaker_jobs(machine)

@@ -55,6 +55,7 @@ from stacks.functions import LAMBDA_RETRY_ERRORS, project_function
 from stacks.layers import ProjectLayers
 from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
 from stacks.props import DataResources
+from stacks.state_machines import logged_state_machine
 
 EVENT_SOURCE = "mlops.validation"
 DATASET_VALIDATED = "Dataset Validated"
@@ -364,18 +365,12 @@ class ValidationStack(cdk.Stack):
             .when(sfn.Condition.string_equals("$.status", "ignored"), sfn.Succeed(self, "NotADataFile"))
             .otherwise(rejected)
         )
-        return sfn.StateMachine(
+        return logged_state_machine(
             self,
             "ValidationMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(validate.next(routed)),
-            state_machine_type=sfn.StateMachineType.STANDARD,
+            start=validate.next(routed),
+            log_group=self._log_group("ValidationMachineLogs"),
             timeout=cdk.Duration.hours(26),  # a part file's execution waits up to commit_timeout_minutes (24 h)
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=self._log_group("ValidationMachineLogs"),
-                level=sfn.LogLevel.ALL,
-                include_execution_data=True,
-            ),
             comment="Validate one uploaded dataset against its model's contract",
         )
 

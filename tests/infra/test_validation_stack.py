@@ -128,7 +128,7 @@ def test_state_machine_settings(synthesized: Synthesized) -> None:
             "TracingConfiguration": {"Enabled": True},
             "LoggingConfiguration": {
                 "Level": "ALL",
-                "IncludeExecutionData": True,
+                "IncludeExecutionData": False,  # no event payloads in logs by default
                 "Destinations": [Match.any_value()],
             },
         },
