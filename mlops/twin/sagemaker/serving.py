@@ -58,6 +58,10 @@ class ModelLoadError(Exception):
     """The model server could not start: the message says why (image, requirements, the handler's error)."""
 
 
+class ModelRetired(ModelLoadError):
+    """The model was closed: traffic moved to another fleet after the request was routed here."""
+
+
 class HandlerError(Exception):
     """The model's handler raised: the message is ``Type: message`` as the worker reported it."""
 
@@ -171,6 +175,7 @@ class LoadedModel:
         self._idle: list[_ModelWorker] = []
         self._all: set[_ModelWorker] = set()
         self._busy = 0
+        self._replacing = 0  # workers being started in place of dead ones
         self._closed = False
         self._own_env_dir = False
 
@@ -253,7 +258,9 @@ class LoadedModel:
     def _acquire(self, deadline: float) -> _ModelWorker:
         with self._cond:
             while not self._idle:
-                if self._closed or not self._all:
+                if self._closed:
+                    raise ModelRetired(f"model {self.name} was stopped")
+                if not self._all and not self._replacing:
                     raise ModelLoadError(f"model {self.name} has no running worker")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -273,7 +280,17 @@ class LoadedModel:
         if not healthy:
             worker.kill()
             if not self._closed:  # as the model server does: a new worker takes the dead one's place
-                threading.Thread(target=self._start_worker, daemon=True, name=f"model-worker-{self.name}").start()
+                with self._cond:
+                    self._replacing += 1
+                threading.Thread(target=self._replace_worker, daemon=True, name=f"model-worker-{self.name}").start()
+
+    def _replace_worker(self) -> None:
+        try:
+            self._start_worker()
+        finally:
+            with self._cond:
+                self._replacing -= 1
+                self._cond.notify_all()
 
     def handle(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         deadline = time.monotonic() + self.timeout_s
@@ -471,7 +488,15 @@ class EndpointRuntime:
         self.metrics.put(NAMESPACE, "Invocations", 1, dimensions=dims, timestamp=now)
         model_started = time.perf_counter()
         try:
-            out, out_type = variant.model.handle(body, content_type, accept or "application/json")
+            try:
+                out, out_type = variant.model.handle(body, content_type, accept or "application/json")
+            except ModelRetired:  # routed just before an update moved the traffic: the new fleet answers
+                endpoint = self.endpoints.get(name) or endpoint
+                variant = endpoint.pick(target_variant)
+                dims = {"EndpointName": name, "VariantName": variant.name}
+                out, out_type = variant.model.handle(body, content_type, accept or "application/json")
+        except InvokeError:  # the variant asked for left with the update: the request's own error
+            raise
         except Exception as exc:  # the container answered with an error: ModelError, as SageMaker reports it
             self.metrics.put(NAMESPACE, "Invocation5XXErrors", 1, dimensions=dims, timestamp=now)
             self.metrics.put(NAMESPACE, "Invocation4XXErrors", 0, dimensions=dims, timestamp=now)

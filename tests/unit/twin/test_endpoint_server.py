@@ -111,3 +111,20 @@ def test_model_errors_and_unknown_endpoints_surface_as_the_api_does(twin_endpoin
         client.invoke_endpoint(EndpointName="ep", ContentType="text/plain", Body=b"x")
     with pytest.raises(client.exceptions.ValidationError, match="Endpoint missing of account"):
         client.invoke_endpoint(EndpointName="missing", ContentType="text/csv", Body=b"1")
+
+
+def test_a_request_routed_just_before_an_update_is_answered_by_the_new_fleet(twin_endpoint, tmp_path: Path) -> None:
+    _client, runtime, _metrics, _written = twin_endpoint
+    old = runtime.endpoints["ep"]
+    new = Endpoint("ep", [Variant("next", _model(tmp_path, "next", 5.0), 1.0)])
+    real_handle = old.variants[0].model.handle
+
+    def update_then_handle(*args: object) -> tuple[bytes, str]:
+        # the update lands between routing and the worker: the old fleet is closed under the request
+        runtime.set_endpoint(new)
+        old.variants[0].model.close()
+        return real_handle(*args)
+
+    old.variants[0].model.handle = update_then_handle  # type: ignore[method-assign]
+    body, _type, variant = runtime.invoke("ep", b"1", "text/csv", "application/json")
+    assert (json.loads(body), variant) == ({"predictions": [5.0]}, "next")

@@ -178,16 +178,23 @@ def test_a_transform_cut_short_by_the_twin_stopping_says_so(runner: JobRunner, s
 
     def run() -> None:
         try:
-            runner.transform(params, _model(s3, factor=1, sleep=0.3))
+            outcome.append(runner.transform(params, _model(s3, factor=1, sleep=0.3)))
         except JobFailed as exc:
             outcome.append(exc.describe)
+        except Exception as exc:  # anything else is the test's failure, said as such below
+            outcome.append({"unexpected": repr(exc)})
 
     thread = threading.Thread(target=run)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not runner._models and time.monotonic() < deadline:
+    deadline = time.monotonic() + 120
+    # stop once the model server answers requests (the transform is under way), not while it loads
+    while not any(m._all for m in list(runner._models)) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
     runner.stop_all()
     thread.join(timeout=60)
-    assert (outcome[0]["TransformJobStatus"], outcome[0]["FailureReason"]) == ("Failed", JOB_INTERRUPTED)
+    assert not thread.is_alive(), "the transform went on after the twin stopped"
+    [described] = outcome
+    assert (described.get("TransformJobStatus"), described.get("FailureReason")) == ("Failed", JOB_INTERRUPTED), (
+        described
+    )
