@@ -25,6 +25,7 @@ import json
 import re
 import shutil
 import tarfile
+import tempfile
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -194,10 +195,11 @@ def vendor_dir(requirements: Path = REQUIREMENTS, spec: ImageSpec | None = None)
     target = VENDOR_CACHE / hashlib.sha256(recipe.encode()).hexdigest()[:16]
     if (target / VENDOR_MARKER).is_file():
         return target
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    constraints = staging.parent / f"{target.name}.image-constraints.txt"
+    # a staging dir of this build's own: synths running side by side (tests, the demo) may build the
+    # same recipe at once; the first to finish publishes it, the others use it
+    VENDOR_CACHE.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".tmp", dir=VENDOR_CACHE))
+    constraints = staging.with_suffix(".image-constraints.txt")
     constraints.write_text("\n".join(spec.pins()) + "\n")
     try:
         install = ["install", "--quiet", "--disable-pip-version-check", "--no-compile", "--target", str(staging)]
@@ -220,8 +222,13 @@ def vendor_dir(requirements: Path = REQUIREMENTS, spec: ImageSpec | None = None)
         f"Vendored for {spec.repository}:{spec.version}: CPython {spec.python}, {', '.join(PLATFORMS)}.\n"
         f"What the image lacks, from {_shown(requirements)}.\n\n{text}"
     )
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    try:
+        staging.rename(target)
+    except OSError as exc:  # another build published it first: a published tree is always complete
+        shutil.rmtree(staging, ignore_errors=True)
+        if (target / VENDOR_MARKER).is_file():
+            return target
+        raise VendorError(f"could not publish the vendored packages to {target}: {exc}") from exc
     return target
 
 

@@ -121,3 +121,45 @@ def test_the_check_skips_installed_distributions_but_not_the_code_beside_them(tm
     assert pycompat.newer_python_needed(tmp_path, "3.11") == []
     (tmp_path / "train.py").write_text("import itertools\n\nprint(itertools.batched([1, 2], 1))\n")
     assert [v.path for v in pycompat.newer_python_needed(tmp_path, "3.11")] == ["train.py"]
+
+
+def test_builds_of_one_recipe_side_by_side_both_get_the_whole_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Synths running at once (test workers, the demo) build the same vendor/ tree: neither may see the
+    other's half-built one. pip is replaced by one that installs the pins one by one, slowly."""
+    import threading
+    import time
+
+    import stacks.bundling
+    import stacks.sagemaker_code as code
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("alpha-pkg==1.0\nbeta-pkg==2.0\ngamma-pkg==3.0\n")
+
+    def slow_pip(args: list[str]) -> None:
+        target = Path(args[args.index("--target") + 1])
+        for line in requirements.read_text().split():
+            name, version = line.split("==")
+            (target / f"{name.replace('-', '_')}-{version}.dist-info").mkdir(parents=True)
+            time.sleep(0.2)
+
+    monkeypatch.setattr(code, "VENDOR_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(stacks.bundling, "run_pip", slow_pip)
+    results: list[Path | BaseException] = []
+
+    def build() -> None:
+        try:
+            results.append(vendor_dir(requirements))
+        except BaseException as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.1)  # the second starts while the first is installing
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 2 and all(isinstance(r, Path) for r in results), results
+    assert results[0] == results[1] and (results[0] / VENDOR_MARKER).is_file()  # type: ignore[operator]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [results[0].name]  # type: ignore[union-attr]
