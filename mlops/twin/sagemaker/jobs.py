@@ -219,7 +219,7 @@ class JobRunner:
             self._tar_upload(ml / "model", f"{artifacts}/model.tar.gz")
             if any((ml / "output" / "data").iterdir()):
                 self._tar_upload(ml / "output" / "data", f"{artifacts}/output.tar.gz")
-        except ClientError as exc:
+        except (ClientError, S3UploadFailedError) as exc:  # e.g. AccessDenied for the job's role
             return self._fail(describe, f"ClientError: {exc}")
         ended = datetime.now(UTC)
         describe.update(
@@ -354,7 +354,7 @@ class JobRunner:
         try:
             for item in outputs:
                 self._upload_dir(Path(local(item["S3Output"]["LocalPath"])), item["S3Output"]["S3Uri"])
-        except ClientError as exc:
+        except (ClientError, S3UploadFailedError) as exc:  # e.g. AccessDenied for the job's role
             return self._fail(describe, f"ClientError: {exc}")
         ended = datetime.now(UTC)
         describe.update(
