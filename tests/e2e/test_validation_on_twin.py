@@ -122,14 +122,10 @@ def test_changing_the_stack_code_changes_what_the_twin_runs(tmp_path: Path) -> N
     app = copy_app(tmp_path / "app")
     stack = app / "stacks" / "validation_stack.py"
     source = stack.read_text()
-    chain = "sfn.DefinitionBody.from_chainable(validate.next(routed))"
+    chain = "start=validate.next(routed)"
     assert chain in source, "the validation stack chains its Lambda task into the routing Choice"
     # a Pass state between the Lambda task and the Choice, in the (copied) stack code only
-    stack.write_text(
-        source.replace(
-            chain, 'sfn.DefinitionBody.from_chainable(validate.next(sfn.Pass(self, "AuditTrail")).next(routed))'
-        )
-    )
+    stack.write_text(source.replace(chain, 'start=validate.next(sfn.Pass(self, "AuditTrail")).next(routed)'))
     out = tmp_path / "cdk.out"
     synthesize(app, out)
     workdir = tmp_path / "twin"

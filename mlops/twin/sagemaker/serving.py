@@ -74,10 +74,13 @@ def _read_into(fd: int, buf: bytearray, deadline: float) -> None:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError
-    ready, _, _ = select.select([fd], [], [], remaining)
-    if not ready:
+    try:
+        ready, _, _ = select.select([fd], [], [], remaining)
+        chunk = os.read(fd, 1 << 16) if ready else None
+    except (OSError, ValueError):  # the worker was killed and its pipe closed under the request
+        raise EOFError from None
+    if chunk is None:
         raise TimeoutError
-    chunk = os.read(fd, 1 << 16)
     if not chunk:
         raise EOFError
     buf += chunk

@@ -103,3 +103,27 @@ def test_a_replaced_fleet_is_retired_once_its_requests_are_done(model: LoadedMod
     assert model._closed and not model._all
     with pytest.raises(InvokeError, match="no variant with traffic"):
         runtime.invoke("ep", b"{}", "application/json", "application/json")
+
+
+def test_a_request_in_flight_when_the_model_stops_fails_as_a_worker_exit(model: LoadedModel) -> None:
+    """The twin stopping closes the workers under running requests: the request gets the model server's
+    error (a transform job then ends interrupted). When the pipe is closed just as the request reads it,
+    the OS says "bad file descriptor", which the reader reports the same way (seen once under load)."""
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            _call(model, {"sleep": 5})
+        except BaseException as exc:  # reported below
+            raised.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    for _ in range(100):
+        if model._busy:
+            break
+        threading.Event().wait(0.05)
+    threading.Event().wait(0.3)  # the worker is inside predict_fn
+    model.close()
+    thread.join(timeout=30)
+    assert len(raised) == 1 and isinstance(raised[0], HandlerError), raised
