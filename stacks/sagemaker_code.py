@@ -76,26 +76,6 @@ def sklearn_container_version() -> str:
     return sorted(candidates)[-1]
 
 
-@cache
-def sklearn_image_by_region(scope: str = "training") -> dict[str, str]:
-    from sagemaker.core import image_uris
-
-    version = sklearn_container_version()
-    config = json.loads(resources.files("sagemaker.core").joinpath("image_uri_config/sklearn.json").read_text())
-    regions = sorted(config[scope]["versions"][version]["registries"])
-    return {
-        region: image_uris.retrieve(
-            framework="sklearn",
-            region=region,
-            version=version,
-            py_version="py3",
-            image_scope=scope,
-            instance_type="ml.m5.large",
-        )
-        for region in regions
-    }
-
-
 def sklearn_image_uri(scope: Construct, scope_name: str = "training") -> str:
     """The image URI for the stack's region, through a CfnMapping (a token at synth time)."""
     return framework_image_uri(scope, Framework.SKLEARN, None, scope_name)
@@ -115,8 +95,6 @@ def image_by_region(framework: Framework, version: str, scope: str = "training")
     """sagemaker-core's image URI of a framework container, for every region it is published in."""
     from sagemaker.core import image_uris
 
-    if framework is Framework.SKLEARN and version == sklearn_container_version():
-        return sklearn_image_by_region(scope)
     config = json.loads(resources.files("sagemaker.core").joinpath(f"image_uri_config/{framework}.json").read_text())
     regions = sorted(config[scope]["versions"][version]["registries"])
     return {
