@@ -26,7 +26,6 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -49,10 +48,10 @@ from mlops.naming import (
 from stacks.event_tasks import put_event
 from stacks.functions import invoke_task, project_function
 from stacks.grants import READ, WRITE, grant_key, grant_objects, registry_arns
-from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
+from stacks.nag import acknowledge, acknowledge_wildcard_resources
 from stacks.props import BatchProps
 from stacks.sagemaker_retries import state_arn
-from stacks.state_machines import logged_state_machine
+from stacks.state_machines import logged_state_machine, machine_log_group
 
 TRANSFORM_RULE = "StepFunctionsGetEventsForSageMakerTransformJobsRule"
 
@@ -317,13 +316,7 @@ class BatchStack(cdk.Stack):
             .when(sfn.Condition.string_equals("$.plan.action", "refuse"), refused)
             .otherwise(sfn.Succeed(self, "AlreadyScored"))
         )
-        log_group = logs.LogGroup(
-            self,
-            "BatchMachineLogs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            encryption_key=self.key,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-        )
+        log_group = machine_log_group(self, "BatchMachineLogs", self.key)
         machine = logged_state_machine(
             self, "BatchStateMachine", start=prepare.next(route), log_group=log_group, timeout=cdk.Duration.hours(6)
         )
@@ -332,12 +325,6 @@ class BatchStack(cdk.Stack):
             machine.role,
             [prepare_fn.function_arn + ":*", finish_fn.function_arn + ":*"],
             "LambdaInvoke covers the function's versions and aliases.",
-        )
-        acknowledge(
-            machine.role,
-            IAM5,
-            "CloudWatch Logs delivery and X-Ray actions of Step Functions have no resource-level permissions.",
-            ["Resource::*"],
         )
         return machine
 

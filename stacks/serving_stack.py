@@ -26,7 +26,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
@@ -46,10 +45,10 @@ from stacks.batch_stack import BatchTriggers, batch_outcome_rule
 from stacks.functions import invoke_task, project_function
 from stacks.grants import DELETE, READ, WRITE, grant_key, grant_objects, registry_arns
 from stacks.model_operations import MONITOR_SERVICE, ModelOperations, ModelOperationsProps, model_id
-from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
+from stacks.nag import acknowledge_wildcard_resources
 from stacks.props import ServingProps
 from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
-from stacks.state_machines import logged_state_machine
+from stacks.state_machines import logged_state_machine, machine_log_group
 from stacks.training_stack import RETRAIN_NOT_NEEDED, TRAINING_EVENT_SOURCE
 from stacks.validation_stack import DATASET_VALIDATION_ERRORED
 from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
@@ -492,13 +491,7 @@ class ServingStack(cdk.Stack):
                 retry_counters(self, "StartRetryCounters", calls).next(create_model).next(create_config).next(apply)
             )
         )
-        log_group = logs.LogGroup(
-            self,
-            "DeployMachineLogs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            encryption_key=self.key,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-        )
+        log_group = machine_log_group(self, "DeployMachineLogs", self.key)
         machine = logged_state_machine(
             self,
             "DeployStateMachine",
@@ -526,12 +519,6 @@ class ServingStack(cdk.Stack):
             [*deployable, *(fn.function_arn + ":*" for fn in (plan_fn, record_fn, release_fn))],
             "Models and endpoint configs are versioned under their model's name; LambdaInvoke covers the "
             "function's versions and aliases.",
-        )
-        acknowledge(
-            machine.role,
-            IAM5,
-            "CloudWatch Logs delivery and X-Ray actions of Step Functions have no resource-level permissions.",
-            ["Resource::*"],
         )
         machine.add_to_role_policy(
             iam.PolicyStatement(

@@ -10,9 +10,12 @@ data stays readable where Step Functions keeps it, in its history (``mlops execu
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+
+from stacks.nag import IAM5, acknowledge
 
 LOG_EXECUTION_DATA = "mlops:log-execution-data"
 
@@ -20,6 +23,18 @@ LOG_EXECUTION_DATA = "mlops:log-execution-data"
 def log_execution_data(scope: Construct) -> bool:
     value = scope.node.try_get_context(LOG_EXECUTION_DATA)
     return value is True or str(value).lower() == "true"
+
+
+def machine_log_group(
+    scope: Construct,
+    construct_id: str,
+    key: kms.IKey,
+    *,
+    retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+    removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.DESTROY,
+) -> logs.LogGroup:
+    """A state machine's log group, encrypted with the app's key."""
+    return logs.LogGroup(scope, construct_id, retention=retention, encryption_key=key, removal_policy=removal_policy)
 
 
 def logged_state_machine(
@@ -31,7 +46,7 @@ def logged_state_machine(
     timeout: cdk.Duration,
     comment: str | None = None,
 ) -> sfn.StateMachine:
-    return sfn.StateMachine(
+    machine = sfn.StateMachine(
         scope,
         construct_id,
         definition_body=sfn.DefinitionBody.from_chainable(start),
@@ -43,3 +58,10 @@ def logged_state_machine(
         ),
         comment=comment,
     )
+    acknowledge(
+        machine.role,
+        IAM5,
+        "CloudWatch Logs delivery and X-Ray actions of Step Functions have no resource-level permissions.",
+        ["Resource::*"],
+    )
+    return machine

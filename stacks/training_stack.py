@@ -33,7 +33,6 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_stepfunctions as sfn
@@ -56,7 +55,7 @@ from stacks.sagemaker_code import (
     sklearn_image_uri,
 )
 from stacks.sagemaker_retries import retry_counters, retry_when_throttled, state_arn
-from stacks.state_machines import logged_state_machine
+from stacks.state_machines import logged_state_machine, machine_log_group
 from stacks.validation_stack import DATASET_VALIDATED
 from stacks.validation_stack import EVENT_SOURCE as VALIDATION_EVENT_SOURCE
 
@@ -564,13 +563,7 @@ class TrainingStack(cdk.Stack):
             )
             .otherwise(sfn.Succeed(self, "TrainingSkipped", comment="another run has it in hand; see $.run.reason"))
         )
-        log_group = logs.LogGroup(
-            self,
-            "TrainingMachineLogs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            encryption_key=key,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-        )
+        log_group = machine_log_group(self, "TrainingMachineLogs", key)
         machine = logged_state_machine(
             self,
             "TrainingStateMachine",
@@ -583,12 +576,6 @@ class TrainingStack(cdk.Stack):
             machine.role,
             [f"{fn.function_arn}:*" for fn in fns.values()],
             "LambdaInvoke is granted on each step function's versions and aliases, those functions only.",
-        )
-        acknowledge(
-            machine.role,
-            IAM5,
-            "CloudWatch Logs delivery and X-Ray actions of Step Functions have no resource-level permissions.",
-            ["Resource::*"],
         )
         return machine
 

@@ -53,9 +53,9 @@ from stacks.data_stack import INCOMING_PREFIX
 from stacks.event_tasks import put_event
 from stacks.functions import LAMBDA_RETRY_ERRORS, project_function
 from stacks.layers import ProjectLayers
-from stacks.nag import IAM5, acknowledge, acknowledge_wildcard_resources
+from stacks.nag import acknowledge, acknowledge_wildcard_resources
 from stacks.props import DataResources
-from stacks.state_machines import logged_state_machine
+from stacks.state_machines import logged_state_machine, machine_log_group
 
 EVENT_SOURCE = "mlops.validation"
 DATASET_VALIDATED = "Dataset Validated"
@@ -115,15 +115,6 @@ class ValidationStack(cdk.Stack):
         cdk.CfnOutput(self, "RecordValidationErrorFunctionName", value=self.record_function.function_name)
 
     # -- Lambda ------------------------------------------------------------------------
-    def _log_group(self, construct_id: str) -> logs.LogGroup:
-        return logs.LogGroup(
-            self,
-            construct_id,
-            retention=logs.RetentionDays.THREE_MONTHS,
-            encryption_key=self.key,
-            removal_policy=self.removal_policy,
-        )
-
     def _function(
         self, incoming: s3.IBucket, validated: s3.IBucket, artifacts: s3.IBucket, quarantine: s3.IBucket
     ) -> lambda_.Function:
@@ -369,7 +360,13 @@ class ValidationStack(cdk.Stack):
             self,
             "ValidationMachine",
             start=validate.next(routed),
-            log_group=self._log_group("ValidationMachineLogs"),
+            log_group=machine_log_group(
+                self,
+                "ValidationMachineLogs",
+                self.key,
+                retention=logs.RetentionDays.THREE_MONTHS,
+                removal_policy=self.removal_policy,
+            ),
             timeout=cdk.Duration.hours(26),  # a part file's execution waits up to commit_timeout_minutes (24 h)
             comment="Validate one uploaded dataset against its model's contract",
         )
@@ -416,16 +413,9 @@ class ValidationStack(cdk.Stack):
         return rule, dlq
 
     def _acknowledge_machine_findings(self) -> None:
-        """IAM5 on the state machine role: CDK's service integrations ask for these."""
-        role = self.state_machine.role
-        acknowledge(
-            role,
-            IAM5,
-            "CloudWatch Logs delivery and X-Ray actions of Step Functions have no resource-level permissions.",
-            ["Resource::*"],
-        )
+        """IAM5 on the state machine role: LambdaInvoke's versions and aliases."""
         acknowledge_wildcard_resources(
-            role,
+            self.state_machine.role,
             [f"{self.function.function_arn}:*", f"{self.record_function.function_arn}:*"],
             "LambdaInvoke is granted on the versions and aliases of the validation and record-error functions only.",
         )
