@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,3 +34,24 @@ def training_env(
     }
     env.update({f"SM_CHANNEL_{channel.upper()}": str(ml / "input" / "data" / channel) for channel in channels})
     return env
+
+
+def failure_file(env: Mapping[str, str]) -> Path:
+    """Where a training job writes why it failed: SageMaker reads it into the job's FailureReason."""
+    if env.get("SM_OUTPUT_FAILURE"):
+        return Path(env["SM_OUTPUT_FAILURE"])
+    if env.get("SM_OUTPUT_DIR"):
+        return Path(env["SM_OUTPUT_DIR"]) / "failure"
+    return Path("/opt/ml/output/failure")
+
+
+def report_failure(message: str, path: Path, limit: int) -> None:
+    """Say why a job failed on stderr and in ``path`` (its first ``limit`` characters), the file SageMaker
+    reads into the job's failure reason; without a writable ``path`` (no /opt/ml outside a container),
+    stderr still has it."""
+    print(f"ERROR: {message}", file=sys.stderr, flush=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(message[:limit], encoding="utf-8")
+    except OSError as exc:
+        print(f"(could not write {path}: {exc})", file=sys.stderr)

@@ -69,6 +69,7 @@ from mlops.core.metrics import (
     residual_summary,
 )
 from mlops.core.model_code import ContractError, OwnModel, has_own_code
+from mlops.sagemaker_contract import report_failure
 
 PROCESSING = "/opt/ml/processing"
 
@@ -209,13 +210,7 @@ def message_file(output_dir: str) -> Path:
 
 
 def fail(message: str, output_dir: str, code: int) -> int:
-    print(f"ERROR: {message}", file=sys.stderr, flush=True)
-    path = message_file(output_dir)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(message[:1024], encoding="utf-8")
-    except OSError as exc:
-        print(f"(could not write exit message {path}: {exc})", file=sys.stderr)
+    report_failure(message, message_file(output_dir), 1024)
     return code
 
 

@@ -36,8 +36,7 @@ import vendored  # noqa: F401  (before mlops: puts vendor/, what the image lacks
 from mlops.config import ConfigError, ModelConfig
 from mlops.core import features as F
 from mlops.core.metrics import compute_metrics
-
-DEFAULT_FAILURE_FILE = "/opt/ml/output/failure"
+from mlops.sagemaker_contract import failure_file, report_failure
 
 
 def parse_cli_hyperparameters(argv: list[str]) -> dict[str, Any]:
@@ -144,22 +143,8 @@ def train(argv: list[str], env: Mapping[str, str]) -> dict[str, Any]:
     return metadata
 
 
-def failure_file(env: Mapping[str, str]) -> Path:
-    if env.get("SM_OUTPUT_FAILURE"):
-        return Path(env["SM_OUTPUT_FAILURE"])
-    if env.get("SM_OUTPUT_DIR"):
-        return Path(env["SM_OUTPUT_DIR"]) / "failure"
-    return Path(DEFAULT_FAILURE_FILE)
-
-
 def fail(message: str, env: Mapping[str, str], code: int) -> int:
-    print(f"ERROR: {message}", file=sys.stderr, flush=True)
-    path = failure_file(env)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(message[:4096], encoding="utf-8")
-    except OSError as exc:  # e.g. no /opt/ml outside a container: stderr still has the message
-        print(f"(could not write failure file {path}: {exc})", file=sys.stderr)
+    report_failure(message, failure_file(env), 4096)
     return code
 
 

@@ -35,27 +35,14 @@ from mlops.config import ConfigError
 from mlops.core import features as F
 from mlops.core.metrics import compute_metrics
 from mlops.core.model_code import CODE_DIR, MANIFEST, ContractError, OwnModel, model_dir_problem
+from mlops.sagemaker_contract import failure_file, report_failure
 
 HERE = Path(__file__).resolve().parent
 TAIL_LINES = 20
 
 
-def failure_file(env: Mapping[str, str]) -> Path:
-    if env.get("SM_OUTPUT_FAILURE"):
-        return Path(env["SM_OUTPUT_FAILURE"])
-    if env.get("SM_OUTPUT_DIR"):
-        return Path(env["SM_OUTPUT_DIR"]) / "failure"
-    return Path("/opt/ml/output/failure")
-
-
 def fail(message: str, env: Mapping[str, str], code: int = 1) -> int:
-    print(f"ERROR: {message}", file=sys.stderr, flush=True)
-    path = failure_file(env)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(message[:4096], encoding="utf-8")
-    except OSError as exc:
-        print(f"(could not write failure file {path}: {exc})", file=sys.stderr)
+    report_failure(message, failure_file(env), 4096)
     return code
 
 
